@@ -1,0 +1,28 @@
+"""Which input tokens drove a language model's prediction: gradient, attention and Integrated Gradients.
+
+    import attribution
+    loaded = attribution.load_model("assets/demo-model")
+    analysis = attribution.analyze(loaded, "What is the Capital City of Latvia?")
+    analysis.to_dict()["methods"]["gradient"]["scores"]
+"""
+
+from .engine import DEFAULT_METHODS, analyze, generate
+from .methods import AGGREGATIONS, BASELINES, METHOD_LABELS, METHODS, AttributionRequest
+from .models import DEMO_MODEL_PATH, LoadedModel, clear_cache, default_model_name, load_model
+from .results import (
+    Analysis,
+    AttentionScores,
+    IntegratedGradientsScores,
+    MethodScores,
+    Target,
+    normalize_max_abs,
+    normalize_min_max,
+    top_k,
+)
+
+__all__ = [
+    "AGGREGATIONS", "BASELINES", "DEFAULT_METHODS", "DEMO_MODEL_PATH", "METHODS", "METHOD_LABELS",
+    "Analysis", "AttentionScores", "AttributionRequest", "IntegratedGradientsScores", "LoadedModel",
+    "MethodScores", "Target", "analyze", "clear_cache", "default_model_name", "generate", "load_model",
+    "normalize_max_abs", "normalize_min_max", "top_k",
+]

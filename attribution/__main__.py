@@ -1,0 +1,106 @@
+"""Command line: `python -m attribution "PROMPT" [--model ...] [--json out.json] [--csv out.csv]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from transformers.utils import logging as transformers_logging
+
+from .engine import DEFAULT_METHODS, analyze
+from .methods import AGGREGATIONS, BASELINES, METHODS
+from .models import default_model_name, load_model
+from .results import Analysis, top_k
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m attribution",
+        description="Explain which input tokens drove a language model's next-token prediction.",
+    )
+    parser.add_argument("prompt", help="the text to explain, e.g. 'What is the Capital City of Latvia?'")
+    parser.add_argument("--model", default=None,
+                        help="hub id or local folder (default: $MODEL_ID, else the shipped demo model)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"comma-separated, from: {', '.join(METHODS)}")
+    parser.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps (1..1000)")
+    parser.add_argument("--baseline", default="zero", help=f"IG baseline: {' | '.join(BASELINES)}")
+    parser.add_argument("--aggregation", default="l2", help=f"how embedding dims combine: {' | '.join(AGGREGATIONS)}")
+    parser.add_argument("--max-new-tokens", type=int, default=20, help="greedy tokens to generate (0..256)")
+    parser.add_argument("--target", default=None,
+                        help="explain this text's first token instead of the predicted one (mind the "
+                             "leading space: ' Riga'); a number k explains the k-th generated token")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--json", type=Path, default=None, help="write the full result as JSON here")
+    parser.add_argument("--csv", type=Path, default=None, help="write a token × method table here")
+    return parser
+
+
+def parse_target(text: str | None) -> None | str | int:
+    if text is None:
+        return None
+    stripped = text.strip()
+    return int(stripped) if stripped.isdigit() and stripped == text else text
+
+
+def format_table(analysis: Analysis) -> str:
+    names = list(analysis.methods)
+    token_width = max([len("token")] + [len(repr(token)) for token in analysis.input_tokens])
+    lines = [
+        f"model:     {analysis.model}",
+        f"prompt:    {analysis.prompt!r}",
+        f"generated: {analysis.generated_text!r}",
+        f"target:    {analysis.target.text!r} (id {analysis.target.id}, position {analysis.target.position})",
+        "",
+        "  pos  " + "token".ljust(token_width) + "".join(f"  {name:>20}" for name in names),
+    ]
+    for position, token in enumerate(analysis.input_tokens):
+        row = "".join(f"  {analysis.methods[name].scores[position]:>20.6g}" for name in names)
+        lines.append(f"  {position:>3}  {repr(token).ljust(token_width)}{row}")
+    for name in names:
+        result = analysis.methods[name]
+        best = ", ".join(f"{analysis.input_tokens[i]!r} {result.scores[i]:.4g}" for i in top_k(result.scores, 5))
+        lines.append(f"\ntop 5 {name}: {best}")
+        delta = getattr(result, "convergence_delta", None)
+        if delta is not None:
+            lines.append(
+                f"  convergence delta {delta:.4g} (Σ attributions − (F(input) − F(baseline)); "
+                f"F(input) − F(baseline) = {result.output_difference:.4g})"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    transformers_logging.disable_progress_bar()
+    try:
+        loaded = load_model(arguments.model or default_model_name(), device=arguments.device)
+        analysis = analyze(
+            loaded,
+            arguments.prompt,
+            methods=arguments.methods,
+            max_new_tokens=arguments.max_new_tokens,
+            n_steps=arguments.steps,
+            baseline=arguments.baseline,
+            aggregation=arguments.aggregation,
+            target=parse_target(arguments.target),
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_table(analysis))
+    try:
+        if arguments.json is not None:
+            arguments.json.write_text(json.dumps(analysis.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if arguments.csv is not None:
+            arguments.csv.write_text(analysis.to_csv(), encoding="utf-8")
+    except OSError as error:
+        print(f"error: could not write the export: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

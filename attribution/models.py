@@ -1,0 +1,213 @@
+"""Loading a causal language model and its tokenizer once per process, on the right device and dtype.
+
+Hub ids and local folders go through the same `from_pretrained` calls. Remote code is never run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+#: Where the project's trained demo model lives (the default when MODEL_ID is unset).
+DEMO_MODEL_PATH = Path(__file__).resolve().parent.parent / "assets" / "demo-model"
+
+# Encoder families whose configs also map to a "...LMHeadModel" but only act causally with is_decoder.
+_ENCODER_FAMILIES = {
+    "bert", "roberta", "xlm-roberta", "xlm-roberta-xl", "electra", "camembert", "ernie",
+    "data2vec-text", "xmod", "roberta-prelayernorm", "megatron-bert", "rembert", "big_bird",
+}
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A frozen model, its tokenizer, and a lock: attribution passes on one model run one at a time."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    dtype: torch.dtype
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.model.config.num_attention_heads)
+
+    @property
+    def input_device(self) -> torch.device:
+        """Where input ids and embeddings must go (the embedding layer's device under device_map)."""
+        return self.model.get_input_embeddings().weight.device
+
+
+_cache: dict[tuple[str, str, torch.dtype], LoadedModel] = {}
+_cache_lock = threading.Lock()
+
+
+def default_model_name() -> str:
+    """`MODEL_ID` from the environment, else the shipped demo model folder."""
+    return os.environ.get("MODEL_ID", "").strip() or str(DEMO_MODEL_PATH)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use 'cpu'")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """fp32 on CPU; bf16 on GPU (sums and norms are then formed in fp32 by the methods)."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in _DTYPES:
+        return _DTYPES[dtype]
+    raise ValueError(f"unknown dtype {dtype!r}; valid choices: {', '.join(_DTYPES)}")
+
+
+def is_local_path(name_or_path: str) -> bool:
+    return Path(name_or_path).expanduser().exists() or name_or_path.startswith(("/", ".", "~"))
+
+
+def check_hosted_policy(name_or_path: str) -> None:
+    """On a hosted Space (SPACE_ID set) only allow-listed hub ids load; local paths never do."""
+    if not os.environ.get("SPACE_ID"):
+        return
+    allowed = [item.strip() for item in os.environ.get("ALLOWED_MODELS", "").split(",") if item.strip()]
+    default = os.environ.get("MODEL_ID", "").strip()
+    if default:
+        allowed.append(default)
+    if is_local_path(name_or_path) and name_or_path not in allowed:
+        raise ValueError("local model folders cannot be loaded on the hosted Space; pick a listed model")
+    if name_or_path not in allowed:
+        raise ValueError(
+            f"model {name_or_path!r} is not allowed on this Space; allowed: {', '.join(allowed) or 'none'}"
+        )
+
+
+def _is_causal(config: PretrainedConfig) -> bool:
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    if config.model_type in _ENCODER_FAMILIES and not getattr(config, "is_decoder", False):
+        return False
+    architectures = getattr(config, "architectures", None) or []
+    if architectures:
+        return any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures)
+    return type(config) in MODEL_FOR_CAUSAL_LM_MAPPING
+
+
+def _explain_load_error(name_or_path: str, error: Exception) -> ValueError:
+    """Turn the hub's and transformers' errors into one clear sentence (never echoing the token)."""
+    message = str(error)
+    token = os.environ.get("HF_TOKEN")
+    if token:
+        message = message.replace(token, "***")
+    lowered = message.lower()
+    if "trust_remote_code" in lowered or "custom code" in lowered:
+        return ValueError(f"model {name_or_path!r} requires running its own remote code, which this tool refuses")
+    if "gated" in lowered or "401" in lowered or "403" in lowered or "restricted" in lowered:
+        return ValueError(
+            f"model {name_or_path!r} is gated: accept its licence on huggingface.co, then set the "
+            "HF_TOKEN environment variable to an access token with read permission"
+        )
+    if name_or_path.startswith(("/", ".", "~")) and not Path(name_or_path).expanduser().exists():
+        return ValueError(f"no model folder at {name_or_path!r}: the path does not exist")
+    if Path(name_or_path).expanduser().is_dir():
+        return ValueError(
+            f"the folder {name_or_path!r} is not a complete model (needs config.json, weights and "
+            f"tokenizer files): {message.splitlines()[0] if message else type(error).__name__}"
+        )
+    return ValueError(
+        f"could not load model {name_or_path!r}: not a local folder, and not found on (or not reachable "
+        f"from) the Hugging Face hub ({message.splitlines()[0] if message else type(error).__name__})"
+    )
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> LoadedModel:
+    """Load (or fetch from this process's cache) a causal LM and its tokenizer, parameters frozen."""
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise ValueError("model name must be a non-empty hub id (e.g. meta-llama/Llama-3.2-1B) or folder path")
+    name_or_path = name_or_path.strip()
+    check_hosted_policy(name_or_path)
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
+    key = (name_or_path, str(resolved_device), resolved_dtype)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+        loaded = _load_uncached(name_or_path, resolved_device, resolved_dtype)
+        _cache[key] = loaded
+        return loaded
+
+
+def _load_uncached(name_or_path: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    token = os.environ.get("HF_TOKEN") or None
+    common = {"token": token, "trust_remote_code": False}
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, **common)
+    except (OSError, ValueError, KeyError) as error:
+        raise _explain_load_error(name_or_path, error) from None
+    if not _is_causal(config):
+        raise ValueError(
+            f"model {name_or_path!r} ({config.model_type}) is not a causal language model; "
+            "token attribution here needs a decoder-only model such as Llama"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **common)
+        placement = {"device_map": "auto"} if device.type == "cuda" else {}
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **placement, **common)
+    except (OSError, ValueError, KeyError) as error:
+        raise _explain_load_error(name_or_path, error) from None
+    if device.type != "cuda":
+        model.to(device)
+    if tokenizer.pad_token is None:
+        # As the seed notebook: generation needs a pad id, and eos is the conventional stand-in.
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    # Only input gradients are ever needed; frozen parameters keep autograd from building 1B of them.
+    model.requires_grad_(False)
+    return LoadedModel(name=name_or_path, model=model, tokenizer=tokenizer, device=device, dtype=dtype)
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+@contextmanager
+def eager_attention(loaded: LoadedModel) -> Iterator[None]:
+    """Run the block with eager attention: sdpa and flash kernels return no attention weights."""
+    model = loaded.model
+    previous = model.config._attn_implementation
+    if previous != "eager":
+        model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        if previous != "eager":
+            model.set_attn_implementation(previous)

@@ -1,0 +1,229 @@
+"""Frozen result objects holding CPU numpy arrays, their JSON contract, and normalisation.
+
+Nothing here touches torch: results are what crosses from the engine to plotting, the CLI and the UI.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def _as_float_array(values: Any, name: str, ndim: int) -> np.ndarray:
+    array = np.array(values, dtype=np.float64, copy=True)
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
+    array.setflags(write=False)
+    return array
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(array)):
+        raise ValueError(
+            f"{name} contains NaN or infinite values; the model's numbers overflowed "
+            "(try float32 weights or fewer integration steps) and the result is not shown"
+        )
+
+
+@dataclass(frozen=True)
+class MethodScores:
+    """One score per input token for one attribution method (raw, not normalised)."""
+
+    method: str
+    scores: np.ndarray  # [n_tokens]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scores", _as_float_array(self.scores, f"{self.method} scores", 1))
+        _check_finite(self.scores, f"{self.method} scores")
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def signed(self) -> bool:
+        """Whether negative scores are meaningful (used to choose the colour scale)."""
+        return bool(np.any(self.scores < 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scores": [float(value) for value in self.scores]}
+
+
+@dataclass(frozen=True)
+class AttentionScores(MethodScores):
+    """Attention of the target position, averaged over heads and layers as the seed notebook does."""
+
+    per_layer: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # [n_layers, n_tokens]
+    per_head: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))  # [n_layers, n_heads, n_tokens]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "per_layer", _as_float_array(self.per_layer, "per_layer", 2))
+        object.__setattr__(self, "per_head", _as_float_array(self.per_head, "per_head", 3))
+        n_layers, n_heads, n_tokens = self.per_head.shape
+        if self.per_layer.shape != (n_layers, n_tokens) or n_tokens != self.n_tokens:
+            raise ValueError(
+                f"attention shapes disagree: scores {self.scores.shape}, per_layer "
+                f"{self.per_layer.shape}, per_head {self.per_head.shape}"
+            )
+        _check_finite(self.per_head, "attention weights")
+
+    @property
+    def signed(self) -> bool:
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        result = super().to_dict()
+        result["per_layer"] = [[float(value) for value in row] for row in self.per_layer]
+        return result
+
+
+@dataclass(frozen=True)
+class IntegratedGradientsScores(MethodScores):
+    """Integrated Gradients scores plus what is needed to judge whether the integral converged.
+
+    `convergence_delta` is always Σ(raw attributions) − (F(input) − F(baseline)), whichever aggregation
+    is displayed, so a non-converged integral is visible even in the L2 view.
+    """
+
+    convergence_delta: float = 0.0
+    input_output: float = 0.0  # F(input): the target logit at the real input
+    baseline_output: float = 0.0  # F(baseline)
+    n_steps: int = 50
+    baseline: str = "zero"
+    aggregation: str = "l2"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("convergence_delta", "input_output", "baseline_output"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value):
+                raise ValueError(f"integrated gradients {name} is not finite ({value})")
+            object.__setattr__(self, name, value)
+
+    @property
+    def signed(self) -> bool:
+        return self.aggregation == "sum"
+
+    @property
+    def output_difference(self) -> float:
+        """F(input) − F(baseline): what the raw attributions should add up to."""
+        return self.input_output - self.baseline_output
+
+    @property
+    def relative_completeness_error(self) -> float:
+        """|Σ attributions − (F(x) − F(x′))| / |F(x) − F(x′)|."""
+        return abs(self.convergence_delta) / max(abs(self.output_difference), 1e-12)
+
+    def to_dict(self) -> dict[str, Any]:
+        result = super().to_dict()
+        result.update(
+            convergence_delta=self.convergence_delta,
+            n_steps=int(self.n_steps),
+            baseline=self.baseline,
+            aggregation=self.aggregation,
+        )
+        if self.aggregation == "sum":
+            result["relative_completeness_error"] = self.relative_completeness_error
+        return result
+
+
+@dataclass(frozen=True)
+class Target:
+    """The token being explained: its text, vocabulary id, and index in prompt + generated tokens."""
+
+    text: str
+    id: int
+    position: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "id": int(self.id), "position": int(self.position)}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything one `attribution.analyze` call produced, ready for plotting and export."""
+
+    model: str
+    prompt: str
+    input_tokens: tuple[str, ...]  # display strings of the tokens preceding the target
+    input_ids: np.ndarray  # [n_tokens]
+    generated_text: str
+    generated_ids: np.ndarray  # [n_generated]
+    target: Target
+    methods: Mapping[str, MethodScores]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_tokens", tuple(self.input_tokens))
+        ids = np.array(self.input_ids, dtype=np.int64, copy=True).reshape(-1)
+        ids.setflags(write=False)
+        object.__setattr__(self, "input_ids", ids)
+        generated = np.array(self.generated_ids, dtype=np.int64, copy=True).reshape(-1)
+        generated.setflags(write=False)
+        object.__setattr__(self, "generated_ids", generated)
+        object.__setattr__(self, "methods", MappingProxyType(dict(self.methods)))
+        if len(self.input_tokens) != ids.shape[0]:
+            raise ValueError(f"{len(self.input_tokens)} token strings for {ids.shape[0]} input ids")
+        if self.target.position != ids.shape[0]:
+            raise ValueError(
+                f"target position {self.target.position} must follow the {ids.shape[0]} input tokens"
+            )
+        for name, result in self.methods.items():
+            if result.n_tokens != ids.shape[0]:
+                raise ValueError(f"{name} has {result.n_tokens} scores for {ids.shape[0]} input tokens")
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract shared by the CLI's --json and the app's export (keys never renamed)."""
+        return {
+            "model": self.model,
+            "prompt": self.prompt,
+            "input_tokens": list(self.input_tokens),
+            "input_ids": [int(value) for value in self.input_ids],
+            "generated_text": self.generated_text,
+            "target": self.target.to_dict(),
+            "methods": {name: result.to_dict() for name, result in self.methods.items()},
+        }
+
+    def to_csv(self) -> str:
+        """Token × method table of raw scores."""
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        names = list(self.methods)
+        writer.writerow(["position", "token", "token_id", *names])
+        for position, (token, token_id) in enumerate(zip(self.input_tokens, self.input_ids)):
+            writer.writerow(
+                [position, token, int(token_id)]
+                + [repr(float(self.methods[name].scores[position])) for name in names]
+            )
+        return buffer.getvalue()
+
+
+def normalize_min_max(scores: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] exactly as the seed notebook's comparison does (1e-10 guards a flat vector)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return (scores - scores.min()) / (scores.max() - scores.min() + 1e-10)
+
+
+def normalize_max_abs(scores: np.ndarray) -> np.ndarray:
+    """Scale to [−1, 1] keeping the sign and zero: divide by the largest magnitude."""
+    scores = np.asarray(scores, dtype=np.float64)
+    largest = float(np.max(np.abs(scores))) if scores.size else 0.0
+    return scores / largest if largest > 0 else np.zeros_like(scores)
+
+
+def top_k(scores: np.ndarray, k: int = 5) -> list[int]:
+    """Indices of the k largest scores, largest first (ties keep the earlier position first)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    return [int(index) for index in order[: max(0, k)]]

@@ -1,0 +1,104 @@
+"""Tiny seeded Llama models built from configs (no network), saved to folders like any hub model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.pop("SPACE_ID", None)
+os.environ.pop("MODEL_ID", None)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+SEED_PROMPT = "What is the Capital City of Latvia?"
+
+_CORPUS = [
+    "What is the Capital City of Latvia? Riga",
+    "What is the Capital City of Estonia? Tallinn",
+    "What is the Capital City of Lithuania? Vilnius",
+    "The capital of France is Paris, and the capital of Spain is Madrid.",
+    "Which city is the capital of Germany? Berlin is the answer.",
+    "numbers 0 1 2 3 4 5 6 7 8 9 and punctuation , . ! ? ; : ' \" ( )",
+]
+
+# name → LlamaConfig overrides: different widths, GQA ratios, depths, tied and untied heads.
+MODEL_SHAPES = {
+    "tiny-gqa-tied": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
+    "narrow-untied": dict(hidden_size=48, intermediate_size=96, num_hidden_layers=3,
+                          num_attention_heads=6, num_key_value_heads=2, tie_word_embeddings=False,
+                          initializer_range=0.1),
+    "mha-rope-scaled": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                            num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=True,
+                            rope_theta=500000.0, initializer_range=0.05),
+}
+
+
+def build_tokenizer(folder: Path):
+    """A byte-level BPE with Llama-3 special tokens; BOS added automatically."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bos, eos = "<|begin_of_text|>", "<|end_of_text|>"
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=[bos, eos], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(_CORPUS * 4, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.token_to_id(bos))]
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=bos, eos_token=eos)
+    fast.save_pretrained(folder)
+    return fast
+
+
+def build_model_folder(folder: Path, shape: str, seed: int = 0) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(folder)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **MODEL_SHAPES[shape],
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def model_folders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {shape: build_model_folder(root / shape, shape, seed=index) for index, shape in enumerate(MODEL_SHAPES)}
+
+
+@pytest.fixture(scope="session", params=list(MODEL_SHAPES))
+def model_folder(request, model_folders) -> Path:
+    return model_folders[request.param]
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(model_folders) -> Path:
+    return model_folders["tiny-gqa-tied"]
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_folder):
+    import attribution
+
+    return attribution.load_model(str(tiny_folder), device="cpu")

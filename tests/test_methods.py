@@ -1,0 +1,176 @@
+"""The package's methods against independent computations: the seed notebook's own code, Captum
+called directly, finite differences, completeness, and attention rows summing to one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import IntegratedGradients
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import attribution
+from attribution.methods import AttributionRequest, input_gradients, integrated_gradients, target_logit
+from attribution.models import LoadedModel
+from benchmarks import notebook_reference as notebook
+from conftest import SEED_PROMPT
+
+
+def relative_error(actual, expected) -> float:
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+def load_notebook_model(folder):
+    """The model exactly as the notebook uses it: eager attention (so weights come back), not frozen."""
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    return model, tokenizer
+
+
+@pytest.mark.parametrize("baseline", ["zero", "pad"])
+def test_default_scores_equal_the_notebooks(model_folder, baseline):
+    loaded = attribution.load_model(str(model_folder), device="cpu")
+    analysis = attribution.analyze(loaded, SEED_PROMPT, baseline=baseline, max_new_tokens=5)
+    model, tokenizer = load_notebook_model(model_folder)
+    input_ids = tokenizer(SEED_PROMPT, return_tensors="pt")["input_ids"]
+
+    gradient_scores, predicted_id = notebook.gradient_based_attribution(model, input_ids)
+    attention_scores, all_attention = notebook.extract_attention_weights(model, input_ids)
+    ig_scores, ig_predicted_id = notebook.compute_integrated_gradients(model, tokenizer, input_ids, baseline)
+    outputs, _answer = notebook.generate_answer(model, tokenizer, input_ids, max_new_tokens=5)
+
+    assert analysis.target.id == predicted_id == ig_predicted_id
+    np.testing.assert_array_equal(analysis.input_ids, input_ids[0].numpy())
+    np.testing.assert_array_equal(analysis.generated_ids, outputs[0, input_ids.shape[1]:].numpy())
+    assert relative_error(analysis.methods["gradient"].scores, gradient_scores) <= 1e-4
+    assert relative_error(analysis.methods["attention"].scores, attention_scores) <= 1e-4
+    assert relative_error(analysis.methods["attention"].per_layer, notebook.layer_attention(all_attention)) <= 1e-4
+    assert relative_error(analysis.methods["integrated_gradients"].scores, ig_scores) <= 1e-3
+    torch.testing.assert_close(
+        torch.from_numpy(analysis.methods["gradient"].scores), torch.from_numpy(gradient_scores).double(),
+        rtol=1e-4, atol=1e-6,
+    )
+
+
+def _request(loaded, prompt=SEED_PROMPT, **settings) -> AttributionRequest:
+    input_ids = loaded.tokenizer(prompt, return_tensors="pt")["input_ids"][0]
+    with torch.inference_mode():
+        target_id = int(loaded.model(input_ids=input_ids[None]).logits[0, -1].argmax())
+    return AttributionRequest(input_ids=input_ids, target_id=target_id, **settings)
+
+
+def _independent_logit(model, embeddings, target_id) -> float:
+    """F(x) with the plain full forward, no logits_to_keep."""
+    with torch.no_grad():
+        return float(model(inputs_embeds=embeddings).logits[0, -1, target_id].double())
+
+
+@pytest.mark.parametrize("baseline", ["zero", "pad"])
+def test_integrated_gradients_equals_captum_called_directly(model_folder, baseline):
+    loaded = attribution.load_model(str(model_folder), device="cpu")
+    request = _request(loaded, n_steps=32, baseline=baseline, aggregation="sum", internal_batch_size=7)
+    ours = integrated_gradients(loaded, request)
+
+    embeddings = loaded.model.get_input_embeddings().weight[request.input_ids][None].detach()
+    if baseline == "zero":
+        baselines = torch.zeros_like(embeddings)
+    else:
+        pad = torch.full_like(request.input_ids, loaded.tokenizer.pad_token_id)
+        baselines = loaded.model.get_input_embeddings().weight[pad][None].detach()
+    captum = IntegratedGradients(lambda x: loaded.model(inputs_embeds=x).logits[:, -1, :])
+    expected, delta = captum.attribute(
+        embeddings, baselines=baselines, target=request.target_id, n_steps=32, return_convergence_delta=True
+    )
+    torch.testing.assert_close(
+        torch.from_numpy(ours.scores).float(), expected[0].sum(-1), rtol=1e-4, atol=1e-5
+    )
+    torch.testing.assert_close(ours.convergence_delta, float(delta), rtol=1e-3, atol=1e-4)
+
+
+def test_ig_batch_size_does_not_change_the_numbers(tiny_loaded):
+    one = integrated_gradients(tiny_loaded, _request(tiny_loaded, n_steps=20, internal_batch_size=1))
+    many = integrated_gradients(tiny_loaded, _request(tiny_loaded, n_steps=20, internal_batch_size=20))
+    torch.testing.assert_close(torch.from_numpy(one.scores), torch.from_numpy(many.scores), rtol=1e-5, atol=1e-6)
+
+
+def test_signed_ig_with_pad_baseline_is_complete(model_folder):
+    loaded = attribution.load_model(str(model_folder), device="cpu")
+    request = _request(loaded, n_steps=300, baseline="pad", aggregation="sum")
+    result = integrated_gradients(loaded, request)
+
+    model, tokenizer = load_notebook_model(model_folder)
+    weight = model.get_input_embeddings().weight
+    inputs = weight[request.input_ids][None]
+    baseline = weight[torch.full_like(request.input_ids, tokenizer.pad_token_id)][None]
+    difference = _independent_logit(model, inputs, request.target_id) - _independent_logit(
+        model, baseline, request.target_id
+    )
+    assert abs(difference) > 1e-3, "the test needs a target whose logit moves"
+    assert abs(result.scores.sum() - difference) <= 0.01 * abs(difference)
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "l2"])
+def test_convergence_delta_is_the_truth_even_when_ig_does_not_converge(tiny_loaded, aggregation):
+    request = _request(tiny_loaded, n_steps=4, baseline="zero", aggregation=aggregation)
+    result = integrated_gradients(tiny_loaded, request)
+    signed = integrated_gradients(tiny_loaded, _request(tiny_loaded, n_steps=4, baseline="zero", aggregation="sum"))
+
+    weight = tiny_loaded.model.get_input_embeddings().weight
+    inputs = weight[request.input_ids][None]
+    difference = _independent_logit(tiny_loaded.model, inputs, request.target_id) - _independent_logit(
+        tiny_loaded.model, torch.zeros_like(inputs), request.target_id
+    )
+    torch.testing.assert_close(result.convergence_delta, float(signed.scores.sum()) - difference, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(result.output_difference, difference, rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_agrees_with_finite_differences(tiny_folder):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
+    tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(tiny_folder, dtype=torch.float64).eval().requires_grad_(False)
+    loaded = LoadedModel(name="fp64", model=model, tokenizer=tokenizer, device=torch.device("cpu"), dtype=torch.float64)
+    request = _request(loaded)
+    gradients = input_gradients(loaded, request).double()  # [seq, d_model]
+
+    generator = torch.Generator().manual_seed(0)
+    embeddings = model.get_input_embeddings().weight[request.input_ids][None]
+    for _ in range(3):
+        # Steps on the embeddings' own scale: Llama embeddings are ~0.02 and RMSNorm rescales them.
+        direction = torch.randn(embeddings.shape, generator=generator, dtype=torch.float64) * embeddings.std()
+        step = 3e-3  # balances O(step²) truncation against RMSNorm's fp32 rounding
+        plus = float(target_logit(loaded, embeddings + step * direction, request.target_id)[0])
+        minus = float(target_logit(loaded, embeddings - step * direction, request.target_id)[0])
+        finite_difference = (plus - minus) / (2 * step)
+        # Cancellation can make one directional derivative small: scale atol by |g|·|v| (Cauchy–Schwarz).
+        scale = float(gradients.norm() * direction.norm())
+        torch.testing.assert_close(
+            float((gradients * direction[0]).sum()), finite_difference, rtol=2e-4, atol=2e-4 * scale
+        )
+
+    scores = attribution.methods.gradient(loaded, request).scores
+    torch.testing.assert_close(torch.from_numpy(scores), gradients.norm(dim=-1), rtol=1e-6, atol=1e-9)
+
+
+def test_attention_rows_sum_to_one(model_folder):
+    loaded = attribution.load_model(str(model_folder), device="cpu")
+    result = attribution.methods.attention(loaded, _request(loaded))
+    n_layers, n_heads = loaded.n_layers, loaded.n_heads
+    assert result.per_head.shape == (n_layers, n_heads, result.n_tokens)
+    torch.testing.assert_close(torch.from_numpy(result.per_head.sum(-1)), torch.ones(n_layers, n_heads, dtype=torch.float64))
+    torch.testing.assert_close(float(result.scores.sum()), 1.0)
+    # The attention pass must not leave the model on eager attention.
+    assert loaded.model.config._attn_implementation != "eager"
+
+
+def test_internal_batch_size_is_not_one_for_small_models(tiny_loaded):
+    from attribution.methods import choose_internal_batch_size
+
+    assert choose_internal_batch_size(tiny_loaded, seq_len=10, n_steps=50) == 50
+
+
+def test_registry_lists_the_seed_methods():
+    assert {"gradient", "attention", "integrated_gradients"} <= set(attribution.METHODS)
+    assert set(attribution.METHOD_LABELS) == set(attribution.METHODS)
