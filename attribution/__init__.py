@@ -7,7 +7,9 @@
 """
 
 from .engine import DEFAULT_METHODS, analyze, generate
-from .methods import AGGREGATIONS, BASELINES, METHOD_LABELS, METHODS, AttributionRequest
+from .integrated_gradients import BASELINE_LABELS, BASELINES, RECOMMENDED_BASELINE
+from .methods import AGGREGATIONS, METHOD_DESCRIPTIONS, METHOD_LABELS, METHODS
+from .passes import AttributionRequest
 from .models import DEMO_MODEL_PATH, LoadedModel, clear_cache, default_model_name, load_model
 from .results import (
     Analysis,
@@ -21,7 +23,7 @@ from .results import (
 )
 
 __all__ = [
-    "AGGREGATIONS", "BASELINES", "DEFAULT_METHODS", "DEMO_MODEL_PATH", "METHODS", "METHOD_LABELS",
+    "AGGREGATIONS", "BASELINES", "BASELINE_LABELS", "METHOD_DESCRIPTIONS", "RECOMMENDED_BASELINE", "DEFAULT_METHODS", "DEMO_MODEL_PATH", "METHODS", "METHOD_LABELS",
     "Analysis", "AttentionScores", "AttributionRequest", "IntegratedGradientsScores", "LoadedModel",
     "MethodScores", "Target", "analyze", "clear_cache", "default_model_name", "generate", "load_model",
     "normalize_max_abs", "normalize_min_max", "top_k",

@@ -10,7 +10,8 @@ from pathlib import Path
 from transformers.utils import logging as transformers_logging
 
 from .engine import DEFAULT_METHODS, analyze
-from .methods import AGGREGATIONS, BASELINES, METHODS
+from .integrated_gradients import BASELINES
+from .methods import AGGREGATIONS, METHODS
 from .models import default_model_name, load_model
 from .results import Analysis, top_k
 

@@ -6,7 +6,9 @@ from typing import Iterable
 
 import torch
 
-from .methods import AGGREGATIONS, BASELINES, METHODS, AttributionRequest
+from .integrated_gradients import BASELINES
+from .methods import AGGREGATIONS, METHODS
+from .passes import AttributionRequest
 from .models import LoadedModel
 from .results import Analysis
 from .targets import (

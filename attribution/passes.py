@@ -1,0 +1,192 @@
+"""Model passes shared by the methods: embeddings, the explained score, input gradients, attention
+maps, masked forwards, and sizing batches to free memory.
+
+Work that two methods need (input gradients for gradient and input×gradient, the eager attention pass
+for attention and rollout) is computed once per request and kept in `request.shared`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .models import LoadedModel, eager_attention
+
+
+@dataclass(frozen=True)
+class AttributionRequest:
+    """What one method call explains: the logit of `target_id` right after `input_ids`."""
+
+    input_ids: torch.Tensor  # [seq] on the model's input device, BOS included
+    target_id: int
+    foil_id: int | None = None  # contrastive: explain logit(target) − logit(foil)
+    n_steps: int = 50
+    baseline: str = "zero"
+    aggregation: str = "l2"
+    internal_batch_size: int | None = None  # rows per forward; None sizes it to free memory
+    shared: dict = field(default_factory=dict, compare=False, repr=False)  # passes reused across methods
+
+    def reuse(self, key: str, compute: Callable[[], object]) -> object:
+        if key not in self.shared:
+            self.shared[key] = compute()
+        return self.shared[key]
+
+
+def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
+    """Upcast bf16/fp16 to fp32 before sums and norms are formed; fp32 and fp64 stay as they are."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+def embed(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
+    """Input embeddings [1, seq, d_model], detached: the leaf that gradients are taken against."""
+    with torch.no_grad():
+        return loaded.model.get_input_embeddings()(input_ids.unsqueeze(0)).detach().clone()
+
+
+def explained_score(logits: torch.Tensor, target_id: int, foil_id: int | None) -> torch.Tensor:
+    """[batch, vocab] logits → [batch]: the target's logit, minus the foil's when contrastive."""
+    logits = at_least_fp32(logits)
+    score = logits[:, target_id]
+    if foil_id is not None:
+        score = score - logits[:, foil_id]
+    return score
+
+
+def target_logit(
+    loaded: LoadedModel,
+    embeddings: torch.Tensor,
+    target_id: int,
+    foil_id: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The explained score per batch row [batch] at the last position, from the model's own forward.
+    Only the last position's logits are computed (`logits_to_keep=1`)."""
+    output = loaded.model(
+        inputs_embeds=embeddings, attention_mask=attention_mask, logits_to_keep=1, use_cache=False
+    )
+    return explained_score(output.logits[:, -1, :], target_id, foil_id)
+
+
+def logits_at(loaded: LoadedModel, embeddings: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Logits [batch, vocab] of row b at position positions[b]: one forward explains many targets.
+
+    The decoder's hidden states are gathered first so the vocabulary projection runs once per row.
+    """
+    hidden = loaded.model.get_decoder()(inputs_embeds=embeddings, use_cache=False).last_hidden_state
+    rows = hidden[torch.arange(hidden.shape[0], device=hidden.device), positions.to(hidden.device)]
+    logits = at_least_fp32(loaded.model.get_output_embeddings()(rows))  # [batch, vocab]
+    softcap = getattr(loaded.model.config, "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits
+
+
+def input_gradients(loaded: LoadedModel, request: AttributionRequest) -> torch.Tensor:
+    """d(explained score)/d(input embeddings) [seq, d_model], from one forward and backward."""
+
+    def compute() -> torch.Tensor:
+        embeddings = embed(loaded, request.input_ids).requires_grad_(True)  # [1, seq, d_model]
+        with torch.enable_grad():
+            score = target_logit(loaded, embeddings, request.target_id, request.foil_id)
+            (gradients,) = torch.autograd.grad(score.sum(), embeddings)
+        return at_least_fp32(gradients[0])
+
+    return request.reuse("input_gradients", compute)
+
+
+@dataclass(frozen=True)
+class AttentionMaps:
+    last_rows: torch.Tensor  # [layers, heads, seq]: what the last position attends to, per head
+    head_mean: torch.Tensor  # [layers, seq, seq]: full maps, heads averaged (for rollout)
+
+
+def attention_maps(loaded: LoadedModel, input_ids: torch.Tensor) -> AttentionMaps:
+    """One eager forward with attention weights, gathered on the CPU in fp32."""
+    with torch.inference_mode(), eager_attention(loaded):
+        output = loaded.model(
+            input_ids=input_ids.unsqueeze(0), output_attentions=True, logits_to_keep=1, use_cache=False
+        )
+    attentions = output.attentions
+    if not attentions or len(attentions) != loaded.n_layers or any(layer is None for layer in attentions):
+        raise RuntimeError(
+            f"the model returned {len(attentions or ())} attention tensors for {loaded.n_layers} layers; "
+            "its attention implementation does not expose weights"
+        )
+    # Layers may sit on different GPUs under device_map: gather on the CPU.
+    last_rows = torch.stack([at_least_fp32(layer[0, :, -1, :]).cpu() for layer in attentions])
+    head_mean = torch.stack([at_least_fp32(layer[0]).mean(dim=0).cpu() for layer in attentions])
+    return AttentionMaps(last_rows=last_rows, head_mean=head_mean)
+
+
+def shared_attention_maps(loaded: LoadedModel, request: AttributionRequest) -> AttentionMaps:
+    return request.reuse("attention_maps", lambda: attention_maps(loaded, request.input_ids))
+
+
+def log_probability_scores(
+    loaded: LoadedModel, request: AttributionRequest, keep_masks: torch.Tensor
+) -> torch.Tensor:
+    """For each row of `keep_masks` [rows, seq] (1 = visible, 0 = hidden by the attention mask), the
+    target's log-probability at the last position (log p(target) − log p(foil) when contrastive)."""
+    input_ids = request.input_ids
+    rows = keep_masks.shape[0]
+    batch_size = request.internal_batch_size or choose_batch_size(loaded, input_ids.numel(), rows, backward=False)
+    values = []
+    with torch.inference_mode():
+        for start in range(0, rows, batch_size):
+            masks = keep_masks[start : start + batch_size].to(input_ids.device)
+            output = loaded.model(
+                input_ids=input_ids.unsqueeze(0).expand(masks.shape[0], -1),
+                attention_mask=masks.long(),
+                logits_to_keep=1,
+                use_cache=False,
+            )
+            log_probabilities = torch.log_softmax(at_least_fp32(output.logits[:, -1, :]), dim=-1)
+            values.append(explained_score(log_probabilities, request.target_id, request.foil_id).cpu())
+    return torch.cat(values)  # [rows]
+
+
+def _available_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 1024**3  # unknown platform: assume a modest 4 GiB
+
+
+def choose_batch_size(loaded: LoadedModel, seq_len: int, rows: int, *, backward: bool = True) -> int:
+    """How many sequences fit in one forward (and backward), from an activation estimate.
+
+    Per layer and sequence, training-style activations take about 34·s·h + 5·a·s² values
+    (Korthikanti et al. 2022, counted for 2-byte values); a forward without gradients keeps only a
+    few layers' worth alive. Half of the free memory is kept as headroom.
+    """
+    override = os.environ.get("ATTRIBUTION_BATCH_SIZE")
+    if override:
+        return max(1, min(rows, int(override)))
+    config = loaded.model.config
+    hidden = int(config.hidden_size)
+    heads = int(config.num_attention_heads)
+    element_bytes = torch.finfo(loaded.dtype).bits // 8
+    per_layer = seq_len * (34 * hidden + 5 * heads * seq_len) * element_bytes / 2
+    per_row = per_layer * (config.num_hidden_layers if backward else 2)
+    per_row += seq_len * hidden * 4  # the fp32 input embeddings and their gradient
+    budget = 0.5 * _available_memory_bytes(loaded.input_device)
+    return int(max(1, min(rows, budget // max(per_row, 1))))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def free_cached_memory(loaded: LoadedModel) -> None:
+    if loaded.input_device.type == "cuda":
+        torch.cuda.empty_cache()
