@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 from transformers.utils import logging as transformers_logging
 
 from .engine import DEFAULT_METHODS, analyze
@@ -33,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", default=None,
                         help="explain this text's first token instead of the predicted one (mind the "
                              "leading space: ' Riga'); a number k explains the k-th generated token")
+    parser.add_argument("--contrast", default=None,
+                        help="explain why the target rather than this text's first token (e.g. ' Tallinn')")
+    parser.add_argument("--all-targets", action="store_true",
+                        help="also attribute every generated token (the answer map)")
+    parser.add_argument("--trust", action="store_true",
+                        help="also compute the trust panel: completeness, faithfulness, agreement, verdict")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--json", type=Path, default=None, help="write the full result as JSON here")
     parser.add_argument("--csv", type=Path, default=None, help="write a token × method table here")
@@ -53,7 +60,8 @@ def format_table(analysis: Analysis) -> str:
         f"model:     {analysis.model}",
         f"prompt:    {analysis.prompt!r}",
         f"generated: {analysis.generated_text!r}",
-        f"target:    {analysis.target.text!r} (id {analysis.target.id}, position {analysis.target.position})",
+        f"target:    {analysis.target.text!r} (id {analysis.target.id}, position {analysis.target.position})"
+        + ("" if analysis.foil is None else f" rather than {analysis.foil.text!r} (id {analysis.foil.id})"),
         "",
         "  pos  " + "token".ljust(token_width) + "".join(f"  {name:>20}" for name in names),
     ]
@@ -70,6 +78,24 @@ def format_table(analysis: Analysis) -> str:
                 f"  convergence delta {delta:.4g} (Σ attributions − (F(input) − F(baseline)); "
                 f"F(input) − F(baseline) = {result.output_difference:.4g})"
             )
+    for name, table in analysis.answer_map.items():
+        lines.append(f"\nanswer map ({name}): strongest source for each generated token")
+        for row, target in zip(table.matrix, table.targets):
+            best = int(np.argmax(np.abs(row)))
+            lines.append(f"  {target!r:>20} <- {table.sources[best]!r} ({row[best]:.4g})")
+    if analysis.trust is not None:
+        trust = analysis.trust
+        lines.append("\ntrust: " + trust.verdict)
+        for name, item in trust.faithfulness.items():
+            lines.append(
+                f"  {name:>22}: comprehensiveness {item.comprehensiveness:.4g} (random "
+                f"{item.random_comprehensiveness:.4g}), sufficiency {item.sufficiency:.4g} (random {item.random_sufficiency:.4g})"
+            )
+        if trust.completeness is not None:
+            check = trust.completeness
+            rerun = "" if check.rerun_n_steps is None else (
+                f"; rerun at {check.rerun_n_steps} steps: {check.rerun_relative_error:.2%}")
+            lines.append(f"  IG completeness error at {check.n_steps} steps: {check.relative_error:.2%}{rerun}")
     return "\n".join(lines)
 
 
@@ -87,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             baseline=arguments.baseline,
             aggregation=arguments.aggregation,
             target=parse_target(arguments.target),
+            contrast=arguments.contrast,
+            all_targets=arguments.all_targets,
+            trust=arguments.trust,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -10,12 +10,16 @@ from .integrated_gradients import BASELINES
 from .methods import AGGREGATIONS, METHODS
 from .passes import AttributionRequest
 from .models import LoadedModel
-from .results import Analysis
+from .answer_map import compute_answer_map
+from .integrated_gradients import special_token_mask
+from .results import Analysis, Prediction, Target
+from .trust import assess
 from .targets import (
     MAX_NEW_TOKENS_LIMIT,
     MAX_STEPS,
     display_tokens,
     resolve_target,
+    token_ids_for_text,
     tokenize_prompt,
     validate_choice,
     validate_integer,
@@ -38,7 +42,18 @@ def generate(loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int)
             do_sample=False,
             pad_token_id=loaded.tokenizer.pad_token_id,
         )
-    return output[0, prompt_ids.numel():]
+    # A clone made outside inference mode, so the ids can index tensors that autograd tracks.
+    return output[0, prompt_ids.numel():].clone()
+
+
+def top_predictions(loaded: LoadedModel, input_ids: torch.Tensor, count: int = 10) -> list[Prediction]:
+    """The model's most likely next tokens after `input_ids`, with probabilities (foil candidates)."""
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=input_ids.unsqueeze(0), logits_to_keep=1, use_cache=False).logits
+    probabilities = torch.softmax(logits[0, -1].float(), dim=-1)
+    values, ids = probabilities.topk(min(count, probabilities.numel()))
+    texts = display_tokens(loaded, ids.tolist())
+    return [Prediction(text, int(token), float(value)) for text, token, value in zip(texts, ids, values)]
 
 
 def analyze(
@@ -51,12 +66,20 @@ def analyze(
     baseline: str = "zero",
     aggregation: str = "l2",
     target: None | str | int = None,
+    contrast: str | None = None,
+    all_targets: bool = False,
+    trust: bool = False,
 ) -> Analysis:
     """Explain which input tokens drove one predicted token.
 
     `target`: None for the model's greedy next token (the seed's "predicted token"); text such as
     " Riga" for that text's first token at the next position; an int k ≥ 1 for the k-th generated
     token, attributed over the prompt plus the k − 1 tokens generated before it.
+
+    `contrast`: text whose first token is the foil — explain logit(target) − logit(foil), "why Riga
+    rather than Tallinn?" (attention-based scores do not depend on the target and stay as they are).
+    `all_targets`: also build the answer map (every generated token × its sources).
+    `trust`: also compute the trust panel (completeness, faithfulness, agreement, verdict).
     """
     prompt = validate_prompt(prompt)
     chosen = validate_methods(methods, METHODS)
@@ -69,23 +92,49 @@ def analyze(
         prompt_ids = tokenize_prompt(loaded, prompt)  # [n_prompt]
         generated_ids = generate(loaded, prompt_ids, max_new_tokens)  # [n_generated]
         resolved = resolve_target(loaded, prompt_ids, generated_ids, target)
+        foil = None
+        if contrast is not None:
+            foil_id = token_ids_for_text(loaded, contrast, what="contrast")[0]
+            if foil_id == resolved.target.id:
+                raise ValueError(
+                    f"the contrast {contrast!r} starts with the target token {resolved.target.text!r} itself; "
+                    "pick a different alternative"
+                )
+            foil = Target(text=display_tokens(loaded, [foil_id])[0], id=foil_id, position=resolved.target.position)
         request = AttributionRequest(
             input_ids=resolved.input_ids,
             target_id=resolved.target.id,
+            foil_id=None if foil is None else foil.id,
             n_steps=n_steps,
             baseline=baseline,
             aggregation=aggregation,
         )
         results = {name: METHODS[name](loaded, request) for name in chosen}
+        tokens = tuple(display_tokens(loaded, resolved.input_ids.tolist()))
+        special = special_token_mask(loaded, resolved.input_ids).cpu().numpy()
+        answer_map = (
+            compute_answer_map(
+                loaded, prompt_ids, generated_ids, chosen, n_steps=n_steps, baseline=baseline, aggregation=aggregation
+            )
+            if all_targets
+            else {}
+        )
+        report = assess(loaded, request, tokens, results, special) if trust else None
+        predictions = top_predictions(loaded, resolved.input_ids)
 
     input_ids = resolved.input_ids.cpu().numpy()
     return Analysis(
         model=loaded.name,
         prompt=prompt,
-        input_tokens=tuple(display_tokens(loaded, input_ids)),
+        input_tokens=tokens,
         input_ids=input_ids,
         generated_text=loaded.tokenizer.decode(generated_ids.tolist(), skip_special_tokens=True),
         generated_ids=generated_ids.cpu().numpy(),
         target=resolved.target,
         methods=results,
+        foil=foil,
+        top_predictions=tuple(predictions),
+        special_tokens=special,
+        answer_map=answer_map,
+        trust=report,
     )

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from .integrated_gradients import BASELINE_LABELS, RECOMMENDED_BASELINE
 from .methods import METHOD_LABELS
 from .results import Analysis, MethodScores, normalize_max_abs, normalize_min_max, top_k
 
@@ -123,6 +124,13 @@ def top_rows(analysis: Analysis, name: str, k: int = 5) -> list[list[Any]]:
 TOP_HEADERS = ["rank", "token", "position", "score"]
 
 
+def _baseline_advice(baseline: str) -> str:
+    if baseline == RECOMMENDED_BASELINE:
+        return ""
+    label = BASELINE_LABELS.get(RECOMMENDED_BASELINE, RECOMMENDED_BASELINE)
+    return f" or the {RECOMMENDED_BASELINE} baseline ({label})"
+
+
 def convergence_summary(result: Any) -> str:
     """Integrated Gradients' completeness check in words a newcomer can follow (markdown)."""
     total = result.convergence_delta + result.output_difference
@@ -149,7 +157,7 @@ def convergence_summary(result: Any) -> str:
     else:
         lines.append(
             f"That is more than 5%: with {result.n_steps} steps the integral has **not** converged. "
-            "Try more steps (Settings → IG steps) or the pad baseline."
+            f"Try more steps (Settings → IG steps){_baseline_advice(result.baseline)}."
         )
     if getattr(result, "aggregation", "sum") == "l2":
         lines.append(
@@ -224,7 +232,7 @@ def layer_heatmap_figure(analysis: Analysis, name: str = "attention") -> Figure:
     figure = Figure(figsize=(_width(len(tokens)), float(np.clip(0.32 * n_layers + 2.6, 3.6, 11.0))),
                     layout="constrained")
     ax = figure.add_subplot()
-    image = _heatmap(ax, per_layer, "YlOrRd", vmin=0.0)
+    image = _heatmap(ax, per_layer, "YlOrRd")  # colour range from the data, as seaborn
     _set_token_ticks(ax, tokens)
     ax.set_yticks(np.arange(n_layers))
     ax.set_yticklabels([f"Layer {layer}" for layer in range(n_layers)], fontsize=9)
@@ -255,7 +263,7 @@ def head_heatmap_figure(
     figure = Figure(figsize=(_width(len(tokens)), float(np.clip(0.28 * n_heads + 2.6, 3.6, 12.0))),
                     layout="constrained")
     ax = figure.add_subplot()
-    image = _heatmap(ax, heads, "YlOrRd", vmin=0.0)
+    image = _heatmap(ax, heads, "YlOrRd")
     _set_token_ticks(ax, tokens)
     step = max(1, int(np.ceil(n_heads / 32)))
     ax.set_yticks(np.arange(0, n_heads, step))

@@ -145,6 +145,53 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """One candidate next token with its probability (for picking a contrastive foil)."""
+
+    text: str
+    id: int
+    probability: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "id": int(self.id), "probability": float(self.probability)}
+
+
+@dataclass(frozen=True)
+class AnswerMap:
+    """Attributions for every generated token: row t explains generated token t from all sources
+    before it (prompt tokens, then earlier generated tokens); entries after its input are 0 (a causal
+    model cannot be influenced by tokens that come later)."""
+
+    method: str
+    targets: tuple[str, ...]  # [T] generated tokens explained
+    sources: tuple[str, ...]  # [S] = prompt tokens + generated tokens but the last
+    matrix: np.ndarray  # [T, S]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", tuple(self.targets))
+        object.__setattr__(self, "sources", tuple(self.sources))
+        object.__setattr__(self, "matrix", _as_float_array(self.matrix, f"{self.method} answer map", 2))
+        if self.matrix.shape != (len(self.targets), len(self.sources)):
+            raise ValueError(
+                f"answer map {self.matrix.shape} does not match {len(self.targets)} targets × "
+                f"{len(self.sources)} sources"
+            )
+        _check_finite(self.matrix, f"{self.method} answer map")
+
+    @property
+    def n_prompt(self) -> int:
+        """Sources that belong to the prompt: S − (T − 1)."""
+        return len(self.sources) - len(self.targets) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "targets": list(self.targets),
+            "sources": list(self.sources),
+            "matrix": [[float(value) for value in row] for row in self.matrix],
+        }
+
+
+@dataclass(frozen=True)
 class Analysis:
     """Everything one `attribution.analyze` call produced, ready for plotting and export."""
 
@@ -156,6 +203,11 @@ class Analysis:
     generated_ids: np.ndarray  # [n_generated]
     target: Target
     methods: Mapping[str, MethodScores]
+    foil: Target | None = None  # contrastive: the alternative the target is compared against
+    top_predictions: tuple[Prediction, ...] = ()  # the model's most likely tokens at the target position
+    special_tokens: np.ndarray | None = None  # [n_tokens] bool: BOS/EOS/pad (attention sinks)
+    answer_map: Mapping[str, AnswerMap] = field(default_factory=dict)
+    trust: Any = None  # attribution.trust.TrustReport when requested
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_tokens", tuple(self.input_tokens))
@@ -166,6 +218,14 @@ class Analysis:
         generated.setflags(write=False)
         object.__setattr__(self, "generated_ids", generated)
         object.__setattr__(self, "methods", MappingProxyType(dict(self.methods)))
+        object.__setattr__(self, "answer_map", MappingProxyType(dict(self.answer_map)))
+        object.__setattr__(self, "top_predictions", tuple(self.top_predictions))
+        special = np.zeros(ids.shape[0], dtype=bool) if self.special_tokens is None else self.special_tokens
+        special = np.array(special, dtype=bool, copy=True).reshape(-1)
+        special.setflags(write=False)
+        object.__setattr__(self, "special_tokens", special)
+        if special.shape[0] != ids.shape[0]:
+            raise ValueError(f"{special.shape[0]} special-token flags for {ids.shape[0]} input tokens")
         if len(self.input_tokens) != ids.shape[0]:
             raise ValueError(f"{len(self.input_tokens)} token strings for {ids.shape[0]} input ids")
         if self.target.position != ids.shape[0]:
@@ -182,15 +242,24 @@ class Analysis:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract shared by the CLI's --json and the app's export (keys never renamed)."""
-        return {
+        result: dict[str, Any] = {
             "model": self.model,
             "prompt": self.prompt,
             "input_tokens": list(self.input_tokens),
             "input_ids": [int(value) for value in self.input_ids],
             "generated_text": self.generated_text,
             "target": self.target.to_dict(),
-            "methods": {name: result.to_dict() for name, result in self.methods.items()},
+            "methods": {name: scores.to_dict() for name, scores in self.methods.items()},
+            "special_tokens": [bool(value) for value in self.special_tokens],
+            "top_predictions": [prediction.to_dict() for prediction in self.top_predictions],
         }
+        if self.foil is not None:
+            result["contrast"] = {"foil": {"text": self.foil.text, "id": int(self.foil.id)}}
+        if self.answer_map:
+            result["answer_map"] = {name: table.to_dict() for name, table in self.answer_map.items()}
+        if self.trust is not None:
+            result.update(self.trust.to_dict())
+        return result
 
     def to_csv(self) -> str:
         """Token × method table of raw scores."""
@@ -209,17 +278,35 @@ class Analysis:
         return buffer.getvalue()
 
 
-def normalize_min_max(scores: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] exactly as the seed notebook's comparison does (1e-10 guards a flat vector)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    return (scores - scores.min()) / (scores.max() - scores.min() + 1e-10)
+def _included(scores: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
+    keep = np.ones(scores.shape, dtype=bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
+    if keep.shape != scores.shape:
+        raise ValueError(f"exclude mask {keep.shape} does not match scores {scores.shape}")
+    return keep
 
 
-def normalize_max_abs(scores: np.ndarray) -> np.ndarray:
-    """Scale to [−1, 1] keeping the sign and zero: divide by the largest magnitude."""
+def normalize_min_max(scores: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Scale to [0, 1] exactly as the seed notebook's comparison does (1e-10 guards a flat vector).
+
+    `exclude` (bool per token, e.g. BOS as an attention sink) leaves those tokens out of the min and
+    max and sets them to 0, so one sink token does not flatten every other score.
+    """
     scores = np.asarray(scores, dtype=np.float64)
-    largest = float(np.max(np.abs(scores))) if scores.size else 0.0
-    return scores / largest if largest > 0 else np.zeros_like(scores)
+    keep = _included(scores, exclude)
+    if not keep.any():
+        return np.zeros_like(scores)
+    low, high = scores[keep].min(), scores[keep].max()
+    return np.where(keep, np.clip((scores - low) / (high - low + 1e-10), 0.0, 1.0), 0.0)
+
+
+def normalize_max_abs(scores: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Scale to [−1, 1] keeping the sign and zero: divide by the largest magnitude (excluded tokens → 0)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    keep = _included(scores, exclude)
+    largest = float(np.max(np.abs(scores[keep]))) if keep.any() else 0.0
+    if largest == 0:
+        return np.zeros_like(scores)
+    return np.where(keep, np.clip(scores / largest, -1.0, 1.0), 0.0)
 
 
 def top_k(scores: np.ndarray, k: int = 5) -> list[int]:

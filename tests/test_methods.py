@@ -175,3 +175,71 @@ def test_internal_batch_size_is_not_one_for_small_models(tiny_loaded):
 def test_registry_lists_the_seed_methods():
     assert list(attribution.METHODS)[:3] == ["gradient", "attention", "integrated_gradients"]
     assert set(attribution.METHOD_LABELS) == set(attribution.METHODS)
+
+
+def test_contrastive_gradients_are_the_difference_of_single_target_gradients(tiny_loaded):
+    from attribution.methods import input_x_gradient
+
+    base = _request(tiny_loaded)
+    foil_id = (base.target_id + 7) % len(tiny_loaded.tokenizer)
+    contrast = AttributionRequest(input_ids=base.input_ids, target_id=base.target_id, foil_id=foil_id)
+    foil_only = AttributionRequest(input_ids=base.input_ids, target_id=foil_id)
+    torch.testing.assert_close(
+        input_gradients(tiny_loaded, contrast),
+        input_gradients(tiny_loaded, base) - input_gradients(tiny_loaded, foil_only), rtol=1e-4, atol=1e-6,
+    )
+    torch.testing.assert_close(
+        torch.from_numpy(input_x_gradient(tiny_loaded, contrast).scores.copy()),
+        torch.from_numpy(input_x_gradient(tiny_loaded, base).scores - input_x_gradient(tiny_loaded, foil_only).scores),
+        rtol=1e-4, atol=1e-6,
+    )
+
+
+def test_input_x_gradient_is_embedding_times_gradient(tiny_loaded):
+    from attribution.methods import input_x_gradient
+
+    request = _request(tiny_loaded)
+    embeddings = tiny_loaded.model.get_input_embeddings().weight[request.input_ids]
+    expected = (embeddings * input_gradients(tiny_loaded, _request(tiny_loaded))).sum(-1)
+    torch.testing.assert_close(torch.from_numpy(input_x_gradient(tiny_loaded, request).scores.copy()), expected.double())
+
+
+def test_occlusion_equals_rerunning_with_each_token_masked(tiny_loaded):
+    from attribution.methods import occlusion
+
+    request = _request(tiny_loaded)
+    ids = request.input_ids
+    n = ids.numel()
+
+    def log_probability(mask):
+        with torch.no_grad():
+            logits = tiny_loaded.model(input_ids=ids[None], attention_mask=mask[None]).logits
+        return float(torch.log_softmax(logits[0, -1].double(), -1)[request.target_id])
+
+    full = log_probability(torch.ones(n, dtype=torch.long))
+    expected = []
+    for position in range(n):
+        mask = torch.ones(n, dtype=torch.long)
+        mask[position] = 0
+        expected.append(full - log_probability(mask))
+    torch.testing.assert_close(torch.from_numpy(occlusion(tiny_loaded, request).scores.copy()), torch.tensor(expected, dtype=torch.float64), rtol=1e-4, atol=1e-5)
+
+
+def test_rollout_on_a_hand_made_two_layer_stack_equals_the_formula():
+    from attribution.methods import rollout
+
+    first = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]], dtype=torch.float64)
+    second = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.6, 0.2, 0.2]], dtype=torch.float64)
+    identity = torch.eye(3, dtype=torch.float64)
+    # Rows of 0.5·A + 0.5·I already sum to one, so the formula is (0.5·A2 + 0.5·I)(0.5·A1 + 0.5·I).
+    expected = (0.5 * second + 0.5 * identity) @ (0.5 * first + 0.5 * identity)
+    torch.testing.assert_close(rollout(torch.stack([first, second])), expected)
+    torch.testing.assert_close(rollout(torch.stack([first, second])).sum(-1), torch.ones(3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("baseline", ["pad_keep_special", "mean_keep_special"])
+def test_keep_special_baselines_give_special_tokens_zero_and_stay_complete(tiny_loaded, baseline):
+    request = _request(tiny_loaded, n_steps=200, baseline=baseline, aggregation="sum")
+    result = integrated_gradients(tiny_loaded, request)
+    assert result.scores[0] == 0.0  # BOS is held at its real embedding
+    assert result.relative_completeness_error <= 0.01

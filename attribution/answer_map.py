@@ -1,0 +1,96 @@
+"""The answer map: attributions for every generated token at once, in batches.
+
+Sources are the prompt tokens plus the generated tokens but the last; generated token t is predicted
+at source position n_prompt − 1 + t. Because the model is causal, one copy of the full sequence serves
+every target: row t's score only depends on the sources before it, and later sources get exactly 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .integrated_gradients import integrate
+from .models import LoadedModel
+from .passes import (
+    at_least_fp32,
+    attention_maps,
+    choose_batch_size,
+    embed,
+    free_cached_memory,
+    is_out_of_memory,
+    logits_at,
+)
+from .results import AnswerMap
+from .targets import display_tokens
+
+#: Methods the answer map supports (occlusion and rollout would need one pass per target).
+ANSWER_MAP_METHODS = ("gradient", "input_x_gradient", "integrated_gradients", "attention")
+
+
+def _target_gradients(loaded: LoadedModel, source_ids: torch.Tensor, positions: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+    """d(logit of target t)/d(source embeddings) for every target: [T, S, d_model], batched rows."""
+    embeddings = embed(loaded, source_ids)  # [1, S, d_model]
+    n_targets = int(target_ids.numel())
+    batch_size = choose_batch_size(loaded, source_ids.numel(), n_targets)
+    chunks = []
+    start = 0
+    while start < n_targets:
+        stop = min(start + batch_size, n_targets)
+        try:
+            rows = embeddings.expand(stop - start, -1, -1).clone().requires_grad_(True)
+            with torch.enable_grad():
+                logits = logits_at(loaded, rows, positions[start:stop])  # [rows, vocab]
+                index = torch.arange(stop - start, device=logits.device)
+                score = logits[index, target_ids[start:stop].to(logits.device)]
+                (gradients,) = torch.autograd.grad(score.sum(), rows)
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error) or batch_size == 1:
+                raise
+            del error
+            free_cached_memory(loaded)
+            batch_size //= 2
+            continue
+        chunks.append(at_least_fp32(gradients))
+        start = stop
+    return torch.cat(chunks)
+
+
+def compute_answer_map(
+    loaded: LoadedModel,
+    prompt_ids: torch.Tensor,
+    generated_ids: torch.Tensor,
+    methods: tuple[str, ...],
+    *,
+    n_steps: int,
+    baseline: str,
+    aggregation: str,
+) -> dict[str, AnswerMap]:
+    """Target × source matrices for the chosen methods (those in ANSWER_MAP_METHODS)."""
+    n_targets = int(generated_ids.numel())
+    if n_targets == 0:
+        raise ValueError("the answer map explains generated tokens: set max_new_tokens to 1 or more")
+    full_ids = torch.cat([prompt_ids, generated_ids])
+    source_ids = full_ids[:-1]  # [S]
+    positions = torch.arange(prompt_ids.numel() - 1, source_ids.numel(), device=source_ids.device)  # [T]
+    chosen = [name for name in methods if name in ANSWER_MAP_METHODS]
+    matrices: dict[str, np.ndarray] = {}
+
+    if {"gradient", "input_x_gradient"} & set(chosen):
+        gradients = _target_gradients(loaded, source_ids, positions, generated_ids)  # [T, S, d_model]
+        if "gradient" in chosen:
+            matrices["gradient"] = gradients.norm(dim=-1).cpu().numpy()
+        if "input_x_gradient" in chosen:
+            embeddings = at_least_fp32(embed(loaded, source_ids))  # [1, S, d_model]
+            matrices["input_x_gradient"] = (gradients * embeddings).sum(dim=-1).cpu().numpy()
+    if "integrated_gradients" in chosen:
+        attributions, _, _ = integrate(loaded, source_ids, baseline, n_steps, positions, generated_ids)
+        reduced = attributions.norm(dim=-1) if aggregation == "l2" else attributions.sum(dim=-1)
+        matrices["integrated_gradients"] = reduced.cpu().numpy()
+    if "attention" in chosen:
+        head_mean = attention_maps(loaded, source_ids).head_mean  # [layers, S, S]
+        matrices["attention"] = head_mean.mean(dim=0)[positions.cpu()].numpy()
+
+    sources = display_tokens(loaded, source_ids.tolist())
+    targets = display_tokens(loaded, generated_ids.tolist())
+    return {name: AnswerMap(method=name, targets=targets, sources=sources, matrix=matrices[name]) for name in chosen}
