@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 
@@ -12,14 +12,14 @@ from .passes import AttributionRequest
 from .models import LoadedModel
 from .answer_map import compute_answer_map
 from .integrated_gradients import special_token_mask
-from .results import Analysis, Prediction, Target
+from .results import Analysis, Prediction
 from .trust import assess
 from .targets import (
     MAX_NEW_TOKENS_LIMIT,
     MAX_STEPS,
     display_tokens,
+    resolve_foil,
     resolve_target,
-    token_ids_for_text,
     tokenize_prompt,
     validate_choice,
     validate_integer,
@@ -66,9 +66,10 @@ def analyze(
     baseline: str = "zero",
     aggregation: str = "l2",
     target: None | str | int = None,
-    contrast: str | None = None,
+    contrast: str | int | None = None,
     all_targets: bool = False,
     trust: bool = False,
+    progress: Callable[[float, str], None] | None = None,
 ) -> Analysis:
     """Explain which input tokens drove one predicted token.
 
@@ -76,10 +77,11 @@ def analyze(
     " Riga" for that text's first token at the next position; an int k ≥ 1 for the k-th generated
     token, attributed over the prompt plus the k − 1 tokens generated before it.
 
-    `contrast`: text whose first token is the foil — explain logit(target) − logit(foil), "why Riga
+    `contrast`: text whose first token is the foil (or the foil's token id) — explain logit(target) − logit(foil), "why Riga
     rather than Tallinn?" (attention-based scores do not depend on the target and stay as they are).
     `all_targets`: also build the answer map (every generated token × its sources).
     `trust`: also compute the trust panel (completeness, faithfulness, agreement, verdict).
+    `progress(fraction, description)` is called as each stage starts (for progress bars).
     """
     prompt = validate_prompt(prompt)
     chosen = validate_methods(methods, METHODS)
@@ -88,19 +90,19 @@ def analyze(
     baseline = validate_choice(baseline, "baseline", BASELINES)
     aggregation = validate_choice(aggregation, "aggregation", AGGREGATIONS)
 
+    stages = ["generating the answer", *(f"computing {name}" for name in chosen)]
+    stages += ["building the answer map"] * all_targets + ["assessing trust"] * trust
+
+    def report_stage(description: str) -> None:
+        if progress is not None:
+            progress(stages.index(description) / len(stages), description)
+
     with loaded.lock:
         prompt_ids = tokenize_prompt(loaded, prompt)  # [n_prompt]
+        report_stage("generating the answer")
         generated_ids = generate(loaded, prompt_ids, max_new_tokens)  # [n_generated]
         resolved = resolve_target(loaded, prompt_ids, generated_ids, target)
-        foil = None
-        if contrast is not None:
-            foil_id = token_ids_for_text(loaded, contrast, what="contrast")[0]
-            if foil_id == resolved.target.id:
-                raise ValueError(
-                    f"the contrast {contrast!r} starts with the target token {resolved.target.text!r} itself; "
-                    "pick a different alternative"
-                )
-            foil = Target(text=display_tokens(loaded, [foil_id])[0], id=foil_id, position=resolved.target.position)
+        foil = None if contrast is None else resolve_foil(loaded, contrast, resolved.target)
         request = AttributionRequest(
             input_ids=resolved.input_ids,
             target_id=resolved.target.id,
@@ -109,17 +111,22 @@ def analyze(
             baseline=baseline,
             aggregation=aggregation,
         )
-        results = {name: METHODS[name](loaded, request) for name in chosen}
+        results = {}
+        for name in chosen:
+            report_stage(f"computing {name}")
+            results[name] = METHODS[name](loaded, request)
         tokens = tuple(display_tokens(loaded, resolved.input_ids.tolist()))
         special = special_token_mask(loaded, resolved.input_ids).cpu().numpy()
-        answer_map = (
-            compute_answer_map(
+        answer_map = {}
+        if all_targets:
+            report_stage("building the answer map")
+            answer_map = compute_answer_map(
                 loaded, prompt_ids, generated_ids, chosen, n_steps=n_steps, baseline=baseline, aggregation=aggregation
             )
-            if all_targets
-            else {}
-        )
-        report = assess(loaded, request, tokens, results, special) if trust else None
+        report = None
+        if trust:
+            report_stage("assessing trust")
+            report = assess(loaded, request, tokens, results, special)
         predictions = top_predictions(loaded, resolved.input_ids)
 
     input_ids = resolved.input_ids.cpu().numpy()

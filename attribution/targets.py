@@ -175,3 +175,22 @@ def resolve_target(
     return ResolvedTarget(
         input_ids=input_ids, target=Target(text=text, id=target_id, position=int(input_ids.numel()))
     )
+
+
+def resolve_foil(loaded: LoadedModel, contrast: object, target: Target) -> Target:
+    """The contrastive alternative at the target's position: the first token of `contrast` given as
+    text, or a vocabulary id given as int (e.g. one of `analysis.top_predictions`, whose display text
+    may not round-trip for byte-level pieces)."""
+    if isinstance(contrast, int) and not isinstance(contrast, bool):
+        vocabulary_size = len(loaded.tokenizer)
+        if not 0 <= contrast < vocabulary_size:
+            raise ValueError(f"contrast token id {contrast} is outside the vocabulary (0 to {vocabulary_size - 1})")
+        foil_id = int(contrast)
+    else:
+        foil_id = token_ids_for_text(loaded, contrast, what="contrast")[0]
+    if foil_id == target.id:
+        raise ValueError(
+            f"the contrast {contrast!r} starts with the target token {target.text!r} itself; "
+            "pick a different alternative"
+        )
+    return Target(text=display_tokens(loaded, [foil_id])[0], id=foil_id, position=target.position)

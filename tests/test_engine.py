@@ -126,3 +126,37 @@ def test_integral_floats_from_number_fields_are_accepted(tiny_loaded):
 def test_display_tokens_of_multibyte_text_never_show_byte_pieces(tiny_loaded):
     ids = tiny_loaded.tokenizer("Rīga ☃", add_special_tokens=False)["input_ids"]
     assert not any("Ġ" in token for token in display_tokens(tiny_loaded, ids))
+
+
+def test_contrast_names_the_foil_and_refuses_the_target_itself(tiny_loaded):
+    plain = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["gradient"], max_new_tokens=1)
+    foil = plain.top_predictions[1]
+    contrasted = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["gradient"], max_new_tokens=1, contrast=foil.id)
+    assert contrasted.foil.id == foil.id
+    by_text = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["gradient"], max_new_tokens=1, contrast=" Riga")
+    assert by_text.foil.id == tiny_loaded.tokenizer(" Riga", add_special_tokens=False)["input_ids"][0]
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["gradient"], max_new_tokens=1, contrast=10**9)
+    assert contrasted.to_dict()["contrast"] == {"foil": {"text": contrasted.foil.text, "id": contrasted.foil.id}}
+    with pytest.raises(ValueError, match="starts with the target token"):
+        attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["gradient"], max_new_tokens=1, contrast=plain.target.id)
+    with pytest.raises(ValueError, match="contrast text is empty"):
+        attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["gradient"], max_new_tokens=1, contrast="")
+
+
+def test_top_predictions_are_sorted_probabilities(tiny_loaded):
+    analysis = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["gradient"], max_new_tokens=1)
+    probabilities = [prediction.probability for prediction in analysis.top_predictions]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-6
+    assert analysis.top_predictions[0].id == analysis.target.id
+
+
+def test_progress_reports_every_stage_in_order(tiny_loaded):
+    seen = []
+    attribution.analyze(tiny_loaded, SEED_PROMPT, max_new_tokens=2, n_steps=4, all_targets=True, trust=True,
+                        progress=lambda fraction, description: seen.append((fraction, description)))
+    assert [description for _, description in seen] == [
+        "generating the answer", "computing gradient", "computing attention", "computing integrated_gradients",
+        "building the answer map", "assessing trust",
+    ]
+    assert [fraction for fraction, _ in seen] == sorted(fraction for fraction, _ in seen) and seen[0][0] == 0
