@@ -21,8 +21,12 @@ from .methods import METHOD_LABELS
 from .results import Analysis, MethodScores, normalize_max_abs, normalize_min_max, top_k
 
 #: The seed's colours for its three methods; later methods take the next colour of FALLBACK_COLORS.
-METHOD_COLORS = {"gradient": "steelblue", "attention": "coral", "integrated_gradients": "mediumseagreen"}
-FALLBACK_COLORS = ("mediumpurple", "goldenrod", "teal", "indianred", "slategray", "olivedrab")
+METHOD_COLORS = {
+    "gradient": "steelblue", "attention": "coral", "integrated_gradients": "mediumseagreen",
+    "input_x_gradient": "goldenrod", "attention_rollout": "teal", "occlusion": "slategray",
+}
+# No purple: negative scores are drawn in purple.
+FALLBACK_COLORS = ("darkkhaki", "sienna", "cadetblue", "olivedrab", "rosybrown", "darkcyan")
 NEGATIVE_COLOR = "#8a63d2"  # the purple the app's highlighted text uses for negative scores
 MAX_TICK_LABELS = 60  # more tokens than this: label every k-th tick so the labels stay legible
 MAX_ANNOTATED_TOKENS = 40  # the comparison heatmap writes its values only while they still fit
@@ -288,7 +292,7 @@ def comparison_heatmap_figure(analysis: Analysis) -> Figure:
     """Methods × tokens, each row min–max normalised, values annotated (.2f), RdYlGn as the seed."""
     names, matrix = normalized_matrix(analysis)
     tokens = analysis.input_tokens
-    figure = Figure(figsize=(_width(len(tokens)), float(np.clip(1.0 * len(names) + 2.6, 3.8, 9.0))),
+    figure = Figure(figsize=(_width(len(tokens)), float(np.clip(0.6 * len(names) + 2.8, 3.8, 9.0))),
                     layout="constrained")
     ax = figure.add_subplot()
     image = _heatmap(ax, matrix, "RdYlGn", vmin=0.0, vmax=1.0)
@@ -314,7 +318,8 @@ def comparison_bars_figure(analysis: Analysis) -> Figure:
     names, matrix = normalized_matrix(analysis)
     tokens = analysis.input_tokens
     rows = max(1, len(names))
-    figure = Figure(figsize=(_width(len(tokens)), 2.3 * rows + 1.6), layout="constrained")
+    figure = Figure(figsize=(_width(len(tokens)), (2.3 if rows <= 3 else 1.6) * rows + 1.6),
+                    layout="constrained")
     axes = figure.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
     for index, (name, ax) in enumerate(zip(names, axes)):
         ax.bar(np.arange(len(tokens)), matrix[index], color=method_color(name), alpha=0.8)

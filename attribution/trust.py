@@ -213,9 +213,11 @@ def verdict(
             sentences.append("no method beats a random token order at finding what matters")
     if check is not None and not check.converged:
         error = check.relative_error if check.rerun_relative_error is None else check.rerun_relative_error
+        advice = (
+            "try more steps" if check.baseline == RECOMMENDED_BASELINE else f"try the {RECOMMENDED_BASELINE} baseline"
+        )
         sentences.append(
-            f"IG did not converge ({error:.0%} off even at {check.rerun_n_steps or check.n_steps} steps; "
-            f"try the {RECOMMENDED_BASELINE} baseline)"
+            f"IG did not converge ({error:.0%} off even at {check.rerun_n_steps or check.n_steps} steps; {advice})"
         )
     text = "; ".join(sentences) or "nothing to compare"
     return text[0].upper() + text[1:] + "."
