@@ -20,7 +20,7 @@ from .integrated_gradients import BASELINE_LABELS, RECOMMENDED_BASELINE
 from .methods import METHOD_LABELS
 from .results import Analysis, MethodScores, normalize_max_abs, normalize_min_max, top_k
 
-#: The seed's colours for its three methods; later methods take the next colour of FALLBACK_COLORS.
+#: The seed's colours for its three methods, then the later ones; unknown methods get a FALLBACK_COLORS one.
 METHOD_COLORS = {
     "gradient": "steelblue", "attention": "coral", "integrated_gradients": "mediumseagreen",
     "input_x_gradient": "goldenrod", "attention_rollout": "teal", "occlusion": "slategray",
@@ -53,27 +53,30 @@ def method_color(name: str) -> str:
 
 
 def token_label(token: str) -> str:
-    """A token as an axis or table label: spaces '␣', newlines '↵', tabs '⇥'; empty as '∅'.
-
-    Long tokens are shortened with '…'; '$' is escaped so matplotlib never reads it as mathtext.
-    """
+    """A token as an axis or table label: spaces '␣', newlines '↵', tabs '⇥'; empty as '∅'; long
+    tokens shortened with '…'."""
     if token == "":
         return "∅"
     text = "".join(_VISIBLE_WHITESPACE.get(character, character) for character in token)
     if len(text) > MAX_LABEL_CHARS:
         text = text[: MAX_LABEL_CHARS - 1] + "…"
-    return text.replace("$", r"\$")
+    return text
 
 
 def quoted_token(token: str) -> str:
     """A token inside a title or sentence, as the seed writes it ("Predicting \" Riga\""): spaces kept,
-    line breaks and tabs made visible so they cannot break the title."""
-    text = token.replace("\n", "↵").replace("\t", "⇥").replace("\r", "\\r").replace("$", r"\$")
+    line breaks and tabs made visible so they cannot break the line."""
+    text = token.replace("\n", "↵").replace("\t", "⇥").replace("\r", "\\r")
     return f'"{text}"'
 
 
+def _plain(text: str) -> str:
+    """Text for matplotlib: '$' escaped so that a token like '$x$' is never read as mathtext."""
+    return text.replace("$", r"\$")
+
+
 def _target_phrase(analysis: Analysis) -> str:
-    return f"predicting {quoted_token(analysis.target.text)}"
+    return _plain(f"predicting {quoted_token(analysis.target.text)}")
 
 
 def score_axis_label(name: str, result: MethodScores) -> str:
@@ -182,7 +185,7 @@ def _set_token_ticks(ax: Any, tokens: Sequence[str], *, axis: str = "x") -> None
     """One tick per token (every k-th when there are too many), rotated 45° as the seed does."""
     step = max(1, int(np.ceil(len(tokens) / MAX_TICK_LABELS)))
     positions = list(range(0, len(tokens), step))
-    labels = [token_label(tokens[index]) for index in positions]
+    labels = [_plain(token_label(tokens[index])) for index in positions]
     if axis == "x":
         ax.set_xticks(positions)
         ax.set_xticklabels(labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=10)
@@ -274,8 +277,8 @@ def head_heatmap_figure(
     ax.set_yticklabels([f"Head {head}" for head in range(0, n_heads, step)], fontsize=9)
     ax.set_xlabel("Input tokens", fontsize=11)
     ax.set_ylabel(f"Heads of layer {layer}", fontsize=11)
-    ax.set_title(f"{label}, layer {layer}, every head (last position): predicting "
-                 f"{quoted_token(target_text)}", fontsize=13, fontweight="bold")
+    ax.set_title(_plain(f"{label}, layer {layer}, every head (last position): predicting "
+                        f"{quoted_token(target_text)}"), fontsize=13, fontweight="bold")
     figure.colorbar(image, ax=ax, label="Attention weight", pad=0.01)
     return figure
 

@@ -1,0 +1,271 @@
+"""app.py: the handlers on a tiny random model, and the public API through gradio_client."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+import app  # noqa: E402
+import attribution  # noqa: E402
+from conftest import SEED_PROMPT  # noqa: E402
+
+RUN = tuple(app.DEFAULTS["methods"])  # the methods the app runs unless told otherwise
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def outputs(tiny_folder) -> dict:
+    """One analysis through the UI handler, by output name."""
+    return dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder))))
+
+
+def test_output_keys_follow_the_method_registry():
+    for name in attribution.METHODS:
+        for part in app.METHOD_PARTS:
+            assert f"{name}:{part}" in app.OUTPUT_KEYS
+    assert app.LAYERED_METHODS == ("attention",) or "attention" in app.LAYERED_METHODS
+    assert "gradient" not in app.LAYERED_METHODS
+
+
+def test_handler_returns_highlights_figures_and_tables_for_every_method_run(outputs):
+    assert isinstance(outputs["answer"], str)
+    assert "predicted next token" in outputs["explained"]
+    n_tokens = len(outputs["gradient:highlight"])
+    assert n_tokens >= 9  # BOS + the seed prompt's tokens
+    for name in RUN:
+        highlight = outputs[f"{name}:highlight"]
+        assert "".join(token for token, _ in highlight).endswith(SEED_PROMPT)
+        assert all(-1.0 <= score <= 1.0 for _, score in highlight)
+        assert outputs[f"{name}:bars"].plot.startswith("data:image/png;base64,")
+        top = outputs[f"{name}:top"]
+        assert list(top.columns) == ["rank", "token", "position", "score"]
+        assert len(top) == 5
+        assert attribution.METHOD_LABELS[name] in outputs[f"{name}:notes"]
+    assert outputs["attention:layers"].plot.startswith("data:image/png;base64,")
+    assert "converge" in outputs["integrated_gradients:notes"]
+    assert outputs["compare:heatmap"].plot.startswith("data:image/png;base64,")
+    assert outputs["compare:bars"].plot.startswith("data:image/png;base64,")
+
+
+def test_exports_follow_the_cli_contract(outputs, tiny_folder):
+    data = json.loads(Path(outputs["export:json"]).read_text(encoding="utf-8"))
+    assert data["prompt"] == SEED_PROMPT
+    assert data["model"] == str(tiny_folder)
+    assert set(data["methods"]) == set(RUN)
+    assert len(data["methods"]["gradient"]["scores"]) == len(data["input_tokens"])
+    csv_lines = Path(outputs["export:csv"]).read_text(encoding="utf-8").splitlines()
+    assert csv_lines[0] == "position,token,token_id," + ",".join(RUN)
+    assert len(csv_lines) == len(data["input_tokens"]) + 1
+    pngs = [Path(path) for path in outputs["export:png"]]
+    assert {path.name for path in pngs} == {f"{name}_bars.png" for name in RUN} | {
+        "attention_layers.png", "comparison_heatmap.png", "comparison_bars.png"}
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in pngs)
+    # Every file of a request sits in its own fresh temporary folder with fixed names.
+    assert len({path.parent for path in pngs} | {Path(outputs["export:json"]).parent}) == 1
+
+
+def test_per_head_view_is_redrawn_from_the_stored_result(outputs):
+    state = outputs["state"]
+    stored = json.loads(state)
+    n_layers = len(stored["per_head"]["attention"])
+    slider, heads = app.head_views(state)
+    assert slider["maximum"] == max(n_layers - 1, 1) and slider["value"] == n_layers - 1
+    assert isinstance(heads["value"], Figure)
+    figure = app.head_figure(state, "attention", 0)
+    assert isinstance(figure, Figure)
+    assert "layer 0" in figure.axes[0].get_title()
+    assert app.head_figure(None, "attention", 0) is None
+
+
+def test_analysis_survives_pickling_for_the_gpu_worker(tiny_loaded):
+    analysis = attribution.analyze(tiny_loaded, SEED_PROMPT, max_new_tokens=2, n_steps=4)
+    portable = pickle.loads(pickle.dumps(app.to_portable(analysis)))
+    restored = app.from_portable(portable)
+    assert restored.to_dict() == analysis.to_dict()
+    np.testing.assert_array_equal(restored.methods["attention"].per_head, analysis.methods["attention"].per_head)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prompt": "   "}, "prompt is empty"),
+        ({"prompt": "x" * 100_000}, "far over the limit"),
+        ({"model": "/no/such/model/folder"}, "no model folder"),
+        ({"ig_baseline": "banana"}, "unknown baseline"),
+        ({"methods": []}, "choose at least one method"),
+        ({"methods": "gradient,bogus"}, "unknown method 'bogus'"),
+        ({"model": 42}, "model name must be"),
+        ({"target": "generated", "target_k": 99}, "out of range"),
+        ({"target": "text", "target_text": ""}, "target text is empty"),
+    ],
+)
+def test_bad_input_raises_a_clear_gr_error(tiny_folder, kwargs, message):
+    arguments = {"prompt": SEED_PROMPT, "model": str(tiny_folder), "max_new_tokens": 3, "ig_steps": 4}
+    arguments.update(kwargs)
+    with pytest.raises(gr.Error) as raised:
+        app.analyze(**arguments)
+    assert message in raised.value.message
+
+
+def test_targets_from_the_settings(tiny_folder):
+    values = dict(zip(app.OUTPUT_KEYS, app.analyze(
+        SEED_PROMPT, str(tiny_folder), methods=["gradient"], max_new_tokens=3, target="generated", target_k=2.0)))
+    assert "generated token 2" in values["explained"]
+    for name in set(attribution.METHODS) - {"gradient"}:
+        assert values[f"{name}:highlight"] is None and values[f"{name}:bars"] is None
+        assert "not computed" in values[f"{name}:notes"]
+    assert values["attention:layers"] is None
+    assert app.parse_target("next", 1, "") is None
+    assert app.parse_target("generated", 3.0, "") == 3
+    assert app.parse_target("text", 1, " Riga") == " Riga"
+    with pytest.raises(ValueError, match="valid choices"):
+        app.parse_target("sideways", 1, "")
+
+
+def test_progress_names_each_stage(tiny_folder):
+    seen = []
+
+    class Recorder:
+        def __call__(self, fraction, desc=None, **_):
+            seen.append((fraction, desc))
+
+    app.analyze(SEED_PROMPT, str(tiny_folder), max_new_tokens=2, ig_steps=3, progress=Recorder())
+    fractions = [fraction for fraction, _ in seen]
+    assert fractions == sorted(fractions) and 0 < fractions[0] and fractions[-1] < 1
+    descriptions = " | ".join(desc for _, desc in seen)
+    assert "Loading" in descriptions and "Generating the answer" in descriptions
+    assert "Computing Integrated Gradients (3 steps)" in descriptions and "Drawing figures" in descriptions
+
+
+def test_deep_link_fills_valid_settings_and_ignores_the_rest():
+    keep = gr.update()
+    values = app.from_query(
+        {"prompt": "Hello there", "methods": "gradient,bogus", "steps": "120", "max_new_tokens": "9999",
+         "baseline": "pad", "aggregation": "nonsense", "target": "text", "text": " Riga"},
+        ["m"],
+    )
+    prompt, model, methods, max_new, steps, baseline, aggregation, target, k, text = values
+    assert prompt == "Hello there" and methods == ["gradient"] and steps == 120 and baseline == "pad"
+    assert max_new == keep and aggregation == keep and model == keep and k == keep
+    assert target == "text" and text == " Riga"
+
+
+def test_hosted_space_lists_only_allowed_models(monkeypatch, tiny_folder):
+    monkeypatch.setenv("SPACE_ID", "someone/token-attribution")
+    monkeypatch.setenv("MODEL_ID", "meta-llama/Llama-3.2-1B")
+    monkeypatch.setenv("ALLOWED_MODELS", "meta-llama/Llama-3.2-1B,HuggingFaceTB/SmolLM2-135M")
+    choices = [value for _label, value in app.model_choices("meta-llama/Llama-3.2-1B")]
+    assert choices == ["meta-llama/Llama-3.2-1B", "HuggingFaceTB/SmolLM2-135M"]
+    with pytest.raises(gr.Error) as raised:
+        app.analyze(SEED_PROMPT, str(tiny_folder))
+    assert "cannot be loaded on the hosted Space" in raised.value.message
+
+
+def test_local_model_picker_offers_demo_hub_and_custom(tiny_folder):
+    choices = app.model_choices(str(tiny_folder))
+    values = [value for _label, value in choices]
+    assert values == [str(tiny_folder), str(attribution.DEMO_MODEL_PATH), "meta-llama/Llama-3.2-1B"]
+    assert choices[1][0].startswith("demo model")
+
+
+def test_server_settings(monkeypatch):
+    for name in ("GRADIO_SHARE", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "SPACE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert app.server_settings(app.parse_args([])) == {
+        "server_name": "127.0.0.1", "server_port": 7860, "share": False}
+    assert app.server_settings(app.parse_args(["--share", "--port", "8000", "--host", "0.0.0.0"])) == {
+        "server_name": "0.0.0.0", "server_port": 8000, "share": True}
+    monkeypatch.setenv("GRADIO_SHARE", "1")
+    monkeypatch.setenv("SPACE_ID", "someone/space")
+    assert app.server_settings(app.parse_args([])) == {
+        "server_name": "0.0.0.0", "server_port": 7860, "share": True}
+
+
+def test_gpu_decorator_is_a_no_op_off_spaces_and_spaces_gpu_on_them(monkeypatch):
+    def work():
+        return 42
+
+    assert app.spaces is None
+    assert app.gpu(work) is work
+
+    class FakeSpaces:  # what `spaces.GPU(duration=...)` does on ZeroGPU: run elsewhere, pickle back
+        @staticmethod
+        def GPU(duration):  # noqa: N802 (the real package's name)
+            def decorate(function):
+                def run_in_worker(*args, **kwargs):
+                    return pickle.loads(pickle.dumps(function(*args, **kwargs)))
+                run_in_worker.duration = duration
+                return run_in_worker
+            return decorate
+
+    monkeypatch.setattr(app, "spaces", FakeSpaces)
+    assert app.gpu(work)() == 42 and app.gpu(work).duration == app.GPU_DURATION_S
+
+
+# --- the public API, served for real on a free port ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(tiny_folder, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:  # lazily cached examples go to a throwaway folder
+        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("examples-cache")))
+        demo = app.build_demo(str(tiny_folder))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(served, tmp_path_factory):
+    from gradio_client import Client
+
+    return Client(served, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+def test_client_predict_returns_highlights_and_figures_for_all_methods(client):
+    result = client.predict(SEED_PROMPT, api_name="/analyze")
+    values = dict(zip([key for key in app.OUTPUT_KEYS if key != "state"], result))
+    for name in RUN:
+        highlight = values[f"{name}:highlight"]
+        assert len(highlight) >= 9
+        assert all(-1.0 <= item["class_or_confidence"] <= 1.0 for item in highlight)
+        assert values[f"{name}:bars"]["plot"].startswith("data:image/png;base64,")
+    assert values["attention:layers"]["plot"].startswith("data:image/png;base64,")
+    assert values["compare:heatmap"]["plot"].startswith("data:image/png;base64,")
+    assert json.loads(Path(values["export:json"]).read_text(encoding="utf-8"))["prompt"] == SEED_PROMPT
+
+
+def test_api_lists_analyze_and_hides_internal_events(client):
+    info = client.view_api(print_info=False, return_format="dict")
+    assert list(info["named_endpoints"]) == ["/analyze"]
+    assert info["unnamed_endpoints"] == {}
+    parameters = info["named_endpoints"]["/analyze"]["parameters"]
+    assert parameters[0]["parameter_name"] == "prompt"
+    assert all(parameter["parameter_has_default"] for parameter in parameters[1:])
+
+
+def test_bad_input_through_the_api_is_a_clear_error_and_the_app_keeps_serving(client):
+    with pytest.raises(Exception, match="prompt is empty"):
+        client.predict("   ", api_name="/analyze")
+    with pytest.raises(Exception, match="no model folder"):
+        client.predict(SEED_PROMPT, "/no/such/model", api_name="/analyze")
+    result = client.predict("The capital of France is", methods=["gradient"], api_name="/analyze")
+    assert result[list(app.OUTPUT_KEYS).index("gradient:highlight")]

@@ -1,0 +1,171 @@
+"""The page in a real browser: Playwright drives Debian's chromium against the app on a free port.
+
+Screenshots land in test-artifacts/ at the repository root. Without chromium the test skips locally
+and fails under CI (CI installs it, see .ci/run).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+
+from conftest import REPO_ROOT, SEED_PROMPT  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+TIMEOUT_MS = 90_000
+
+
+def _require_browser():
+    if CHROMIUM is not None:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            return
+    reason = "needs Debian's chromium (apt-get install -y chromium) and the playwright package"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the browser test: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def page_url(tiny_folder, tmp_path_factory):
+    _require_browser()
+    import app
+
+    with pytest.MonkeyPatch.context() as patch:  # lazily cached examples go to a throwaway folder
+        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("examples-cache")))
+        demo = app.build_demo(str(tiny_folder))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **app.launch_options())
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser(page_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def plot_has_image(page, selector: str) -> bool:
+    return page.locator(f"{selector} img, {selector} svg.main-svg, {selector} canvas").count() > 0
+
+
+def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
+    import app
+    import attribution
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(page_url)
+    page.locator("#prompt textarea").fill(SEED_PROMPT)
+    page.locator("#analyze-button").click()
+    tokens = page.locator("#highlight-gradient .token")
+    tokens.first.wait_for(timeout=TIMEOUT_MS)
+    assert "Latvia" in page.locator("#highlight-gradient").inner_text()
+    assert page.locator("#explained textarea, #explained input").first.input_value().endswith(")")
+
+    for name in attribution.METHODS:
+        page.locator(f"#tab-{name}-button").click()
+        if name in app.DEFAULTS["methods"]:
+            page.locator(f"#bars-{name} img").first.wait_for(timeout=TIMEOUT_MS)
+            assert page.locator(f"#highlight-{name} .token").count() >= 9
+            assert plot_has_image(page, f"#bars-{name}")
+            assert page.locator(f"#top-{name}").get_by_role("row").count() >= 6  # header + 5
+        if name in app.LAYERED_METHODS and name in app.DEFAULTS["methods"]:
+            page.locator(f"#layers-{name} img").first.wait_for(timeout=TIMEOUT_MS)
+            page.locator(f"#heads-{name} img").first.wait_for(timeout=TIMEOUT_MS)
+            assert plot_has_image(page, f"#layers-{name}") and plot_has_image(page, f"#heads-{name}")
+            # Another layer for the per-head view: redrawn from the stored result.
+            before = page.locator(f"#heads-{name} img").first.get_attribute("src")
+            page.locator(f"#layer-{name} input[type=range]").focus()
+            page.keyboard.press("ArrowLeft")
+            page.wait_for_function(
+                "([selector, before]) => document.querySelector(selector)?.getAttribute('src') !== before",
+                arg=[f"#heads-{name} img", before], timeout=TIMEOUT_MS)
+        page.screenshot(path=str(ARTIFACTS / f"tab-{name}.png"), full_page=True)
+
+    page.locator("#tab-compare-button").click()
+    for selector in ("#compare-heatmap", "#compare-bars"):
+        page.locator(f"{selector} img").first.wait_for(timeout=TIMEOUT_MS)
+        assert plot_has_image(page, selector)
+    page.screenshot(path=str(ARTIFACTS / "tab-compare.png"), full_page=True)
+
+    assert page.locator("#download-png").get_by_text("comparison_heatmap", exact=True).count() == 1
+    page.locator("#share-button").click()
+    share_box = page.locator("#share-url textarea, #share-url input").first
+    page.wait_for_function("el => el.value.includes('prompt=')", arg=share_box.element_handle(),
+                           timeout=TIMEOUT_MS)
+    link = share_box.input_value()
+    assert link.startswith(page_url) and "What+is+the+Capital+City+of+Latvia" in link
+    assert "methods=" not in link  # settings left at their defaults stay out of the link
+    page.locator("#tab-gradient-button").click()
+    page.screenshot(path=str(ARTIFACTS / "full-page.png"), full_page=True)
+    assert not errors, errors
+    page.close()
+
+
+def test_deep_link_fills_the_settings_and_runs(page_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{page_url}?prompt=The+capital+of+France+is&methods=gradient&steps=7&max_new_tokens=3")
+    page.locator("#highlight-gradient .token").first.wait_for(timeout=TIMEOUT_MS)
+    assert page.locator("#prompt textarea").input_value() == "The capital of France is"
+    assert "France" in page.locator("#highlight-gradient").inner_text()
+    page.close()
+
+
+def test_bad_input_shows_an_error_and_the_page_keeps_working(page_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(page_url)
+    page.locator("#prompt textarea").fill("   ")
+    page.locator("#analyze-button").click()
+    page.get_by_text("prompt is empty").first.wait_for(timeout=TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "error.png"))
+    page.locator("#prompt textarea").fill("Which city is the capital of Germany?")
+    page.locator("#analyze-button").click()
+    page.locator("#highlight-gradient .token").first.wait_for(timeout=TIMEOUT_MS)
+    assert "Germany" in page.locator("#highlight-gradient").inner_text()
+    page.close()
+
+
+def test_clicking_an_example_runs_it_and_caches_it(page_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(page_url)
+    for _ in range(2):  # the first click computes and caches (lazily), the second reads the cache
+        page.get_by_text("The capital of France is", exact=True).click()
+        page.wait_for_function(
+            "() => document.querySelector('#highlight-gradient')?.innerText.includes('France')",
+            timeout=TIMEOUT_MS)
+        assert page.locator("#prompt textarea").input_value() == "The capital of France is"
+        page.get_by_text("Which city is the capital of Germany?", exact=True).click()
+        page.wait_for_function(
+            "() => document.querySelector('#highlight-gradient')?.innerText.includes('Germany')",
+            timeout=TIMEOUT_MS)
+    page.close()
