@@ -21,7 +21,6 @@ import tempfile
 import time
 import typing
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Callable, Sequence
 
 if os.environ.get("SPACE_ID"):
@@ -174,24 +173,13 @@ def gpu(function: Callable) -> Callable:
     return spaces.GPU(duration=GPU_DURATION_S)(function)
 
 
-def to_portable(analysis: attribution.Analysis) -> dict[str, Any]:
-    """An `Analysis` as plain picklable data (its read-only `methods` mapping cannot be pickled), so it
-    can come back from the ZeroGPU worker process."""
-    values = {field.name: getattr(analysis, field.name) for field in dataclasses.fields(analysis)}
-    return {name: dict(value) if isinstance(value, MappingProxyType) else value
-            for name, value in values.items()}
-
-
-def from_portable(values: dict[str, Any]) -> attribution.Analysis:
-    return attribution.Analysis(**values)
-
-
 @gpu
 def compute(model_name: str, prompt: str, settings: dict[str, Any],
-            stage: Callable[[float, str], None] | None = None) -> dict[str, Any]:
-    """Generation and every attribution method: the only GPU work. Returns CPU numpy data."""
+            stage: Callable[[float, str], None] | None = None) -> attribution.Analysis:
+    """Generation and every attribution method: the only GPU work. Returns CPU numpy data, which
+    pickles back from the ZeroGPU worker process."""
     loaded = attribution.load_model(model_name)
-    return to_portable(attribution.analyze(loaded, prompt, progress=stage, **settings))
+    return attribution.analyze(loaded, prompt, progress=stage, **settings)
 
 
 # --- exports ---------------------------------------------------------------------------------
@@ -361,7 +349,7 @@ def analyze(
         def stage(fraction: float, description: str) -> None:
             progress(0.15 + 0.75 * fraction, desc=stage_text(description, ig_steps))
 
-        portable = compute(model, prompt, {
+        analysis = compute(model, prompt, {
             "methods": methods,
             "max_new_tokens": max_new_tokens,
             "n_steps": ig_steps,
@@ -372,7 +360,7 @@ def analyze(
     except ValueError as error:
         raise gr.Error(str(error)) from None
     progress(0.9, desc="Drawing figures…")
-    return render(from_portable(portable), describe_target(target, target_k))
+    return render(analysis, describe_target(target, target_k))
 
 
 def head_figure(state: str | None, name: str, layer: float | None) -> Any:

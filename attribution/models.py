@@ -93,6 +93,8 @@ def check_hosted_policy(name_or_path: str) -> None:
     """On a hosted Space (SPACE_ID set) only allow-listed hub ids load; local paths never do."""
     if not os.environ.get("SPACE_ID"):
         return
+    if Path(name_or_path).expanduser().resolve() == DEMO_MODEL_PATH:
+        return  # the shipped demo model is part of the Space itself, not a user-chosen path
     allowed = [item.strip() for item in os.environ.get("ALLOWED_MODELS", "").split(",") if item.strip()]
     default = os.environ.get("MODEL_ID", "").strip()
     if default:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
@@ -217,8 +216,8 @@ class Analysis:
         generated = np.array(self.generated_ids, dtype=np.int64, copy=True).reshape(-1)
         generated.setflags(write=False)
         object.__setattr__(self, "generated_ids", generated)
-        object.__setattr__(self, "methods", MappingProxyType(dict(self.methods)))
-        object.__setattr__(self, "answer_map", MappingProxyType(dict(self.answer_map)))
+        object.__setattr__(self, "methods", dict(self.methods))
+        object.__setattr__(self, "answer_map", dict(self.answer_map))
         object.__setattr__(self, "top_predictions", tuple(self.top_predictions))
         special = np.zeros(ids.shape[0], dtype=bool) if self.special_tokens is None else self.special_tokens
         special = np.array(special, dtype=bool, copy=True).reshape(-1)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from itertools import combinations
-from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
@@ -71,9 +70,9 @@ class TrustReport:
     ks: tuple[int, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "faithfulness", MappingProxyType(dict(self.faithfulness)))
-        object.__setattr__(self, "spearman", MappingProxyType(dict(self.spearman)))
-        object.__setattr__(self, "top3_overlap", MappingProxyType(dict(self.top3_overlap)))
+        object.__setattr__(self, "faithfulness", dict(self.faithfulness))
+        object.__setattr__(self, "spearman", dict(self.spearman))
+        object.__setattr__(self, "top3_overlap", dict(self.top3_overlap))
         for name, value in [*self.spearman.items(), *self.top3_overlap.items()]:
             if not math.isfinite(value):
                 raise ValueError(f"agreement {name} is not finite")

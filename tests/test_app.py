@@ -94,8 +94,7 @@ def test_per_head_view_is_redrawn_from_the_stored_result(outputs):
 
 def test_analysis_survives_pickling_for_the_gpu_worker(tiny_loaded):
     analysis = attribution.analyze(tiny_loaded, SEED_PROMPT, max_new_tokens=2, n_steps=4)
-    portable = pickle.loads(pickle.dumps(app.to_portable(analysis)))
-    restored = app.from_portable(portable)
+    restored = pickle.loads(pickle.dumps(analysis))
     assert restored.to_dict() == analysis.to_dict()
     np.testing.assert_array_equal(restored.methods["attention"].per_head, analysis.methods["attention"].per_head)
 

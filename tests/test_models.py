@@ -65,6 +65,9 @@ def test_hosted_space_allows_only_listed_hub_ids(monkeypatch, tiny_folder):
     with pytest.raises(ValueError, match="not allowed on this Space"):
         check_hosted_policy("someone/other-model")
     check_hosted_policy("meta-llama/Llama-3.2-1B")
+    check_hosted_policy(str(attribution.DEMO_MODEL_PATH))  # shipped with the Space
+    with pytest.raises(ValueError, match="local model folders cannot be loaded"):
+        check_hosted_policy(str(attribution.DEMO_MODEL_PATH / ".." / ".." / "tests"))
 
 
 def test_default_model_is_model_id_else_the_demo(monkeypatch):
