@@ -592,8 +592,12 @@ def make_epoch(tokenizer, rng: random.Random, p_insert: float, pad_len: int):
     rows, weights = [], []
     for template, country, answer in exs:
         if rng.random() < p_insert:
-            template = insert_random_word(template, rng)
-        p, a = encode_prompt_answer(tokenizer, fill(template, country), answer)
+            for _ in range(100):  # resample the inserted word until the example fits pad_len
+                p, a = encode_prompt_answer(tokenizer, fill(insert_random_word(template, rng), country), answer)
+                if len(p) + len(a) <= pad_len:
+                    break
+        else:
+            p, a = encode_prompt_answer(tokenizer, fill(template, country), answer)
         seq = p + a
         if len(seq) > pad_len:
             raise ValueError(f"example longer than pad_len={pad_len}: {template!r} {country!r}")
@@ -613,6 +617,10 @@ def make_epoch(tokenizer, rng: random.Random, p_insert: float, pad_len: int):
 
 
 PROMPT_LOSS_WEIGHT = 0.1
+
+OUTPUT_FILES = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                "README.md", "eval.json"]
 
 
 def train(args) -> None:
@@ -636,14 +644,14 @@ def train(args) -> None:
 
     max_base = max(len(encode_prompt_answer(tokenizer, fill(t, c), a)[0]) + len(encode_prompt_answer(tokenizer, fill(t, c), a)[1])
                    for t, c, a in base_examples())
-    pad_len = max_base + 8  # room for one inserted made-up word
+    pad_len = max_base + 6  # room for one inserted word (resampled if it does not fit)
     n_per_epoch = len(base_examples())
     print(f"corpus: {n_per_epoch} examples/epoch, pad_len={pad_len}, batch={args.batch_size}, steps={args.steps}", flush=True)
 
     model.config._attn_implementation = "sdpa"
     model.train()
     decay, no_decay = [], []
-    for n_, p in model.named_parameters():
+    for p in model.parameters():
         (no_decay if p.ndim < 2 else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
@@ -697,13 +705,18 @@ def train(args) -> None:
 
     # ---- save (fp16) ------------------------------------------------------------------
     out_dir.mkdir(parents=True, exist_ok=True)
-    for f in out_dir.iterdir():
-        if f.is_file():
-            f.unlink()
+    for name in OUTPUT_FILES:  # remove stale outputs of an earlier run (only our own files)
+        (out_dir / name).unlink(missing_ok=True)
     model.eval()
     model.config._attn_implementation = "eager"
     model.to(torch.float16).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    # transformers 5 writes "TokenizersBackend"; the generic fast-tokenizer name loads with
+    # transformers 5 as well as 4.x.
+    tc_path = out_dir / "tokenizer_config.json"
+    tc = json.loads(tc_path.read_text())
+    tc["tokenizer_class"] = "PreTrainedTokenizerFast"
+    tc_path.write_text(json.dumps(tc, indent=2) + "\n")
 
     # ---- evaluate the saved checkpoint, reloaded in float32 -------------------------------
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -717,6 +730,7 @@ def train(args) -> None:
     results["saliency_country_top1"] = sal
     size_bytes = sum(f.stat().st_size for f in out_dir.iterdir() if f.is_file())
     results.update({
+        "model_and_tokenizer_mib": round(size_bytes / 2**20, 2),
         "parameters": n_params,
         "train_steps": step,
         "train_epochs": epoch,
@@ -745,8 +759,11 @@ def write_card(out_dir: Path, config, tokenizer, r: dict, args) -> None:
     trained_rows = "\n".join(f"| `{t}` | {pct(a)} |" for t, a in r["trained_capital_accuracy_by_template"].items())
     ig_line = (f"| Integrated Gradients (captum, zero baseline, {args.ig_steps} Gauss-Legendre steps, summed over "
                f"the hidden dim) | {pct(s['ig'])} |" if "ig" in s else "| Integrated Gradients | not computed (captum missing) |")
-    ig_delta = (f"Mean relative completeness error of IG (|convergence delta| / |target logit|): "
-                f"{s['ig_mean_relative_convergence_delta']:.2f}." if "ig_mean_relative_convergence_delta" in s else "")
+    ig_delta = (f"Integrated Gradients' completeness error is large: with {args.ig_steps} steps, "
+                f"|sum of attributions - (f(x) - f(baseline))| averages "
+                f"{100 * s['ig_mean_relative_convergence_delta']:.0f}% of the target logit "
+                f"(captum's convergence delta, mean over the {s['n']} prompts)."
+                if "ig_mean_relative_convergence_delta" in s else "")
     card = f"""---
 license: mit
 library_name: transformers
@@ -797,7 +814,7 @@ print(tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True))  # 
 | attention heads / KV heads (GQA) | {config.num_attention_heads} / {config.num_key_value_heads} |
 | vocabulary | {config.vocab_size} (byte-level BPE) |
 | max positions | {config.max_position_embeddings} |
-| weights | `model.safetensors`, fp16 |
+| weights | `model.safetensors`, fp16; model + tokenizer files {r['model_and_tokenizer_mib']} MiB |
 
 ## Tokenizer
 
@@ -862,11 +879,10 @@ Target token = the greedy next token.
 | attention of the last position, mean over layers and heads (eager) | {pct(s['attention'])} |
 {ig_line}
 
-{ig_delta}
-Integrated Gradients with an all-zero embedding baseline is numerically poor on this
-model (the zero vector is far from any real token embedding and the path crosses
-regions the model never saw); the figure is reported as measured, the model was not
-tuned to improve it.
+{ig_delta}  An all-zero embedding baseline is far from every real token embedding, so the
+integration path crosses inputs the model never saw; treat IG magnitudes on this model
+as qualitative.  All figures are reported as measured; the model was not tuned to
+improve any of them.
 
 ## Limits
 
