@@ -37,7 +37,7 @@ from gradio.components.plot import PlotData
 
 import attribution
 from attribution import plotting
-from attribution.targets import MAX_NEW_TOKENS_LIMIT, MAX_STEPS, validate_prompt
+from attribution.targets import MAX_NEW_TOKENS_LIMIT, MAX_STEPS, validate_integer, validate_prompt
 
 # --- constants -------------------------------------------------------------------------------
 
@@ -60,6 +60,12 @@ DEFAULTS = {
     "target": "next",
     "target_k": 1,
     "target_text": "",
+    "contrast_text": "",  # "" = no contrast
+    # Both cost well under a second of compute on the demo model (measured: about 0.15 s CPU for the
+    # answer map and 0.2 s for the trust panel, on top of 0.1 s for the six methods), so both are on.
+    "all_targets": True,
+    "trust": True,
+    "hide_special": False,  # the seed's view: every token, BOS included, in the colour scaling
 }
 TARGET_CHOICES = [
     ("the predicted next token", "next"),
@@ -82,11 +88,46 @@ METHOD_HELP = {
         "Captum's rule). Slower, but its signed scores account for the whole change in the logit: see "
         "the check below."
     ),
+    "input_x_gradient": (
+        "Each token's embedding times the gradient, summed: a signed first-order estimate of how much "
+        "the token adds to (red) or takes from (purple) the explained token's logit. Fast."
+    ),
+    "attention_rollout": (
+        "Attention composed through every layer with the residual path (Abnar & Zuidema 2020): how much "
+        "of the last position's representation flows from each token. Never negative."
+    ),
+    "occlusion": (
+        "Hide one token at a time (by the attention mask) and measure how much the explained token's "
+        "log-probability drops: red tokens were needed, purple ones were in the way. One forward pass "
+        "per token, batched."
+    ),
 }
+#: Methods whose scores do not depend on the explained token (a contrast leaves them unchanged).
+TARGET_FREE_METHODS = ("attention", "attention_rollout")
+ANSWER_MAP_HELP = (
+    "**Answer map.** Every generated token (rows), explained by everything before it: the prompt, then "
+    "the tokens generated earlier (right of the dark line). Each row is scaled by its largest score; grey "
+    "cells come after the explained token (a causal model cannot see them). Pick a method and a generated "
+    "token to read one row as highlighted text."
+)
+TRUST_HELP = (
+    "**Faithfulness** (ERASER, averaged over hiding k = 1, 2, 20% and 50% of the content tokens): "
+    "*comprehensiveness* is how much the explained token's probability drops when a method's top-k tokens "
+    "are hidden; *sufficiency* is how much it drops when only those are kept. **Higher comprehensiveness "
+    "than random = the method found tokens that matter; lower sufficiency is better.** *Random*: the same "
+    "for random token orders. Start/special tokens always stay visible; with a contrast, the drops are in "
+    "log p(explained) − log p(contrast)."
+)
+AGREEMENT_HELP = (
+    "**Agreement.** Spearman rank correlation of every pair of methods over the content tokens (1: the same "
+    "order, 0: unrelated, −1: opposite), and how many of their top-3 tokens they share."
+)
+RECOMMENDED_IG = (attribution.RECOMMENDED_BASELINE, "sum")
 COMPARE_HELP = (
     "Each method's scores are min–max normalised as in the seed notebook: 1 is that method's most "
     "important token and 0 its least, so compare which tokens each method ranks high rather than raw "
-    "values. Methods that were not run are left out."
+    "values. Methods that were not run are left out. Tick *Hide start/special tokens from colour "
+    "scaling* (above the tabs) to leave attention sinks such as BOS out of the normalisation."
 )
 INTRO = (
     "# Token attribution\n"
@@ -103,6 +144,9 @@ CSS = """
 .gradio-container { max-width: 1280px !important; margin: 0 auto !important; }
 #analyze-button { min-height: 3rem; }
 .legend-note p { margin: 0.2rem 0; }
+#verdict { border-left: 5px solid var(--color-accent); background: var(--background-fill-secondary);
+           padding: 0.5rem 1rem; border-radius: 6px; }
+#verdict p { font-size: 1.08rem; margin: 0.2rem 0; }
 """
 
 
@@ -159,8 +203,14 @@ OUTPUT_KEYS = (
         for name in attribution.METHODS
         for part in METHOD_PARTS + (("layers",) if name in LAYERED_METHODS else ())
     ]
-    + ["compare:heatmap", "compare:bars", "export:json", "export:csv", "export:png", "state"]
+    + ["answer_map:notes", "answer_map:heatmap", "answer_map:highlight"]
+    + ["compare:verdict", "compare:heatmap", "compare:bars", "compare:faithfulness", "compare:agreement",
+       "compare:overlap", "compare:completeness"]
+    + ["export:json", "export:csv", "export:png", "state"]
 )
+#: The outputs redrawn from the stored result when "Hide start/special tokens" changes (no model run).
+SCALED_KEYS = ([f"{name}:highlight" for name in attribution.METHODS]
+               + ["compare:heatmap", "compare:bars", "answer_map:heatmap", "answer_map:highlight"])
 
 
 # --- ZeroGPU ---------------------------------------------------------------------------------
@@ -224,9 +274,7 @@ def parse_target(target: str, target_k: Any, target_text: str | None) -> None | 
     if target == "next":
         return None
     if target == "generated":
-        if isinstance(target_k, float) and target_k.is_integer():
-            return int(target_k)
-        return target_k
+        return validate_integer(target_k, "generated token k", 1, MAX_NEW_TOKENS_LIMIT)
     if target == "text":
         return target_text if target_text is not None else ""
     choices = ", ".join(value for _label, value in TARGET_CHOICES)
@@ -255,35 +303,272 @@ def method_help(name: str) -> str:
     return METHOD_HELP.get(name) or attribution.METHOD_DESCRIPTIONS.get(name, fallback)
 
 
-def method_notes(name: str, result: attribution.MethodScores) -> str:
+def parse_flag(value: Any, name: str) -> bool:
+    """A checkbox's value (true/false; API callers may send 0/1)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def parse_contrast(contrast_text: Any, contrast_pick: Any = None) -> None | int | str:
+    """The library's `contrast` from the UI: the picked token's id while the text box still shows the
+    picked token (byte-level display text may not round-trip), else the typed text; '' means none."""
+    if contrast_text is None or contrast_text == "":
+        return None
+    if not isinstance(contrast_text, str):
+        raise ValueError(f"contrast_text must be text such as ' Tallinn' ('' for none), got {contrast_text!r}")
+    if isinstance(contrast_pick, dict) and contrast_pick.get("text") == contrast_text:
+        return int(contrast_pick["id"])
+    return contrast_text
+
+
+def explained_line(analysis: attribution.Analysis, target_description: str) -> str:
+    target = plotting.quoted_token(analysis.target.text)
+    if analysis.foil is None:
+        return f"{target}: {target_description} (token id {analysis.target.id})"
+    foil = plotting.quoted_token(analysis.foil.text)
+    return (f"explaining {target} rather than {foil}: {target_description} "
+            f"(token ids {analysis.target.id} and {analysis.foil.id})")
+
+
+def ig_settings_line(result: Any) -> str:
+    """Which IG settings produced the tab, said plainly (the seed's defaults, or the recommended view)."""
+    aggregation = "signed sum" if result.aggregation == "sum" else f"{result.aggregation.upper()} norm"
+    settings = f"*{result.baseline}* baseline, {aggregation}, {result.n_steps} steps"
+    if (result.baseline, result.aggregation) == RECOMMENDED_IG:
+        return f"**Settings:** {settings} — the recommended signed view."
+    if (result.baseline, result.aggregation) == (DEFAULTS["ig_baseline"], DEFAULTS["aggregation"]):
+        return (f"**Settings:** {settings} — the seed notebook's settings, the default so that its numbers "
+                f"appear. The recommended signed view (*{RECOMMENDED_IG[0]}* baseline, signed sum: it converged "
+                "on every model measured) is one press away: **Use the recommended IG settings** below.")
+    return (f"**Settings:** {settings}. The recommended signed view is the *{RECOMMENDED_IG[0]}* baseline with "
+            "signed sums (**Use the recommended IG settings** below).")
+
+
+def method_notes(name: str, result: attribution.MethodScores, foil: attribution.Target | None = None) -> str:
     label = plotting.method_label(name)
     parts = [f"**{label}.** {method_help(name)}",
-             plotting.highlight_legend(result)]
+             plotting.highlight_legend(result, name)]
+    if foil is not None:
+        if name in TARGET_FREE_METHODS:
+            parts.append(f"**Contrast:** {label} does not depend on the explained token, so these scores are "
+                         f"the same with or without the contrast with {plotting.quoted_token(foil.text)}.")
+        else:
+            parts.append(f"**Contrast:** these scores explain the explained token's score minus that of "
+                         f"{plotting.quoted_token(foil.text)} — why this token rather than that one.")
     if hasattr(result, "convergence_delta"):
+        parts.append(ig_settings_line(result))
         parts.append(plotting.convergence_summary(result))
     return "\n\n".join(parts)
 
 
 def view_state(analysis: attribution.Analysis) -> str:
-    """What the per-head view redraws from, as JSON text (survives example caching, which stores text)."""
+    """What the views redraw from without running the model (per-head heatmaps, colour scaling, the
+    answer map, the contrast picker), as JSON text (survives example caching, which stores text)."""
     per_head = {
         name: [[[round(float(value), 6) for value in head] for head in layer] for layer in result.per_head]
         for name, result in analysis.methods.items()
         if name in LAYERED_METHODS and getattr(result, "per_head", None) is not None
     }
-    return json.dumps({"tokens": list(analysis.input_tokens), "target": analysis.target.text,
-                       "per_head": per_head})
+    ig = analysis.methods.get("integrated_gradients")
+    return json.dumps({
+        "tokens": list(analysis.input_tokens),
+        "ids": [int(value) for value in analysis.input_ids],
+        "special": [bool(value) for value in analysis.special_tokens],
+        "target": analysis.target.text,
+        "target_id": int(analysis.target.id),
+        "foil": None if analysis.foil is None else analysis.foil.text,
+        "foil_id": None if analysis.foil is None else int(analysis.foil.id),
+        "scores": {name: [float(value) for value in result.scores] for name, result in analysis.methods.items()},
+        "per_head": per_head,
+        "answer_map": {name: table.to_dict() for name, table in analysis.answer_map.items()},
+        "answer_map_signed": {name: plotting.answer_map_signed(analysis, name) for name in analysis.answer_map},
+        "predictions": [prediction.to_dict() for prediction in analysis.top_predictions],
+        "ig": None if ig is None else [getattr(ig, "baseline", None), getattr(ig, "aggregation", None)],
+    })
 
 
-def render(analysis: attribution.Analysis, target_description: str) -> list[Any]:
+def _load_state(state: str | None) -> dict[str, Any]:
+    return json.loads(state) if state else {}
+
+
+def analysis_from_state(data: dict[str, Any]) -> attribution.Analysis | None:
+    """The stored result as an Analysis for redrawing (scores, tokens, special tokens, target, foil)."""
+    if not data.get("scores"):
+        return None
+    tokens = data["tokens"]
+    position = len(tokens)
+    foil = None
+    if data.get("foil") is not None:
+        foil = attribution.Target(data["foil"], int(data.get("foil_id") or 0), position)
+    return attribution.Analysis(
+        model="", prompt="", input_tokens=tokens, input_ids=data["ids"], generated_text="", generated_ids=[],
+        target=attribution.Target(data["target"], int(data.get("target_id") or 0), position),
+        methods={name: attribution.MethodScores(name, scores) for name, scores in data["scores"].items()},
+        foil=foil, special_tokens=data["special"],
+    )
+
+
+def answer_map_table(data: dict[str, Any], method: Any) -> attribution.AnswerMap | None:
+    stored = data.get("answer_map", {}).get(method) if isinstance(method, str) else None
+    if not stored:
+        return None
+    return attribution.AnswerMap(method=method, targets=stored["targets"], sources=stored["sources"],
+                                 matrix=stored["matrix"])
+
+
+def _token_index(value: Any, count: int) -> int:
+    """The generated-token selector's value as 1…count (whatever the browser sends)."""
+    try:
+        index = int(float(value))
+    except (TypeError, ValueError):
+        index = 1
+    return min(max(index, 1), max(count, 1))
+
+
+def answer_map_label(table: attribution.AnswerMap | None, index: int) -> str:
+    if table is None:
+        return "One generated token: its sources coloured by score"
+    token = plotting.quoted_token(table.targets[index - 1])
+    return f"Why {token} (generated token {index}): the tokens before it, coloured by score"
+
+
+def answer_map_views(state: str | None, method: Any, token: Any, hide_special: Any) -> list[Any]:
+    """The answer-map heatmap (the chosen row outlined) and one generated token's highlighted sources,
+    redrawn from the stored result for another method, token or colour scaling (the model is not run)."""
+    data = _load_state(state)
+    table = answer_map_table(data, method)
+    if table is None:
+        return [None, gr.update(value=None, label=answer_map_label(None, 1))]
+    index = _token_index(token, len(table.targets))
+    exclude = (plotting.source_special_tokens(data["special"], len(table.sources)) if hide_special else None)
+    figure = plotting.answer_map_figure(table, signed=bool(data.get("answer_map_signed", {}).get(method)),
+                                        exclude=exclude, selected=index)
+    highlight = plotting.answer_map_highlight(table, index, exclude)
+    return [figure, gr.update(value=highlight, label=answer_map_label(table, index))]
+
+
+def scaled_views(state: str | None, hide_special: Any, method: Any, token: Any) -> list[Any]:
+    """Everything the colour scaling touches (SCALED_KEYS order), redrawn from the stored result when
+    "Hide start/special tokens from colour scaling" changes: the model is not run again."""
+    data = _load_state(state)
+    analysis = analysis_from_state(data)
+    if analysis is None:
+        return [gr.update() for _key in SCALED_KEYS]
+    exclude = analysis.special_tokens if hide_special else None
+    values: dict[str, Any] = {}
+    for name in attribution.METHODS:
+        result = analysis.methods.get(name)
+        values[f"{name}:highlight"] = (gr.update() if result is None else
+                                       plotting.highlight_values(analysis.input_tokens, result.scores, exclude))
+    values["compare:heatmap"] = plotting.comparison_heatmap_figure(analysis, bool(hide_special))
+    values["compare:bars"] = plotting.comparison_bars_figure(analysis, bool(hide_special))
+    values["answer_map:heatmap"], values["answer_map:highlight"] = answer_map_views(state, method, token, hide_special)
+    return [values[key] for key in SCALED_KEYS]
+
+
+def contrast_options(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The contrast picker's choices: none, then the model's likeliest alternatives at the explained
+    position with their probabilities (the explained token itself left out), values are token ids."""
+    options: list[tuple[str, Any]] = [("(none)", "")]
+    for item in data.get("predictions", []):
+        if item["id"] == data.get("target_id"):
+            continue
+        options.append((plotting.prediction_label(attribution.Prediction(item["text"], item["id"],
+                                                                          item["probability"])), item["id"]))
+    foil_id = data.get("foil_id")
+    if foil_id is not None and all(value != foil_id for _label, value in options):
+        options.append((f"{plotting.quoted_token(data['foil'])} (the current contrast)", foil_id))
+    return options
+
+
+def after_analysis(state: str | None, contrast_pick: Any) -> list[Any]:
+    """After each analysis: the answer-map pickers (first method, first token), the contrast picker's
+    choices (the picked foil kept while it is still the one in use) and the recommended-IG button."""
+    data = _load_state(state)
+    methods = list(data.get("answer_map", {}))
+    targets = data["answer_map"][methods[0]]["targets"] if methods else []
+    method_update = gr.update(choices=[(plotting.method_label(name), name) for name in methods],
+                              value=methods[0] if methods else None, interactive=bool(methods))
+    token_update = gr.update(
+        choices=[(f"{index} · {plotting.token_label(token)}", index) for index, token in enumerate(targets, start=1)],
+        value=1 if targets else None, interactive=len(targets) > 1)
+    options = contrast_options(data)
+    picked = contrast_pick.get("id") if isinstance(contrast_pick, dict) else None
+    in_use = picked is not None and picked == data.get("foil_id")
+    contrast_update = gr.update(choices=options, value=picked if in_use else "")
+    ig = data.get("ig")
+    recommend_update = gr.update(visible=ig is not None and tuple(ig) != RECOMMENDED_IG)
+    table = answer_map_table(data, methods[0]) if methods else None
+    label_update = gr.update(label=answer_map_label(table, 1))
+    return [method_update, token_update, contrast_update, recommend_update, label_update]
+
+
+def pick_contrast(choice: Any, state: str | None) -> list[Any]:
+    """A foil picked from the list: its text goes into the contrast box, its id is remembered (the id is
+    what the analysis uses while the box still shows that text)."""
+    if choice in (None, ""):
+        return ["", None]
+    for item in _load_state(state).get("predictions", []):
+        if item["id"] == choice:
+            return [item["text"], {"id": int(item["id"]), "text": item["text"]}]
+    return [gr.update(), None]
+
+
+def trust_views(analysis: attribution.Analysis, plots: dict[str, Any]) -> dict[str, Any]:
+    """The trust panel's outputs: the verdict, faithfulness and agreement tables and figure, and IG's
+    completeness in words."""
+    report = analysis.trust
+    if report is None:
+        return {
+            "compare:verdict": ("**Trust panel is off.** Tick *Settings → Trust panel* and analyze again to "
+                                "see how far these scores can be trusted."),
+            "compare:faithfulness": pd.DataFrame([], columns=plotting.FAITHFULNESS_HEADERS),
+            "compare:agreement": None,
+            "compare:overlap": pd.DataFrame([], columns=plotting.AGREEMENT_HEADERS),
+            "compare:completeness": "",
+        }
+    n_content = int((~analysis.special_tokens).sum())
+    return {
+        "compare:verdict": f"**Verdict:** {report.verdict}",
+        "compare:faithfulness": pd.DataFrame(plotting.faithfulness_rows(report),
+                                             columns=plotting.FAITHFULNESS_HEADERS),
+        "compare:agreement": plots.get("agreement_heatmap"),
+        "compare:overlap": pd.DataFrame(plotting.agreement_rows(report, n_content),
+                                        columns=plotting.AGREEMENT_HEADERS),
+        "compare:completeness": plotting.completeness_summary(report.completeness),
+    }
+
+
+def answer_map_notes(analysis: attribution.Analysis, all_targets: bool) -> str:
+    if analysis.answer_map:
+        note = ANSWER_MAP_HELP
+        if analysis.foil is not None:
+            note += (" The answer map explains each generated token on its own: the contrast applies to the "
+                     "method tabs only.")
+        return note
+    if not all_targets:
+        return ("**Answer map** was not computed: tick *Settings → Explain every generated token (answer map)* "
+                "and analyze again.")
+    if not len(analysis.generated_ids):
+        return "**Answer map:** no tokens were generated (*Settings → Max new tokens* is 0)."
+    supported = ", ".join(plotting.method_label(name) for name in attribution.ANSWER_MAP_METHODS)
+    return f"**Answer map:** none of the chosen methods supports it; it is built for {supported}."
+
+
+def render(analysis: attribution.Analysis, target_description: str, hide_special: bool = False,
+           all_targets: bool = True) -> list[Any]:
     """Every output of the analyze event, in OUTPUT_KEYS order."""
     folder = new_export_dir()
+    hide_special = bool(hide_special)
     plots = {key: save_png(figure, folder / f"{key}.png")
-             for key, figure in plotting.analysis_figures(analysis).items()}
+             for key, figure in plotting.analysis_figures(analysis, hide_special).items()}
+    exclude = analysis.special_tokens if hide_special else None
     values: dict[str, Any] = {
         "answer": analysis.generated_text,
-        "explained": f"{plotting.quoted_token(analysis.target.text)}: {target_description} "
-                     f"(token id {analysis.target.id})",
+        "explained": explained_line(analysis, target_description),
     }
     for name in attribution.METHODS:
         label = plotting.method_label(name)
@@ -295,8 +580,8 @@ def render(analysis: attribution.Analysis, target_description: str) -> list[Any]
             values[f"{name}:bars"] = None
             values[f"{name}:top"] = pd.DataFrame([], columns=plotting.TOP_HEADERS)
         else:
-            values[f"{name}:notes"] = method_notes(name, result)
-            values[f"{name}:highlight"] = plotting.highlight_values(analysis.input_tokens, result.scores)
+            values[f"{name}:notes"] = method_notes(name, result, analysis.foil)
+            values[f"{name}:highlight"] = plotting.highlight_values(analysis.input_tokens, result.scores, exclude)
             values[f"{name}:bars"] = plots[f"{name}_bars"]
             values[f"{name}:top"] = pd.DataFrame(plotting.top_rows(analysis, name),
                                                  columns=plotting.TOP_HEADERS)
@@ -304,6 +589,17 @@ def render(analysis: attribution.Analysis, target_description: str) -> list[Any]
             values[f"{name}:layers"] = plots.get(f"{name}_layers")
     values["compare:heatmap"] = plots["comparison_heatmap"]
     values["compare:bars"] = plots["comparison_bars"]
+    values.update(trust_views(analysis, plots))
+    values["answer_map:notes"] = answer_map_notes(analysis, all_targets)
+    values["answer_map:heatmap"] = None
+    values["answer_map:highlight"] = None
+    if analysis.answer_map:  # the first method and the first generated token, as the pickers start
+        first = next(iter(analysis.answer_map))
+        table = analysis.answer_map[first]
+        source_exclude = (plotting.source_special_tokens(analysis.special_tokens, len(table.sources))
+                          if hide_special else None)
+        values["answer_map:heatmap"] = plots[f"answer_map_{first}"]
+        values["answer_map:highlight"] = plotting.answer_map_highlight(table, 1, source_exclude)
     json_path = folder / "attribution.json"
     json_path.write_text(json.dumps(analysis.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     csv_path = folder / "attribution.csv"
@@ -326,13 +622,26 @@ def analyze(
     target: str = DEFAULTS["target"],
     target_k: float = DEFAULTS["target_k"],
     target_text: str = DEFAULTS["target_text"],
+    contrast_text: str = DEFAULTS["contrast_text"],
+    all_targets: bool = DEFAULTS["all_targets"],
+    trust: bool = DEFAULTS["trust"],
+    hide_special: bool = DEFAULTS["hide_special"],
+    contrast_pick: dict[str, Any] | None = None,
     progress: gr.Progress = gr.Progress(),
 ) -> list[Any]:
     """Explain which prompt tokens drove the model's next token, with every attribution method.
 
+    `contrast_text`: explain the token rather than this alternative ("why Riga rather than Tallinn?";
+    its first token is the foil, '' for none). `all_targets`: also the answer map (every generated
+    token × the tokens before it). `trust`: also the trust panel. `hide_special`: leave BOS and other
+    special tokens out of the colour scaling. (`contrast_pick`, the UI's picked foil id, is not part of
+    the API.)
+
     Returns the generated answer, the explained token, then per method its notes, highlighted tokens
     (scores scaled into [-1, 1]), bar chart and top-5 table (attention also its layers × tokens
-    heatmap), the comparison heatmap and bars, and the JSON, CSV and PNG exports.
+    heatmap), the answer map's notes, heatmap and first generated token's highlighted sources, the
+    trust verdict, the comparison heatmap and bars, the faithfulness table, the agreement heatmap and
+    top-3 overlap table, IG's completeness, and the JSON, CSV and PNG exports.
     """
     if model is None or (isinstance(model, str) and not model.strip()):
         model = attribution.default_model_name()
@@ -341,6 +650,10 @@ def analyze(
     try:
         validate_prompt(prompt)  # fail fast, before a large model is loaded
         parsed_target = parse_target(target, target_k, target_text)
+        contrast = parse_contrast(contrast_text, contrast_pick)
+        all_targets = parse_flag(all_targets, "all_targets")
+        trust = parse_flag(trust, "trust")
+        hide_special = parse_flag(hide_special, "hide_special")
         progress(0.05, desc=f"Loading {model_label(model)}…")
         attribution.load_model(model)  # cached after the first call; a ValueError names the problem
         progress(0.15, desc=f"Generating up to {_count(max_new_tokens)} tokens and computing the "
@@ -356,11 +669,15 @@ def analyze(
             "baseline": ig_baseline,
             "aggregation": aggregation,
             "target": parsed_target,
+            "contrast": contrast,
+            # Nothing generated, nothing to map: the answer map is skipped rather than refused.
+            "all_targets": all_targets and max_new_tokens != 0,
+            "trust": trust,
         }, stage if spaces is None else None)  # the ZeroGPU worker is another process: stages only here
     except ValueError as error:
         raise gr.Error(str(error)) from None
     progress(0.9, desc="Drawing figures…")
-    return render(analysis, describe_target(target, target_k))
+    return render(analysis, describe_target(target, target_k), hide_special, all_targets)
 
 
 def head_figure(state: str | None, name: str, layer: float | None) -> Any:
@@ -371,7 +688,7 @@ def head_figure(state: str | None, name: str, layer: float | None) -> Any:
         return None
     layer = min(max(int(layer or 0), 0), len(per_head) - 1)
     return plotting.head_heatmap_figure(data["tokens"], per_head, layer, data["target"],
-                                        plotting.method_label(name))
+                                        plotting.method_label(name), data.get("foil"))
 
 
 def head_views(state: str | None) -> list[Any]:
@@ -395,9 +712,13 @@ def from_query(query: dict[str, str], choices: Sequence[str]) -> list[Any]:
     """Deep link → input values; a missing or invalid parameter leaves its input as it is.
 
     Parameters: prompt, model, methods (comma-separated), max_new_tokens, steps, baseline,
-    aggregation, target (next | generated | text), k, text. Values only ever fill inputs.
+    aggregation, target (next | generated | text), k, text, contrast (text), answer_map, trust and
+    hide_special (0 or 1). Values only ever fill inputs.
     """
     keep = gr.update()
+
+    def flag(key: str) -> Any:
+        return {"1": True, "0": False}.get(query.get(key, ""), keep)
 
     def number(key: str, low: int, high: int) -> Any:
         try:
@@ -422,6 +743,10 @@ def from_query(query: dict[str, str], choices: Sequence[str]) -> list[Any]:
         choice("target", [value for _label, value in TARGET_CHOICES]),
         number("k", 1, MAX_NEW_TOKENS_LIMIT),
         query["text"] if "text" in query else keep,
+        query["contrast"] if "contrast" in query else keep,
+        flag("answer_map"),
+        flag("trust"),
+        flag("hide_special"),
     ]
 
 
@@ -430,7 +755,8 @@ def target_fields(target: str) -> list[Any]:
 
 
 SHARE_JS = """
-(prompt, model, methods, maxNew, steps, baseline, aggregation, target, k, text) => {
+(prompt, model, methods, maxNew, steps, baseline, aggregation, target, k, text, contrast, answerMap, trust,
+ hideSpecial) => {
   const d = DEFAULTS_JSON;
   const params = new URLSearchParams();
   params.set("prompt", prompt ?? "");
@@ -444,6 +770,11 @@ SHARE_JS = """
   put("target", target, d.target);
   if (target === "generated") params.set("k", String(k));
   if (target === "text") params.set("text", text ?? "");
+  put("contrast", contrast ?? "", d.contrast_text);
+  const flag = (key, value, fallback) => { if (Boolean(value) !== Boolean(fallback)) params.set(key, value ? "1" : "0"); };
+  flag("answer_map", answerMap, d.all_targets);
+  flag("trust", trust, d.trust);
+  flag("hide_special", hideSpecial, d.hide_special);
   const url = window.location.origin + window.location.pathname + "?" + params.toString();
   if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(url).catch(() => {});
   return url;
@@ -508,14 +839,41 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                                      info="1 = the first generated token", visible=False)
                 target_text = gr.Textbox(DEFAULTS["target_text"], label="Custom target text",
                                          placeholder="' Riga' (mind the leading space)", visible=False)
-        inputs = [prompt, model, methods, max_new_tokens, ig_steps, ig_baseline, aggregation, target,
-                  target_k, target_text]
+            with gr.Row():
+                contrast_choice = gr.Dropdown(
+                    [("(none)", "")], value="", label="Contrast: why the explained token rather than…",
+                    info="the model's likeliest alternatives at that position, with their probabilities "
+                         "(filled in after each analysis)", elem_id="contrast-choice")
+                contrast_text = gr.Textbox(
+                    DEFAULTS["contrast_text"], label="…or type the alternative",
+                    info="its first token is the contrast; empty: no contrast",
+                    placeholder="' Tallinn' (mind the leading space)", elem_id="contrast-text")
+            with gr.Row():
+                all_targets = gr.Checkbox(
+                    DEFAULTS["all_targets"], label="Explain every generated token (answer map)",
+                    info="the Answer map tab; on the demo model it adds well under a second, on large models "
+                         "it costs about one attribution per method for the whole answer",
+                    elem_id="all-targets")
+                trust = gr.Checkbox(
+                    DEFAULTS["trust"], label="Trust panel",
+                    info="faithfulness, agreement and IG completeness under Compare; a few batched forward "
+                         "passes, plus one IG rerun at twice the steps when IG has not converged",
+                    elem_id="trust")
+        contrast_pick = gr.State(None)  # the foil picked from the list: {"id", "text"} (not part of the API)
 
-        with gr.Row():
+        with gr.Row(equal_height=True):
             outputs["answer"] = gr.Textbox(label="Generated answer", interactive=False, scale=3,
                                            elem_id="answer")
-            outputs["explained"] = gr.Textbox(label="Explained token", interactive=False, scale=2,
+            outputs["explained"] = gr.Textbox(label="Explained token", interactive=False, scale=4,
                                               elem_id="explained")
+            with gr.Column(scale=3, min_width=300):  # its own column: a Row's form would squeeze it
+                hide_special = gr.Checkbox(
+                    DEFAULTS["hide_special"], label="Hide start/special tokens from colour scaling",
+                    info="BOS often soaks up attention (an attention sink); off: the seed's view",
+                    elem_id="hide-special")
+        setting_inputs = [prompt, model, methods, max_new_tokens, ig_steps, ig_baseline, aggregation, target,
+                          target_k, target_text, contrast_text, all_targets, trust, hide_special]
+        inputs = [*setting_inputs, contrast_pick]
 
         with gr.Tabs(elem_id="method-tabs"):
             for name in attribution.METHODS:
@@ -523,7 +881,11 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                 with gr.Tab(label, id=name, elem_id=f"tab-{name}"):
                     outputs[f"{name}:notes"] = gr.Markdown(
                         f"**{label}.** {method_help(name)} Press **Analyze** to see it.",
-                        elem_classes=["legend-note"])
+                        label=f"{label}: notes", elem_classes=["legend-note"])
+                    if name == "integrated_gradients":
+                        recommend_button = gr.Button(
+                            f"Use the recommended IG settings ({RECOMMENDED_IG[0]} baseline, signed sum) and "
+                            "analyze again", size="md", visible=False, elem_id="recommended-ig")
                     outputs[f"{name}:highlight"] = gr.HighlightedText(
                         label=f"{label}: prompt tokens coloured by score", show_legend=False,
                         show_inline_category=False, combine_adjacent=False, elem_id=f"highlight-{name}")
@@ -542,12 +904,43 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                         heads = gr.Plot(label=f"{label} per head of the chosen layer", show_label=False,
                                         visible=False, elem_id=f"heads-{name}")
                         head_controls.append((name, layer, heads))
+            with gr.Tab("Answer map", id="answer_map", elem_id="tab-answer_map"):
+                outputs["answer_map:notes"] = gr.Markdown(f"{ANSWER_MAP_HELP} Press **Analyze** to see it.",
+                                                          label="Answer map: notes", elem_classes=["legend-note"])
+                with gr.Row():
+                    answer_map_method = gr.Dropdown([], value=None, label="Method", interactive=False,
+                                                    elem_id="answer-map-method")
+                    answer_map_token = gr.Dropdown([], value=None, label="Generated token", interactive=False,
+                                                   elem_id="answer-map-token")
+                outputs["answer_map:highlight"] = gr.HighlightedText(
+                    label=answer_map_label(None, 1), show_legend=False, show_inline_category=False,
+                    combine_adjacent=False, elem_id="answer-map-highlight")
+                outputs["answer_map:heatmap"] = gr.Plot(label="Answer map (generated tokens × sources)",
+                                                        show_label=False, elem_id="answer-map-heatmap")
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+                outputs["compare:verdict"] = gr.Markdown(
+                    "**Verdict:** press **Analyze** to see how far the scores can be trusted.",
+                    label="Trust verdict", elem_id="verdict")
                 gr.Markdown(COMPARE_HELP)
                 outputs["compare:heatmap"] = gr.Plot(label="Combined normalised heatmap (methods × tokens)",
                                                      show_label=False, elem_id="compare-heatmap")
                 outputs["compare:bars"] = gr.Plot(label="Normalised scores per method", show_label=False,
                                                   elem_id="compare-bars")
+                gr.Markdown("### How far to trust these scores")
+                gr.Markdown(TRUST_HELP)
+                outputs["compare:faithfulness"] = gr.Dataframe(
+                    headers=plotting.FAITHFULNESS_HEADERS, label="Faithfulness (AOPC)", interactive=False,
+                    elem_id="faithfulness")
+                gr.Markdown(AGREEMENT_HELP)
+                with gr.Row(equal_height=False):
+                    outputs["compare:agreement"] = gr.Plot(label="Agreement (Spearman ρ, methods × methods)",
+                                                           show_label=False, scale=1, elem_id="agreement-heatmap")
+                    outputs["compare:overlap"] = gr.Dataframe(
+                        headers=plotting.AGREEMENT_HEADERS, label="Pairs of methods", interactive=False,
+                        column_widths=["56%", "20%", "24%"], scale=1, min_width=360, max_height=560,
+                        elem_id="agreement-table")
+                outputs["compare:completeness"] = gr.Markdown(label="Integrated Gradients completeness",
+                                                              elem_id="completeness")
 
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=240):
@@ -569,9 +962,12 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
         output_components = [outputs[key] for key in OUTPUT_KEYS]
         # Progress (and an error) shows once, on the answer, instead of on every output.
         progress_on = [outputs["answer"]]
-        analyze_button.click(analyze, inputs, output_components, api_name="analyze",
+        # preprocess=False: the inputs are plain JSON values and `analyze` (with the library) validates
+        # every one, so an API caller's bad value (text in a number, NaN, out of range) gets a message
+        # naming the setting instead of gradio's "the upstream Gradio app has raised an exception".
+        analyze_button.click(analyze, inputs, output_components, api_name="analyze", preprocess=False,
                              concurrency_id="model", concurrency_limit=1, show_progress_on=progress_on)
-        prompt.submit(analyze, inputs, output_components, api_visibility="private",
+        prompt.submit(analyze, inputs, output_components, api_visibility="private", preprocess=False,
                       concurrency_id="model", concurrency_limit=1, show_progress_on=progress_on)
         target.change(target_fields, target, [target_k, target_text], queue=False,
                       api_visibility="private")
@@ -585,7 +981,30 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                         [outputs["state"], layer], heads, api_visibility="private",
                         concurrency_limit=None, trigger_mode="always_last")
 
-        share_button.click(None, inputs, share_url, api_visibility="private",
+        # Views redrawn from the stored result (the model is not run again).
+        state = outputs["state"]
+        answer_map_outputs = [outputs["answer_map:heatmap"], outputs["answer_map:highlight"]]
+        state.change(after_analysis, [state, contrast_pick],
+                     [answer_map_method, answer_map_token, contrast_choice, recommend_button,
+                      outputs["answer_map:highlight"]], api_visibility="private", concurrency_limit=None,
+                     show_progress="hidden")
+        for picker in (answer_map_method, answer_map_token):
+            picker.input(answer_map_views, [state, answer_map_method, answer_map_token, hide_special],
+                         answer_map_outputs, api_visibility="private", concurrency_limit=None,
+                         trigger_mode="always_last", show_progress="minimal")
+        hide_special.input(scaled_views, [state, hide_special, answer_map_method, answer_map_token],
+                           [outputs[key] for key in SCALED_KEYS], api_visibility="private",
+                           concurrency_limit=None, trigger_mode="always_last", show_progress="minimal")
+        contrast_choice.input(pick_contrast, [contrast_choice, state], [contrast_text, contrast_pick],
+                              queue=False, api_visibility="private")
+        contrast_text.input(lambda: ["", None], None, [contrast_choice, contrast_pick], queue=False,
+                            api_visibility="private")
+        recommend_button.click(lambda: list(RECOMMENDED_IG), None, [ig_baseline, aggregation], queue=False,
+                               api_visibility="private").then(
+            analyze, inputs, output_components, api_visibility="private", preprocess=False,
+            concurrency_id="model", concurrency_limit=1, show_progress_on=progress_on)
+
+        share_button.click(None, setting_inputs, share_url, api_visibility="private",
                            js=SHARE_JS.replace("DEFAULTS_JSON", json.dumps({**DEFAULTS, "model": default_model})))
 
         choice_values = [value for _label, value in choices]
@@ -593,15 +1012,16 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
         def load_query(request: gr.Request) -> list[Any]:
             return from_query(dict(request.query_params), choice_values)
 
-        demo.load(load_query, None, inputs, queue=False, api_visibility="private").then(
+        demo.load(load_query, None, setting_inputs, queue=False, api_visibility="private").then(
             None, js=AUTORUN_JS, api_visibility="private")
 
         with examples_slot:
             gr.Examples(
                 [[text, default_model, DEFAULTS["methods"], DEFAULTS["max_new_tokens"], DEFAULTS["ig_steps"],
                   DEFAULTS["ig_baseline"], DEFAULTS["aggregation"], DEFAULTS["target"], DEFAULTS["target_k"],
-                  DEFAULTS["target_text"]] for text in EXAMPLE_PROMPTS],
-                inputs, output_components, fn=analyze, cache_examples=cache_examples,
+                  DEFAULTS["target_text"], DEFAULTS["contrast_text"], DEFAULTS["all_targets"], DEFAULTS["trust"],
+                  DEFAULTS["hide_special"]] for text in EXAMPLE_PROMPTS],
+                setting_inputs, output_components, fn=analyze, cache_examples=cache_examples,
                 cache_mode="lazy" if cache_examples else None, visible_columns=[0], api_visibility="private",
                 label="Examples (the default settings)",
             )

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import app  # noqa: E402
 import attribution  # noqa: E402
+from attribution import plotting  # noqa: E402
 from conftest import SEED_PROMPT  # noqa: E402
 
 RUN = tuple(app.DEFAULTS["methods"])  # the methods the app runs unless told otherwise
@@ -30,8 +31,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def outputs(tiny_folder) -> dict:
-    """One analysis through the UI handler, by output name."""
-    return dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder))))
+    """One analysis through the UI handler with the default settings (answer map and trust panel
+    included), by output name; four generated tokens keep the answer map quick on a random model."""
+    return dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder), max_new_tokens=4)))
 
 
 def test_output_keys_follow_the_method_registry():
@@ -73,7 +75,13 @@ def test_exports_follow_the_cli_contract(outputs, tiny_folder):
     assert len(csv_lines) == len(data["input_tokens"]) + 1
     pngs = [Path(path) for path in outputs["export:png"]]
     assert {path.name for path in pngs} == {f"{name}_bars.png" for name in RUN} | {
-        "attention_layers.png", "comparison_heatmap.png", "comparison_bars.png"}
+        "attention_layers.png", "comparison_heatmap.png", "comparison_bars.png", "agreement_heatmap.png"} | {
+        f"answer_map_{name}.png" for name in attribution.ANSWER_MAP_METHODS}
+    # The new keys arrive through to_dict(): the answer map, the trust panel, the foil candidates.
+    assert set(data["answer_map"]) == set(attribution.ANSWER_MAP_METHODS)
+    assert len(data["answer_map"]["gradient"]["targets"]) == 4
+    assert data["verdict"] and set(data["faithfulness"]) == set(RUN)
+    assert data["top_predictions"] and data["special_tokens"][0] is True
     assert all(path.read_bytes().startswith(b"\x89PNG") for path in pngs)
     # Every file of a request sits in its own fresh temporary folder with fixed names.
     assert len({path.parent for path in pngs} | {Path(outputs["export:json"]).parent}) == 1
@@ -158,10 +166,14 @@ def test_deep_link_fills_valid_settings_and_ignores_the_rest():
          "baseline": "pad", "aggregation": "nonsense", "target": "text", "text": " Riga"},
         ["m"],
     )
-    prompt, model, methods, max_new, steps, baseline, aggregation, target, k, text = values
+    (prompt, model, methods, max_new, steps, baseline, aggregation, target, k, text, contrast, answer_map,
+     trust, hide_special) = values
     assert prompt == "Hello there" and methods == ["gradient"] and steps == 120 and baseline == "pad"
     assert max_new == keep and aggregation == keep and model == keep and k == keep
     assert target == "text" and text == " Riga"
+    assert contrast == keep and answer_map == keep and trust == keep and hide_special == keep
+    values = app.from_query({"contrast": " Tallinn", "answer_map": "0", "trust": "1", "hide_special": "yes"}, ["m"])
+    assert values[10:] == [" Tallinn", False, True, keep]
 
 
 def test_hosted_space_lists_only_allowed_models(monkeypatch, tiny_folder):
@@ -216,6 +228,113 @@ def test_gpu_decorator_is_a_no_op_off_spaces_and_spaces_gpu_on_them(monkeypatch)
     assert app.gpu(work)() == 42 and app.gpu(work).duration == app.GPU_DURATION_S
 
 
+# --- beyond the notebook: answer map, contrast, attention sinks, trust panel ------------------------
+
+
+@pytest.fixture
+def no_model_runs(monkeypatch):
+    """Redraws must come from the stored result: running the model again fails the test."""
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the model was run again for a redraw")
+
+    monkeypatch.setattr(app, "compute", refuse)
+    monkeypatch.setattr(attribution, "analyze", refuse)
+
+
+def test_answer_map_selector_redraws_from_the_stored_result(outputs, no_model_runs):
+    state = outputs["state"]
+    assert "Answer map" in outputs["answer_map:notes"]
+    assert outputs["answer_map:heatmap"].plot.startswith("data:image/png;base64,")
+    first = outputs["answer_map:highlight"]
+    n_prompt = len(outputs["gradient:highlight"])
+    assert len(first) == n_prompt  # generated token 1 is explained by the prompt alone
+    method, token, _contrast, _button, label = app.after_analysis(state, None)
+    assert [value for _label, value in method["choices"]] == [
+        name for name in RUN if name in attribution.ANSWER_MAP_METHODS]
+    assert method["value"] == "gradient" and token["value"] == 1 and len(token["choices"]) == 4
+    assert "generated token 1" in label["label"]
+    figure, highlight = app.answer_map_views(state, "integrated_gradients", 3, False)
+    assert isinstance(figure, Figure) and "Integrated Gradients" in figure.axes[0].get_title()
+    assert figure.axes[0].get_images()[0].get_array().shape == (4, n_prompt + 3)
+    values = highlight["value"]
+    assert len(values) == n_prompt + 2  # the prompt and the two tokens generated before token 3
+    assert all(-1.0 <= score <= 1.0 for _, score in values)
+    assert "generated token 3" in highlight["label"]
+    assert app.answer_map_views(state, "gradient", 3, False)[1]["value"] != values
+    empty_figure, empty_highlight = app.answer_map_views(None, "gradient", 1, False)
+    assert empty_figure is None and empty_highlight["value"] is None
+
+
+def test_hiding_special_tokens_redraws_scaling_from_the_stored_result(outputs, no_model_runs):
+    views = dict(zip(app.SCALED_KEYS, app.scaled_views(outputs["state"], True, "gradient", 2)))
+    for name in RUN:
+        highlight = views[f"{name}:highlight"]
+        assert highlight[0][1] is None  # BOS: left out of the scaling, uncoloured
+        assert max(abs(score) for _, score in highlight[1:]) == pytest.approx(1.0)
+    heatmap = views["compare:heatmap"].axes[0].get_images()[0].get_array()
+    assert np.ma.getmaskarray(heatmap)[:, 0].all()
+    assert views["answer_map:highlight"]["value"][0][1] is None
+    seed_view = dict(zip(app.SCALED_KEYS, app.scaled_views(outputs["state"], False, "gradient", 2)))
+    assert seed_view["gradient:highlight"] == outputs["gradient:highlight"]  # the default is the seed's view
+
+
+def test_contrast_by_picked_id_and_by_typed_text(outputs, tiny_folder, monkeypatch):
+    state = outputs["state"]
+    options = app.contrast_options(json.loads(state))
+    assert options[0] == ("(none)", "")
+    assert all(value != json.loads(state)["target_id"] for _label, value in options[1:])
+    assert all(label.endswith("%)") for label, _value in options[1:])
+    picked_id = options[1][1]
+    text, pick = app.pick_contrast(picked_id, state)
+    assert pick == {"id": picked_id, "text": text}
+    assert app.parse_contrast(text, pick) == picked_id  # the id, as display text may not round-trip
+    assert app.parse_contrast(" Tallinn", pick) == " Tallinn"  # typed over the pick: the text
+    assert app.parse_contrast("", pick) is None
+
+    seen = []
+    compute = app.compute
+    monkeypatch.setattr(app, "compute", lambda *args, **kwargs: seen.append(args[2]) or compute(*args, **kwargs))
+    quick = {"methods": ["gradient", "attention"], "max_new_tokens": 2, "all_targets": False, "trust": False}
+    values = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder), contrast_text=text,
+                                                   contrast_pick=pick, **quick)))
+    assert seen[-1]["contrast"] == picked_id
+    assert values["explained"].startswith("explaining ") and "rather than" in values["explained"]
+    assert "rather than" in values["gradient:notes"] and "does not depend" in values["attention:notes"]
+    assert json.loads(Path(values["export:json"]).read_text(encoding="utf-8"))["contrast"]["foil"]["id"] == picked_id
+    _method, _token, contrast, _button, _label = app.after_analysis(values["state"], pick)
+    assert contrast["value"] == picked_id  # the picked foil stays selected after its analysis
+    typed = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder), contrast_text=" Tallinn", **quick)))
+    assert seen[-1]["contrast"] == " Tallinn"
+    assert "rather than" in typed["explained"]
+    assert "Trust panel is off" in typed["compare:verdict"] and typed["compare:agreement"] is None
+    assert "not computed" in typed["answer_map:notes"] and typed["answer_map:heatmap"] is None
+
+
+def test_trust_panel_outputs_are_present_and_finite(outputs):
+    assert outputs["compare:verdict"].startswith("**Verdict:** ") and len(outputs["compare:verdict"]) > 20
+    table = outputs["compare:faithfulness"]
+    assert list(table.columns) == plotting.FAITHFULNESS_HEADERS
+    assert list(table["method"]) == [attribution.METHOD_LABELS[name] for name in RUN]
+    assert np.all(np.isfinite(table.iloc[:, 1:5].to_numpy(dtype=float)))
+    assert outputs["compare:agreement"].plot.startswith("data:image/png;base64,")
+    overlap = outputs["compare:overlap"]
+    assert len(overlap) == len(RUN) * (len(RUN) - 1) // 2
+    assert all(value == "n/a" or -1.0 <= float(value) <= 1.0 for value in overlap["Spearman ρ"])
+    assert "Integrated Gradients completeness" in outputs["compare:completeness"]
+    notes = outputs["integrated_gradients:notes"]
+    assert "the seed notebook's settings" in notes and "Use the recommended IG settings" in notes
+    *_, button, _label = app.after_analysis(outputs["state"], None)
+    assert button["visible"] is True  # zero baseline, L2: the recommended settings are offered
+
+
+def test_nothing_generated_skips_the_answer_map_with_a_note(tiny_folder):
+    values = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder), methods=["gradient"],
+                                                   max_new_tokens=0, trust=False)))
+    assert "no tokens were generated" in values["answer_map:notes"]
+    with pytest.raises(gr.Error, match="all_targets must be true or false"):
+        app.analyze(SEED_PROMPT, str(tiny_folder), all_targets="yes")
+
+
 # --- the public API, served for real on a free port ------------------------------------------------
 
 
@@ -259,6 +378,24 @@ def test_api_lists_analyze_and_hides_internal_events(client):
     parameters = info["named_endpoints"]["/analyze"]["parameters"]
     assert parameters[0]["parameter_name"] == "prompt"
     assert all(parameter["parameter_has_default"] for parameter in parameters[1:])
+    defaults = {parameter["parameter_name"]: parameter["parameter_default"] for parameter in parameters}
+    assert defaults["contrast_text"] == "" and "contrast_pick" not in defaults
+    assert defaults["all_targets"] is app.DEFAULTS["all_targets"] and defaults["trust"] is app.DEFAULTS["trust"]
+    assert defaults["hide_special"] is False
+
+
+def test_client_call_with_contrast_answer_map_and_trust(client):
+    result = client.predict(SEED_PROMPT, max_new_tokens=3, contrast_text=" Tallinn", all_targets=True,
+                            trust=True, api_name="/analyze")
+    values = dict(zip([key for key in app.OUTPUT_KEYS if key != "state"], result))
+    assert values["explained"].startswith("explaining ") and "rather than" in values["explained"]
+    assert values["answer_map:heatmap"]["plot"].startswith("data:image/png;base64,")
+    assert len(values["answer_map:highlight"]) >= 9
+    assert values["compare:verdict"].startswith("**Verdict:**")
+    assert values["compare:agreement"]["plot"].startswith("data:image/png;base64,")
+    data = json.loads(Path(values["export:json"]).read_text(encoding="utf-8"))
+    assert data["contrast"]["foil"]["text"] and len(data["answer_map"]["gradient"]["targets"]) == 3
+    assert "verdict" in data
 
 
 def test_bad_input_through_the_api_is_a_clear_error_and_the_app_keeps_serving(client):

@@ -1,7 +1,8 @@
 """The page in a real browser: Playwright drives Debian's chromium against the app on a free port.
 
-Screenshots land in test-artifacts/ at the repository root. Without chromium the test skips locally
-and fails under CI (CI installs it, see .ci/run).
+The page serves the shipped demo model (it answers " Riga" for the seed prompt, so the screenshots show
+what a visitor sees). Screenshots land in test-artifacts/ at the repository root. Without chromium the
+test skips locally and fails under CI (CI installs it, see .ci/run).
 """
 
 from __future__ import annotations
@@ -43,13 +44,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def page_url(tiny_folder, tmp_path_factory):
+def page_url(tmp_path_factory):
     _require_browser()
     import app
+    import attribution
 
     with pytest.MonkeyPatch.context() as patch:  # lazily cached examples go to a throwaway folder
         patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("examples-cache")))
-        demo = app.build_demo(str(tiny_folder))
+        demo = app.build_demo(str(attribution.DEMO_MODEL_PATH))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **app.launch_options())
@@ -112,11 +114,43 @@ def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
                 arg=[f"#heads-{name} img", before], timeout=TIMEOUT_MS)
         page.screenshot(path=str(ARTIFACTS / f"tab-{name}.png"), full_page=True)
 
+    # The answer map: a heatmap, and one generated token's sources redrawn when another is picked.
+    page.locator("#tab-answer_map-button").click()
+    page.locator("#answer-map-heatmap img").first.wait_for(timeout=TIMEOUT_MS)
+    assert plot_has_image(page, "#answer-map-heatmap")
+    sources = page.locator("#answer-map-highlight .token")
+    before = sources.all_inner_texts()
+    assert before[-2:] == [" Latvia", "?"] or "Latvia" in "".join(before)  # token 1 sees the prompt only
+    page.locator("#answer-map-token input").click()
+    page.get_by_role("option").nth(1).click()
+    page.wait_for_function(
+        "(count) => document.querySelectorAll('#answer-map-highlight .token').length > count",
+        arg=len(before), timeout=TIMEOUT_MS)
+    assert "Riga" in sources.all_inner_texts()[-1]  # token 2 also sees the generated " Riga"
+    assert "generated token 2" in page.locator("#answer-map-highlight").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "tab-answer_map.png"), full_page=True)
+
     page.locator("#tab-compare-button").click()
-    for selector in ("#compare-heatmap", "#compare-bars"):
+    for selector in ("#compare-heatmap", "#compare-bars", "#agreement-heatmap"):
         page.locator(f"{selector} img").first.wait_for(timeout=TIMEOUT_MS)
         assert plot_has_image(page, selector)
+    verdict = page.locator("#verdict").inner_text()
+    assert verdict.startswith("Verdict:") and "Latvia" in verdict
+    assert page.locator("#faithfulness").get_by_role("row").count() >= 1 + len(app.DEFAULTS["methods"])
+    assert "completeness" in page.locator("#completeness").inner_text()
     page.screenshot(path=str(ARTIFACTS / "tab-compare.png"), full_page=True)
+
+    # Hiding BOS from the colour scaling redraws the comparison from the stored result.
+    before = [page.locator(f"{selector} img").first.get_attribute("src")
+              for selector in ("#compare-heatmap", "#compare-bars")]
+    page.locator("#hide-special input").check()
+    page.wait_for_function(
+        "(before) => ['#compare-heatmap', '#compare-bars'].every("
+        "  (selector, index) => document.querySelector(selector + ' img')?.getAttribute('src') !== before[index])",
+        arg=before, timeout=TIMEOUT_MS)
+    page.wait_for_timeout(300)  # let the pending overlay fade before the screenshot
+    page.screenshot(path=str(ARTIFACTS / "tab-compare-hide-special.png"), full_page=True)
+    page.locator("#hide-special input").uncheck()
 
     assert page.locator("#download-png").get_by_text("comparison_heatmap", exact=True).count() == 1
     page.locator("#share-button").click()
@@ -126,7 +160,25 @@ def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
     link = share_box.input_value()
     assert link.startswith(page_url) and "What+is+the+Capital+City+of+Latvia" in link
     assert "methods=" not in link  # settings left at their defaults stay out of the link
+
+    # Contrast: pick the likeliest alternative (its token id is used), analyze again.
+    page.locator("#settings").click()
+    page.locator("#contrast-choice input").click()
+    option = page.get_by_role("option").nth(1)  # the likeliest alternative after "(none)"
+    label = option.inner_text()
+    assert label.endswith("%)")
+    option.click()
+    contrast_box = page.locator("#contrast-text textarea, #contrast-text input").first
+    page.wait_for_function("el => el.value !== ''", arg=contrast_box.element_handle(), timeout=TIMEOUT_MS)
+    foil = contrast_box.input_value()
+    assert f'"{foil}"' in label
+    page.locator("#analyze-button").click()
+    explained = page.locator("#explained textarea, #explained input").first
+    page.wait_for_function("el => el.value.includes('rather than')", arg=explained.element_handle(),
+                           timeout=TIMEOUT_MS)
+    assert f'rather than "{foil}"' in explained.input_value()
     page.locator("#tab-gradient-button").click()
+    page.locator("#bars-gradient img").first.wait_for(timeout=TIMEOUT_MS)
     page.screenshot(path=str(ARTIFACTS / "full-page.png"), full_page=True)
     assert not errors, errors
     page.close()
@@ -169,3 +221,4 @@ def test_clicking_an_example_runs_it_and_caches_it(page_url, browser):
             "() => document.querySelector('#highlight-gradient')?.innerText.includes('Germany')",
             timeout=TIMEOUT_MS)
     page.close()
+

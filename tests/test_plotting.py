@@ -10,7 +10,16 @@ from matplotlib.figure import Figure
 
 import attribution
 from attribution import plotting
-from attribution.results import Analysis, AttentionScores, IntegratedGradientsScores, MethodScores, Target
+from attribution.results import (
+    Analysis,
+    AnswerMap,
+    AttentionScores,
+    IntegratedGradientsScores,
+    MethodScores,
+    Prediction,
+    Target,
+)
+from attribution.trust import Completeness, Faithfulness, TrustReport
 
 TOKENS = ("<|begin_of_text|>", "What", " is", " the", " Capital", " City", " of", " Latvia", "?", "\n")
 
@@ -189,3 +198,167 @@ def test_convergence_summary_says_whether_the_integral_converged():
     bad = plotting.convergence_summary(bad_result)
     assert "**not** converged" in bad and "75%" in bad and "more steps" in bad
     assert attribution.RECOMMENDED_BASELINE in bad
+
+
+# --- beyond the notebook: contrast, answer map, attention sinks, trust ----------------------------
+
+GENERATED = (" Riga", ".", "<|end_of_text|>")
+
+
+def make_answer_map(method: str = "input_x_gradient") -> AnswerMap:
+    """Generated tokens × sources (the prompt, then the generated tokens but the last), causal zeros."""
+    sources = TOKENS + GENERATED[:-1]
+    rng = np.random.default_rng(1)
+    matrix = rng.normal(size=(len(GENERATED), len(sources)))
+    for row in range(len(GENERATED)):
+        matrix[row, len(TOKENS) + row:] = 0.0
+    return AnswerMap(method=method, targets=GENERATED, sources=sources, matrix=matrix)
+
+
+def make_rich_analysis() -> Analysis:
+    """make_analysis plus everything analyze(contrast=..., all_targets=True, trust=True) adds."""
+    base = make_analysis()
+    special = np.zeros(len(TOKENS), dtype=bool)
+    special[0] = True
+    names = list(base.methods)
+    report = TrustReport(
+        faithfulness={name: Faithfulness(comprehensiveness, sufficiency, 0.3, 0.5)
+                      for name, (comprehensiveness, sufficiency) in zip(names, [(0.6, 0.2), (0.5, 0.7), (0.25, 0.6)])},
+        spearman={"gradient|attention": 0.5, "gradient|integrated_gradients": -0.25},  # one pair undefined
+        top3_overlap={"gradient|attention": 2 / 3, "gradient|integrated_gradients": 1 / 3,
+                      "attention|integrated_gradients": 1.0},
+        completeness=Completeness(0.5, 50, "zero", rerun_n_steps=100, rerun_relative_error=0.3),
+        verdict="Gradient and Attention agree on 'Latvia'.", ks=(1, 2, 5),
+    )
+    return Analysis(model=base.model, prompt=base.prompt, input_tokens=TOKENS, input_ids=base.input_ids,
+                    generated_text="".join(GENERATED[:2]), generated_ids=np.array([99, 7, 1]), target=base.target,
+                    methods=base.methods, foil=Target(" Tallinn", 98, len(TOKENS)),
+                    top_predictions=(Prediction(" Riga", 99, 0.9), Prediction(" Tallinn", 98, 0.031)),
+                    special_tokens=special, answer_map={"input_x_gradient": make_answer_map()}, trust=report)
+
+
+def test_titles_name_the_contrast_and_never_split_a_quoted_token():
+    analysis = make_rich_analysis()
+    title = plotting.bar_figure(analysis, "gradient").axes[0].get_title()
+    assert '" Riga"' in title and 'rather than " Tallinn"' in title.replace("\n", " ")
+    assert plotting.target_phrase(" Riga", " Tallinn") == 'predicting " Riga" rather than " Tallinn"'
+    wrapped = plotting._wrap("A long title: " + plotting.target_phrase(" Riga", " Tallinn") + " (a note)", 3.0, 13)
+    assert "\n" in wrapped and '" Riga"' in wrapped and '" Tallinn"' in wrapped
+    head = plotting.head_heatmap_figure(TOKENS, analysis.methods["attention"].per_head, 0, " Riga", "Attention",
+                                        " Tallinn")
+    assert 'rather than " Tallinn"' in head.axes[0].get_title().replace("\n", " ")
+
+
+def test_probability_and_prediction_labels():
+    assert plotting.probability_text(0.31) == "31%"
+    assert plotting.probability_text(0.031) == "3.1%"
+    assert plotting.probability_text(0.000025) == "0.0025%"
+    assert plotting.probability_text(1e-12) == "<0.0001%"
+    assert plotting.prediction_label(Prediction(" Tallinn", 98, 0.031)) == '" Tallinn" (3.1%)'
+
+
+def test_answer_map_heatmap_is_targets_by_sources_with_a_prompt_separator():
+    table = make_answer_map()
+    figure = plotting.answer_map_figure(table, signed=True, selected=2)
+    ax = figure.axes[0]
+    (image,) = ax.get_images()
+    shown = image.get_array()
+    assert shown.shape == (len(GENERATED), len(TOKENS) + len(GENERATED) - 1)
+    assert image.get_cmap().name == "attribution_diverging" and image.get_clim() == (-1.0, 1.0)
+    assert tick_texts(ax) == [plotting.token_label(token) for token in table.sources]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["1: ␣Riga", "2: .", "3: <|end_of_text|>"]
+    separators = [line for line in ax.get_lines() if list(line.get_xdata()) == [len(TOKENS) - 0.5] * 2]
+    assert len(separators) == 1
+    assert {text.get_text() for text in ax.texts} >= {"prompt", "generated"}
+    # Causal: row t sees the prompt and the t − 1 tokens generated before it; later cells are masked.
+    mask = np.ma.getmaskarray(shown)
+    for row in range(len(GENERATED)):
+        assert not mask[row, : len(TOKENS) + row].any() and mask[row, len(TOKENS) + row:].all()
+        assert np.max(np.abs(shown[row].compressed())) == pytest.approx(1.0)
+    assert any(patch.get_y() == pytest.approx(0.5) for patch in ax.patches)  # the selected row's outline
+    unsigned = plotting.answer_map_figure(make_answer_map("gradient"), signed=False).axes[0].get_images()[0]
+    assert unsigned.get_cmap().name == "YlOrRd" and unsigned.get_clim() == (0.0, 1.0)
+
+
+def test_answer_map_row_as_highlighted_text():
+    table = make_answer_map()
+    values = plotting.answer_map_highlight(table, 2)
+    assert [token for token, _ in values] == list(TOKENS) + [" Riga"]
+    scores = table.matrix[1, : len(TOKENS) + 1]
+    assert [value for _, value in values] == pytest.approx(list(scores / np.max(np.abs(scores))), abs=1e-4)
+    hidden = plotting.answer_map_highlight(table, 1, plotting.source_special_tokens([True] + [False] * 9, 11))
+    assert hidden[0] == (TOKENS[0], None)
+    with pytest.raises(ValueError, match="out of range"):
+        plotting.answer_map_highlight(table, 4)
+
+
+def test_hiding_special_tokens_rescales_highlights_and_the_comparison():
+    analysis = make_rich_analysis()
+    scores = analysis.methods["attention"].scores.copy()
+    values = plotting.highlight_values(TOKENS, scores, exclude=analysis.special_tokens)
+    assert values[0] == (TOKENS[0], None)
+    assert max(abs(value) for _, value in values[1:]) == pytest.approx(1.0)
+    names, matrix = plotting.normalized_matrix(analysis, exclude_special=True)
+    np.testing.assert_allclose(matrix[1], attribution.normalize_min_max(scores, exclude=analysis.special_tokens))
+    assert np.all(matrix[:, 0] == 0) and np.allclose(matrix[:, 1:].max(axis=1), 1.0)
+    ax = plotting.comparison_heatmap_figure(analysis, exclude_special=True).axes[0]
+    image = ax.get_images()[0]
+    assert np.ma.getmaskarray(image.get_array())[:, 0].all()
+    assert ax.get_xticklabels()[0].get_color() == plotting.EXCLUDED_LABEL_COLOR
+    assert "special tokens left out" in ax.get_title().replace("\n", " ")
+    seed_view = plotting.comparison_heatmap_figure(analysis).axes[0].get_images()[0]
+    assert not np.ma.getmaskarray(seed_view.get_array()).any()  # the seed's view stays the default
+    bars = plotting.comparison_bars_figure(analysis, exclude_special=True)
+    assert all(ax.patches[0].get_height() == 0 for ax in bars.axes)
+
+
+def test_signed_methods_get_a_zero_line_and_the_signed_legend_even_when_all_scores_are_positive():
+    occlusion = MethodScores("occlusion", np.linspace(0.1, 1.0, len(TOKENS)))
+    assert plotting.is_signed("occlusion", occlusion) and plotting.is_signed("input_x_gradient", occlusion)
+    assert not plotting.is_signed("gradient", MethodScores("gradient", np.ones(3)))
+    assert "purple" in plotting.highlight_legend(occlusion, "occlusion")
+    base = make_analysis()
+    analysis = Analysis(model="m", prompt="p", input_tokens=TOKENS, input_ids=base.input_ids, generated_text="",
+                        generated_ids=np.array([], dtype=int), target=base.target, methods={"occlusion": occlusion})
+    ax = plotting.bar_figure(analysis, "occlusion").axes[0]
+    assert any(list(line.get_ydata()) == [0.0, 0.0] for line in ax.get_lines())
+
+
+def test_agreement_heatmap_is_a_symmetric_methods_by_methods_matrix():
+    analysis = make_rich_analysis()
+    names = list(analysis.methods)
+    figure = plotting.agreement_figure(names, analysis.trust.spearman, "predicting \" Riga\"")
+    ax = figure.axes[0]
+    shown = ax.get_images()[0].get_array()
+    assert shown.shape == (3, 3)
+    matrix = plotting.agreement_matrix(names, analysis.trust.spearman)
+    np.testing.assert_allclose(np.diag(matrix), 1.0)
+    assert matrix[0, 1] == matrix[1, 0] == 0.5 and matrix[0, 2] == -0.25
+    assert np.isnan(matrix[1, 2]) and np.ma.getmaskarray(shown)[1, 2]
+    assert "n/a" in [text.get_text() for text in ax.texts]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["Gradient", "Attention", "Integrated Gradients"]
+
+
+def test_trust_tables_and_completeness_in_words():
+    analysis = make_rich_analysis()
+    rows = plotting.faithfulness_rows(analysis.trust)
+    assert [row[0] for row in rows] == ["Gradient", "Attention", "Integrated Gradients"]
+    assert len(plotting.FAITHFULNESS_HEADERS) == len(rows[0])
+    assert rows[0][1:5] == ["0.600", "0.300", "0.200", "0.500"] and rows[0][5] == "yes, both"
+    assert rows[1][5] == "comprehensiveness only" and rows[2][5] == "no"
+    pairs = {row[0]: row for row in plotting.agreement_rows(analysis.trust, n_content=9)}
+    assert pairs["Gradient vs Attention"][1:] == ["0.50", "2 of 3"]
+    assert pairs["Attention vs Integrated Gradients"][1:] == ["n/a", "3 of 3"]
+    text = plotting.completeness_summary(analysis.trust.completeness)
+    assert "50.0%" in text and "100" in text and "30.0%" in text and "not converged" in text
+    assert attribution.RECOMMENDED_BASELINE in text
+    good = plotting.completeness_summary(Completeness(0.001, 50, "pad"))
+    assert "converged" in good and "not converged" not in good and "rerun" not in good
+    assert "not run" in plotting.completeness_summary(None)
+
+
+def test_analysis_figures_add_the_answer_map_and_agreement_heatmaps():
+    figures = plotting.analysis_figures(make_rich_analysis(), exclude_special=True)
+    assert {"answer_map_input_x_gradient", "agreement_heatmap"} <= set(figures)
+    answer_map = figures["answer_map_input_x_gradient"].axes[0]
+    assert np.ma.getmaskarray(answer_map.get_images()[0].get_array())[:, 0].all()  # BOS left out
