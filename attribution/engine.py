@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -28,6 +29,26 @@ from .targets import (
 )
 
 DEFAULT_METHODS = ("gradient", "attention", "integrated_gradients")
+
+# Below this size a CPU forward is a few small matmuls, and thread start-up and synchronisation cost
+# more than they save: measured on the 2.7M-parameter demo model on 2 cores, a full analysis took
+# 155 ms on one thread and 716 ms on two (benchmarks/RESULTS.md has the controlled figures).
+SINGLE_THREAD_PARAMETERS = 20_000_000
+
+
+@contextmanager
+def cpu_threads_for(loaded: LoadedModel) -> Iterator[None]:
+    """Run small CPU models on one thread; leave everything else to torch's own choice."""
+    n_parameters = sum(parameter.numel() for parameter in loaded.model.parameters())
+    if loaded.input_device.type != "cpu" or n_parameters >= SINGLE_THREAD_PARAMETERS:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def generate(loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
@@ -97,7 +118,7 @@ def analyze(
         if progress is not None:
             progress(stages.index(description) / len(stages), description)
 
-    with loaded.lock:
+    with loaded.lock, cpu_threads_for(loaded):
         prompt_ids = tokenize_prompt(loaded, prompt)  # [n_prompt]
         report_stage("generating the answer")
         generated_ids = generate(loaded, prompt_ids, max_new_tokens)  # [n_generated]

@@ -160,3 +160,12 @@ def test_progress_reports_every_stage_in_order(tiny_loaded):
         "building the answer map", "assessing trust",
     ]
     assert [fraction for fraction, _ in seen] == sorted(fraction for fraction, _ in seen) and seen[0][0] == 0
+
+
+def test_small_cpu_models_run_on_one_thread_and_restore_the_setting(tiny_loaded):
+    before = torch.get_num_threads()
+    inside = []
+    attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["gradient"], max_new_tokens=1,
+                        progress=lambda fraction, description: inside.append(torch.get_num_threads()))
+    assert inside and set(inside) == {1}
+    assert torch.get_num_threads() == before
