@@ -162,8 +162,11 @@ def is_hosted() -> bool:
 def model_label(name: str) -> str:
     if not isinstance(name, str):
         return repr(name)
-    if Path(name).expanduser().resolve() == attribution.DEMO_MODEL_PATH.resolve():
-        return "demo model (assets/demo-model, offline)"
+    try:
+        if Path(name).expanduser().resolve() == attribution.DEMO_MODEL_PATH.resolve():
+            return "demo model (assets/demo-model, offline)"
+    except (OSError, ValueError, RuntimeError):  # no file system can hold the name: load_model says why
+        pass
     return name
 
 
@@ -249,7 +252,11 @@ def new_export_dir() -> Path:
         atexit.register(shutil.rmtree, _export_root, True)
     cutoff = time.time() - EXPORT_TTL_S
     for child in _export_root.iterdir():
-        if child.stat().st_mtime < cutoff:
+        try:
+            expired = child.stat().st_mtime < cutoff
+        except FileNotFoundError:  # swept by a request rendering at the same time (e.g. an example)
+            continue
+        if expired:
             shutil.rmtree(child, ignore_errors=True)
     return Path(tempfile.mkdtemp(dir=_export_root))
 

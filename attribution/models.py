@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,8 +86,36 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     raise ValueError(f"unknown dtype {dtype!r}; valid choices: {', '.join(_DTYPES)}")
 
 
+#: Longest model name accepted (Linux's PATH_MAX); hub ids are far shorter.
+MAX_MODEL_NAME_CHARS = 4096
+
+
+def _check_model_name(name_or_path: str) -> None:
+    """Refuse names that no hub id or folder can have, before any file system or hub lookup."""
+    if len(name_or_path) > MAX_MODEL_NAME_CHARS:
+        raise ValueError(
+            f"model name is {len(name_or_path):,} characters long; a hub id or folder path has at most "
+            f"{MAX_MODEL_NAME_CHARS}"
+        )
+    for position, character in enumerate(name_or_path):
+        if unicodedata.category(character) == "Cc":
+            raise ValueError(
+                f"model name contains the control character U+{ord(character):04X} at position {position}; "
+                "give a hub id such as meta-llama/Llama-3.2-1B or a folder path"
+            )
+
+
+def _path_is(name_or_path: str, check: str) -> bool:
+    """`Path.exists()` or `Path.is_dir()` of a user-given name; False where the system cannot even look
+    the name up (a part longer than the file system allows raises OSError rather than answering)."""
+    try:
+        return bool(getattr(Path(name_or_path).expanduser(), check)())
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
 def is_local_path(name_or_path: str) -> bool:
-    return Path(name_or_path).expanduser().exists() or name_or_path.startswith(("/", ".", "~"))
+    return _path_is(name_or_path, "exists") or name_or_path.startswith(("/", ".", "~"))
 
 
 def check_hosted_policy(name_or_path: str) -> None:
@@ -132,9 +161,9 @@ def _explain_load_error(name_or_path: str, error: Exception) -> ValueError:
             f"model {name_or_path!r} is gated: accept its licence on huggingface.co, then set the "
             "HF_TOKEN environment variable to an access token with read permission"
         )
-    if name_or_path.startswith(("/", ".", "~")) and not Path(name_or_path).expanduser().exists():
+    if name_or_path.startswith(("/", ".", "~")) and not _path_is(name_or_path, "exists"):
         return ValueError(f"no model folder at {name_or_path!r}: the path does not exist")
-    if Path(name_or_path).expanduser().is_dir():
+    if _path_is(name_or_path, "is_dir"):
         return ValueError(
             f"the folder {name_or_path!r} is not a complete model (needs config.json, weights and "
             f"tokenizer files): {message.splitlines()[0] if message else type(error).__name__}"
@@ -155,6 +184,7 @@ def load_model(
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise ValueError("model name must be a non-empty hub id (e.g. meta-llama/Llama-3.2-1B) or folder path")
     name_or_path = name_or_path.strip()
+    _check_model_name(name_or_path)
     check_hosted_policy(name_or_path)
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)

@@ -10,6 +10,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.pop("SPACE_ID", None)
 os.environ.pop("MODEL_ID", None)
+# Each test session gets its own gradio cache: servers delete their cached files on close, and
+# concurrent sessions sharing /tmp/gradio would lose each other's downloads.
+if "GRADIO_TEMP_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="gradio-tests-")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
