@@ -88,3 +88,43 @@ def compute_integrated_gradients(model, tokenizer, input_ids, baseline_type="zer
 
 def normalize_scores(scores):
     return (scores - scores.min()) / (scores.max() - scores.min() + 1e-10)
+
+
+def notebook_pipeline(model, tokenizer, prompt, n_steps=50, max_new_tokens=20, baseline_type="zero", clock=None):
+    """The notebook's cells in its order — tokenize, generate, method A, B, C — timing each stage.
+
+    Returns (results, seconds): results holds what the cells produce (input_ids, generated ids,
+    predicted id, gradient / attention / IG scores); seconds maps stage name → wall time."""
+    import time
+
+    clock = clock or time.perf_counter
+    seconds = {}
+    started = clock()
+    inputs = tokenizer(prompt, return_tensors="pt")
+    input_ids = inputs["input_ids"]
+    outputs, answer = generate_answer(model, tokenizer, input_ids, max_new_tokens=max_new_tokens)
+    seconds["generate"] = clock() - started
+    mark = clock()
+    grad_scores, predicted_id = gradient_based_attribution(model, input_ids)
+    seconds["gradient"] = clock() - mark
+    mark = clock()
+    attention_scores, all_attention = extract_attention_weights(model, input_ids)
+    layer_scores = layer_attention(all_attention)
+    del all_attention
+    seconds["attention"] = clock() - mark
+    mark = clock()
+    ig_scores, ig_predicted_id = compute_integrated_gradients(model, tokenizer, input_ids, baseline_type, n_steps)
+    seconds["integrated_gradients"] = clock() - mark
+    seconds["total"] = clock() - started
+    results = {
+        "input_ids": input_ids[0].numpy(),
+        "generated_ids": outputs[0, input_ids.shape[1]:].numpy(),
+        "answer": answer,
+        "predicted_id": predicted_id,
+        "ig_predicted_id": ig_predicted_id,
+        "gradient": grad_scores,
+        "attention": attention_scores,
+        "attention_per_layer": layer_scores,
+        "integrated_gradients": ig_scores,
+    }
+    return results, seconds
