@@ -17,9 +17,9 @@ from .passes import (
     attention_maps,
     choose_batch_size,
     embed,
-    free_cached_memory,
-    is_out_of_memory,
     logits_at,
+    run_in_batches,
+    score_rows,
 )
 from .results import AnswerMap
 from .targets import display_tokens
@@ -32,27 +32,17 @@ def _target_gradients(loaded: LoadedModel, source_ids: torch.Tensor, positions: 
     """d(logit of target t)/d(source embeddings) for every target: [T, S, d_model], batched rows."""
     embeddings = embed(loaded, source_ids)  # [1, S, d_model]
     n_targets = int(target_ids.numel())
-    batch_size = choose_batch_size(loaded, source_ids.numel(), n_targets)
-    chunks = []
-    start = 0
-    while start < n_targets:
-        stop = min(start + batch_size, n_targets)
-        try:
-            rows = embeddings.expand(stop - start, -1, -1).clone().requires_grad_(True)
-            with torch.enable_grad():
-                logits = logits_at(loaded, rows, positions[start:stop])  # [rows, vocab]
-                index = torch.arange(stop - start, device=logits.device)
-                score = logits[index, target_ids[start:stop].to(logits.device)]
-                (gradients,) = torch.autograd.grad(score.sum(), rows)
-        except (torch.OutOfMemoryError, RuntimeError) as error:
-            if not is_out_of_memory(error) or batch_size == 1:
-                raise
-            del error
-            free_cached_memory(loaded)
-            batch_size //= 2
-            continue
+    chunks: list[torch.Tensor] = []
+
+    def differentiate(start: int, stop: int) -> None:
+        rows = embeddings.expand(stop - start, -1, -1).clone().requires_grad_(True)
+        with torch.enable_grad():
+            logits = logits_at(loaded, rows, positions[start:stop])  # [rows, vocab]
+            (gradients,) = torch.autograd.grad(score_rows(logits, target_ids[start:stop], None).sum(), rows)
         chunks.append(at_least_fp32(gradients))
-        start = stop
+
+    batch_size = choose_batch_size(loaded, source_ids.numel(), n_targets)
+    run_in_batches(loaded, n_targets, batch_size, differentiate, "the answer map's gradients", "target")
     return torch.cat(chunks)
 
 

@@ -17,9 +17,9 @@ from .passes import (
     choose_batch_size,
     embed,
     explained_score,
-    free_cached_memory,
-    is_out_of_memory,
     logits_at,
+    run_in_batches,
+    score_rows,
 )
 
 
@@ -118,32 +118,19 @@ def integrate(
     total_rows = n_steps * n_targets
     batch_size = batch_size or choose_batch_size(loaded, input_ids.numel(), total_rows)
     weighted = torch.zeros((n_targets, *inputs.shape[1:]), dtype=accumulate_dtype, device=inputs.device)
-    start = 0
-    while start < total_rows:
-        stop = min(start + batch_size, total_rows)
+
+    def accumulate(start: int, stop: int) -> None:
         steps, targets = step_of_row[start:stop], target_of_row[start:stop]
-        try:
-            chunk_alphas = alphas[steps].to(inputs.device, inputs.dtype).view(-1, 1, 1)
-            scaled = (baseline + chunk_alphas * difference).requires_grad_(True)  # [rows, seq, d_model]
-            with torch.enable_grad():
-                logits = logits_at(loaded, scaled, positions[targets])
-                score = _score_rows(logits, target_ids[targets], None if foil_ids is None else foil_ids[targets])
-                (gradients,) = torch.autograd.grad(score.sum(), scaled)
-        except (torch.OutOfMemoryError, RuntimeError) as error:
-            if not is_out_of_memory(error):
-                raise
-            del error
-            free_cached_memory(loaded)
-            if batch_size == 1:
-                raise ValueError(
-                    "out of memory computing integrated gradients even one step at a time; "
-                    "use a shorter prompt, fewer targets or a smaller model"
-                ) from None
-            batch_size = max(1, batch_size // 2)
-            continue
+        chunk_alphas = alphas[steps].to(inputs.device, inputs.dtype).view(-1, 1, 1)
+        scaled = (baseline + chunk_alphas * difference).requires_grad_(True)  # [rows, seq, d_model]
+        with torch.enable_grad():
+            logits = logits_at(loaded, scaled, positions[targets])
+            score = score_rows(logits, target_ids[targets], None if foil_ids is None else foil_ids[targets])
+            (gradients,) = torch.autograd.grad(score.sum(), scaled)
         chunk_weights = weights[steps].to(inputs.device, accumulate_dtype).view(-1, 1, 1)
         weighted.index_add_(0, targets.to(inputs.device), gradients.to(accumulate_dtype) * chunk_weights)
-        start = stop
+
+    run_in_batches(loaded, total_rows, batch_size, accumulate, "integrated gradients", "step")
     attributions = weighted * difference.to(accumulate_dtype)  # [T, seq, d_model]
 
     with torch.inference_mode():
@@ -151,17 +138,8 @@ def integrate(
         both = torch.cat([positions, positions])
         logits = logits_at(loaded, endpoints, both)
         foils = None if foil_ids is None else torch.cat([foil_ids, foil_ids])
-        values = _score_rows(logits, torch.cat([target_ids, target_ids]), foils).double()
+        values = score_rows(logits, torch.cat([target_ids, target_ids]), foils).double()
     return attributions, values[:n_targets], values[n_targets:]
-
-
-def _score_rows(logits: torch.Tensor, target_ids: torch.Tensor, foil_ids: torch.Tensor | None) -> torch.Tensor:
-    """Per-row explained score [rows] when each row has its own target (and foil)."""
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    score = logits[rows, target_ids.to(logits.device)]
-    if foil_ids is not None:
-        score = score - logits[rows, foil_ids.to(logits.device)]
-    return score
 
 
 __all__ = [

@@ -204,3 +204,37 @@ def is_out_of_memory(error: BaseException) -> bool:
 def free_cached_memory(loaded: LoadedModel) -> None:
     if loaded.input_device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def run_in_batches(
+    loaded: LoadedModel, total_rows: int, batch_size: int, compute: Callable[[int, int], None], what: str, unit: str
+) -> None:
+    """Call compute(start, stop) over [0, total_rows) in batches; on out-of-memory, halve the batch
+    and retry the same rows, down to one row, then give up with a clear message."""
+    start = 0
+    while start < total_rows:
+        stop = min(start + batch_size, total_rows)
+        try:
+            compute(start, stop)
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error):
+                raise
+            del error
+            free_cached_memory(loaded)
+            if batch_size == 1:
+                raise ValueError(
+                    f"out of memory computing {what} even one {unit} at a time; "
+                    "use a shorter prompt, fewer targets or a smaller model"
+                ) from None
+            batch_size = max(1, batch_size // 2)
+            continue
+        start = stop
+
+
+def score_rows(logits: torch.Tensor, target_ids: torch.Tensor, foil_ids: torch.Tensor | None) -> torch.Tensor:
+    """Per-row explained score [rows] when each row has its own target (and foil)."""
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    score = logits[rows, target_ids.to(logits.device)]
+    if foil_ids is not None:
+        score = score - logits[rows, foil_ids.to(logits.device)]
+    return score
