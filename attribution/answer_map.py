@@ -1,8 +1,9 @@
 """The answer map: attributions for every generated token at once, in batches.
 
 Sources are the prompt tokens plus the generated tokens but the last; generated token t is predicted
-at source position n_prompt − 1 + t. Because the model is causal, one copy of the full sequence serves
-every target: row t's score only depends on the sources before it, and later sources get exactly 0.
+at source position n_prompt − 1 + t. Because the model is causal, row t's score only depends on the
+sources up to that position: later sources get exactly 0, and a batch of rows runs only as far as its
+last target needs (so 20 targets cost about what 20 separate runs of their own lengths would).
 """
 
 from __future__ import annotations
@@ -32,18 +33,20 @@ def _target_gradients(loaded: LoadedModel, source_ids: torch.Tensor, positions: 
     """d(logit of target t)/d(source embeddings) for every target: [T, S, d_model], batched rows."""
     embeddings = embed(loaded, source_ids)  # [1, S, d_model]
     n_targets = int(target_ids.numel())
-    chunks: list[torch.Tensor] = []
+    gradients = torch.zeros((n_targets, *embeddings.shape[1:]), dtype=at_least_fp32(embeddings).dtype,
+                            device=embeddings.device)  # [T, S, d_model]
 
     def differentiate(start: int, stop: int) -> None:
-        rows = embeddings.expand(stop - start, -1, -1).clone().requires_grad_(True)
+        length = int(positions[start:stop].max()) + 1  # causal: later sources cannot matter (gradient 0)
+        rows = embeddings[:, :length].expand(stop - start, -1, -1).clone().requires_grad_(True)
         with torch.enable_grad():
             logits = logits_at(loaded, rows, positions[start:stop])  # [rows, vocab]
-            (gradients,) = torch.autograd.grad(score_rows(logits, target_ids[start:stop], None).sum(), rows)
-        chunks.append(at_least_fp32(gradients))
+            (chunk,) = torch.autograd.grad(score_rows(logits, target_ids[start:stop], None).sum(), rows)
+        gradients[start:stop, :length] = at_least_fp32(chunk)
 
     batch_size = choose_batch_size(loaded, source_ids.numel(), n_targets)
     run_in_batches(loaded, n_targets, batch_size, differentiate, "the answer map's gradients", "target")
-    return torch.cat(chunks)
+    return gradients
 
 
 def compute_answer_map(
@@ -66,17 +69,20 @@ def compute_answer_map(
     chosen = [name for name in methods if name in ANSWER_MAP_METHODS]
     matrices: dict[str, np.ndarray] = {}
 
+    gradients = None  # [T, S, d_model]
+    if "integrated_gradients" in chosen:
+        integration = integrate(loaded, source_ids, baseline, n_steps, positions, generated_ids)
+        reduced = integration.attributions.norm(dim=-1) if aggregation == "l2" else integration.attributions.sum(dim=-1)
+        matrices["integrated_gradients"] = reduced.cpu().numpy()
+        gradients = integration.input_gradients  # IG's batches held each target's plain gradient too
     if {"gradient", "input_x_gradient"} & set(chosen):
-        gradients = _target_gradients(loaded, source_ids, positions, generated_ids)  # [T, S, d_model]
+        if gradients is None:
+            gradients = _target_gradients(loaded, source_ids, positions, generated_ids)
         if "gradient" in chosen:
             matrices["gradient"] = gradients.norm(dim=-1).cpu().numpy()
         if "input_x_gradient" in chosen:
             embeddings = at_least_fp32(embed(loaded, source_ids))  # [1, S, d_model]
             matrices["input_x_gradient"] = (gradients * embeddings).sum(dim=-1).cpu().numpy()
-    if "integrated_gradients" in chosen:
-        attributions, _, _ = integrate(loaded, source_ids, baseline, n_steps, positions, generated_ids)
-        reduced = attributions.norm(dim=-1) if aggregation == "l2" else attributions.sum(dim=-1)
-        matrices["integrated_gradients"] = reduced.cpu().numpy()
     if "attention" in chosen:
         head_mean = attention_maps(loaded, source_ids).head_mean  # [layers, S, S]
         matrices["attention"] = head_mean.mean(dim=0)[positions.cpu()].numpy()

@@ -51,10 +51,14 @@ def cpu_threads_for(loaded: LoadedModel) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def generate(loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-    """Greedy continuation [n_generated] (may end with EOS), as the seed's `model.generate` call."""
+def generate_with_logits(
+    loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Greedy continuation [n_generated] (may end with EOS), as the seed's `model.generate` call,
+    and the raw next-token logits [vocab] before each generated token (step k: after the prompt and
+    k earlier tokens), which spare `top_predictions` a forward of its own."""
     if max_new_tokens == 0:
-        return prompt_ids.new_empty(0)
+        return prompt_ids.new_empty(0), ()
     with torch.inference_mode():
         output = loaded.model.generate(
             prompt_ids.unsqueeze(0),
@@ -62,19 +66,37 @@ def generate(loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int)
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=loaded.tokenizer.pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=True,
         )
-    # A clone made outside inference mode, so the ids can index tensors that autograd tracks.
-    return output[0, prompt_ids.numel():].clone()
+    # Clones made outside inference mode, so the ids can index tensors that autograd tracks.
+    generated = output.sequences[0, prompt_ids.numel():].clone()
+    return generated, tuple(step[0].clone() for step in output.logits)
 
 
-def top_predictions(loaded: LoadedModel, input_ids: torch.Tensor, count: int = 10) -> list[Prediction]:
-    """The model's most likely next tokens after `input_ids`, with probabilities (foil candidates)."""
-    with torch.inference_mode():
-        logits = loaded.model(input_ids=input_ids.unsqueeze(0), logits_to_keep=1, use_cache=False).logits
-    probabilities = torch.softmax(logits[0, -1].float(), dim=-1)
+def generate(loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    """Greedy continuation [n_generated] (may end with EOS), as the seed's `model.generate` call."""
+    return generate_with_logits(loaded, prompt_ids, max_new_tokens)[0]
+
+
+def top_predictions(
+    loaded: LoadedModel, input_ids: torch.Tensor, count: int = 10, logits: torch.Tensor | None = None
+) -> list[Prediction]:
+    """The model's most likely next tokens after `input_ids`, with probabilities (foil candidates).
+    `logits` [vocab]: that position's logits when already computed (by generation)."""
+    if logits is None:
+        with torch.inference_mode():
+            logits = loaded.model(input_ids=input_ids.unsqueeze(0), logits_to_keep=1, use_cache=False).logits[0, -1]
+    probabilities = torch.softmax(logits.float(), dim=-1)
     values, ids = probabilities.topk(min(count, probabilities.numel()))
     texts = display_tokens(loaded, ids.tolist())
     return [Prediction(text, int(token), float(value)) for text, token, value in zip(texts, ids, values)]
+
+
+def run_order(chosen: tuple[str, ...]) -> list[str]:
+    """Integrated Gradients first: its batches also yield the input's plain gradient, which the
+    gradient methods then reuse instead of running a forward and backward of their own."""
+    return sorted(chosen, key=lambda name: name != "integrated_gradients")
 
 
 def analyze(
@@ -111,7 +133,7 @@ def analyze(
     baseline = validate_choice(baseline, "baseline", BASELINES)
     aggregation = validate_choice(aggregation, "aggregation", AGGREGATIONS)
 
-    stages = ["generating the answer", *(f"computing {name}" for name in chosen)]
+    stages = ["generating the answer", *(f"computing {name}" for name in run_order(chosen))]
     stages += ["building the answer map"] * all_targets + ["assessing trust"] * trust
 
     def report_stage(description: str) -> None:
@@ -121,7 +143,7 @@ def analyze(
     with loaded.lock, cpu_threads_for(loaded):
         prompt_ids = tokenize_prompt(loaded, prompt)  # [n_prompt]
         report_stage("generating the answer")
-        generated_ids = generate(loaded, prompt_ids, max_new_tokens)  # [n_generated]
+        generated_ids, step_logits = generate_with_logits(loaded, prompt_ids, max_new_tokens)  # [n_generated]
         resolved = resolve_target(loaded, prompt_ids, generated_ids, target)
         foil = None if contrast is None else resolve_foil(loaded, contrast, resolved.target)
         request = AttributionRequest(
@@ -132,10 +154,11 @@ def analyze(
             baseline=baseline,
             aggregation=aggregation,
         )
-        results = {}
-        for name in chosen:
+        computed = {}
+        for name in run_order(chosen):
             report_stage(f"computing {name}")
-            results[name] = METHODS[name](loaded, request)
+            computed[name] = METHODS[name](loaded, request)
+        results = {name: computed[name] for name in chosen}
         tokens = tuple(display_tokens(loaded, resolved.input_ids.tolist()))
         special = special_token_mask(loaded, resolved.input_ids).cpu().numpy()
         answer_map = {}
@@ -148,7 +171,10 @@ def analyze(
         if trust:
             report_stage("assessing trust")
             report = assess(loaded, request, tokens, results, special)
-        predictions = top_predictions(loaded, resolved.input_ids)
+        # Generation step k saw the prompt and k generated tokens: for the k-th target, the same input.
+        step = resolved.input_ids.numel() - prompt_ids.numel()
+        predictions = top_predictions(loaded, resolved.input_ids,
+                                      logits=step_logits[step] if step < len(step_logits) else None)
 
     input_ids = resolved.input_ids.cpu().numpy()
     return Analysis(

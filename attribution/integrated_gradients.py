@@ -7,6 +7,7 @@ to free memory, and can explain many targets in one pass (the answer map).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -87,6 +88,16 @@ def integration_nodes(n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
+@dataclass(frozen=True)
+class Integration:
+    """What one batched IG run yields for T targets (tensors on the model's input device)."""
+
+    attributions: torch.Tensor  # [T, seq, d_model], fp32 or wider
+    input_values: torch.Tensor  # [T] fp64: F(input)
+    baseline_values: torch.Tensor  # [T] fp64: F(baseline)
+    input_gradients: torch.Tensor  # [T, seq, d_model]: dF/d(embeddings) at the input itself
+
+
 def integrate(
     loaded: LoadedModel,
     input_ids: torch.Tensor,
@@ -96,11 +107,15 @@ def integrate(
     target_ids: torch.Tensor,
     foil_ids: torch.Tensor | None = None,
     batch_size: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> Integration:
     """IG attributions for T targets at once: target t is the logit of target_ids[t] at position
-    positions[t] (minus foil_ids[t]'s). Rows of one batch are (step, target) pairs.
+    positions[t] (minus foil_ids[t]'s).
 
-    Returns attributions [T, seq, d_model] (fp32 or wider), F(input) [T] and F(baseline) [T] (fp64).
+    Each target contributes n_steps + 2 rows: its path points, the input itself (which gives F(input)
+    and the plain gradient, so the gradient method needs no pass of its own) and the baseline (which
+    gives F(baseline)). A target's rows are consecutive, so a batch can stop at the last position
+    its targets need: the model is causal, later tokens cannot change those logits, and their
+    gradients are exactly zero.
     """
     if baseline_name not in BASELINES:
         raise ValueError(f"unknown baseline {baseline_name!r}; valid choices: {', '.join(BASELINES)}")
@@ -109,40 +124,60 @@ def integrate(
     difference = inputs - baseline
     alphas, weights = integration_nodes(n_steps)
     n_targets = int(target_ids.numel())
+    device = inputs.device
     accumulate_dtype = torch.promote_types(inputs.dtype, torch.float32)
 
-    # Every (step, target) pair is one row; rows are independent, so the gradient of the summed
-    # scores gives each row its own gradient.
-    step_of_row = torch.arange(n_steps).repeat_interleave(n_targets)  # [steps·T]
-    target_of_row = torch.arange(n_targets).repeat(n_steps)  # [steps·T]
-    total_rows = n_steps * n_targets
+    rows_per_target = n_steps + 2
+    input_point, baseline_point = n_steps, n_steps + 1
+    target_of_row = torch.arange(n_targets).repeat_interleave(rows_per_target)  # [T·(steps + 2)]
+    point_of_row = torch.arange(rows_per_target).repeat(n_targets)  # step index, or input / baseline
+    # α = 0 reproduces the baseline exactly (x + 0·d = x); the input row is taken as is, since
+    # baseline + 1·(input − baseline) can differ from the input in the last bit.
+    alpha_of_point = torch.cat([alphas, torch.tensor([1.0, 0.0], dtype=torch.float64)])
+    weight_of_point = torch.cat([weights, torch.zeros(2, dtype=torch.float64)])
+    total_rows = n_targets * rows_per_target
     batch_size = batch_size or choose_batch_size(loaded, input_ids.numel(), total_rows)
-    weighted = torch.zeros((n_targets, *inputs.shape[1:]), dtype=accumulate_dtype, device=inputs.device)
+
+    weighted = torch.zeros((n_targets, *inputs.shape[1:]), dtype=accumulate_dtype, device=device)
+    input_gradients = torch.zeros_like(weighted)
+    values = torch.zeros((n_targets, 2), dtype=torch.float64, device=device)  # F(input), F(baseline)
 
     def accumulate(start: int, stop: int) -> None:
-        steps, targets = step_of_row[start:stop], target_of_row[start:stop]
-        chunk_alphas = alphas[steps].to(inputs.device, inputs.dtype).view(-1, 1, 1)
-        scaled = (baseline + chunk_alphas * difference).requires_grad_(True)  # [rows, seq, d_model]
+        targets, points = target_of_row[start:stop], point_of_row[start:stop]
+        length = int(positions[targets].max()) + 1  # no later token can matter to these targets
+        alpha = alpha_of_point[points].to(device, inputs.dtype).view(-1, 1, 1)
+        path = baseline[:, :length] + alpha * difference[:, :length]  # [rows, length, d_model]
+        is_input = (points == input_point).to(device)
+        rows = torch.where(is_input.view(-1, 1, 1), inputs[:, :length], path).requires_grad_(True)
+        differentiated = (points != baseline_point).to(device)
         with torch.enable_grad():
-            logits = logits_at(loaded, scaled, positions[targets])
+            logits = logits_at(loaded, rows, positions[targets])
             score = score_rows(logits, target_ids[targets], None if foil_ids is None else foil_ids[targets])
-            (gradients,) = torch.autograd.grad(score.sum(), scaled)
-        chunk_weights = weights[steps].to(inputs.device, accumulate_dtype).view(-1, 1, 1)
-        weighted.index_add_(0, targets.to(inputs.device), gradients.to(accumulate_dtype) * chunk_weights)
+            gradients = None
+            if bool(differentiated.any()):
+                # Rows are independent, so the gradient of the summed scores is each row's own.
+                (gradients,) = torch.autograd.grad(score[differentiated].sum(), rows)
+        targets, points = targets.to(device), points.to(device)
+        ends = points >= input_point
+        values[targets[ends], points[ends] - input_point] = score.detach()[ends].double()
+        if gradients is None:
+            return
+        gradients = gradients.to(accumulate_dtype)
+        on_path = points < input_point
+        step_weights = weight_of_point[points[on_path].cpu()].to(device, accumulate_dtype).view(-1, 1, 1)
+        weighted[:, :length].index_add_(0, targets[on_path], gradients[on_path] * step_weights)
+        input_gradients[targets[is_input], :length] = gradients[is_input]
 
     run_in_batches(loaded, total_rows, batch_size, accumulate, "integrated gradients", "step")
-    attributions = weighted * difference.to(accumulate_dtype)  # [T, seq, d_model]
-
-    with torch.inference_mode():
-        endpoints = torch.cat([inputs, baseline]).repeat_interleave(n_targets, dim=0)  # [2T, seq, d]
-        both = torch.cat([positions, positions])
-        logits = logits_at(loaded, endpoints, both)
-        foils = None if foil_ids is None else torch.cat([foil_ids, foil_ids])
-        values = score_rows(logits, torch.cat([target_ids, target_ids]), foils).double()
-    return attributions, values[:n_targets], values[n_targets:]
+    return Integration(
+        attributions=weighted * difference.to(accumulate_dtype),  # [T, seq, d_model]
+        input_values=values[:, 0],
+        baseline_values=values[:, 1],
+        input_gradients=input_gradients,
+    )
 
 
 __all__ = [
-    "BASELINES", "BASELINE_LABELS", "RECOMMENDED_BASELINE", "explained_score", "integrate",
+    "BASELINES", "BASELINE_LABELS", "RECOMMENDED_BASELINE", "Integration", "explained_score", "integrate",
     "integration_nodes", "special_token_mask",
 ]

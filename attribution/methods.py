@@ -99,10 +99,14 @@ def integrated_gradients(loaded: LoadedModel, request: AttributionRequest) -> In
         raise ValueError(f"unknown baseline {request.baseline!r}; valid choices: {', '.join(BASELINES)}")
     last = torch.tensor([request.input_ids.numel() - 1])
     foils = None if request.foil_id is None else torch.tensor([request.foil_id])
-    attributions, input_output, baseline_output = integrate(
+    integration = integrate(
         loaded, request.input_ids, request.baseline, request.n_steps, last,
         torch.tensor([request.target_id]), foils, request.internal_batch_size,
     )
+    # The input's own gradient came out of the same batches: the gradient methods reuse it.
+    request.shared.setdefault("input_gradients", at_least_fp32(integration.input_gradients[0]))
+    attributions = integration.attributions
+    input_output, baseline_output = integration.input_values, integration.baseline_values
     delta = float(attributions[0].double().sum()) - float(input_output[0] - baseline_output[0])
     return IntegratedGradientsScores(
         method="integrated_gradients",

@@ -1,8 +1,9 @@
 """Model passes shared by the methods: embeddings, the explained score, input gradients, attention
 maps, masked forwards, and sizing batches to free memory.
 
-Work that two methods need (input gradients for gradient and input×gradient, the eager attention pass
-for attention and rollout) is computed once per request and kept in `request.shared`.
+Work that two methods need (input gradients for gradient and input×gradient — which Integrated
+Gradients also yields from its own batches —, the eager attention pass for attention and rollout) is
+computed once per request and kept in `request.shared`.
 """
 
 from __future__ import annotations
@@ -162,8 +163,8 @@ def _available_memory_bytes(device: torch.device) -> int:
     return 4 * 1024**3  # unknown platform: assume a modest 4 GiB
 
 
-CPU_ACTIVATION_SHARE = 0.4  # activations per CPU batch, as a share of the weights' bytes
-CPU_MIN_BATCH_TOKENS = 512  # ...but at least this many tokens per batch
+CPU_ACTIVATION_SHARE = 0.25  # activations per CPU batch, as a share of the weights' bytes
+CPU_MIN_ACTIVATION_BYTES = 1024**3  # ...but smaller models may always use this much
 
 
 def choose_batch_size(loaded: LoadedModel, seq_len: int, rows: int, *, backward: bool = True) -> int:
@@ -173,10 +174,11 @@ def choose_batch_size(loaded: LoadedModel, seq_len: int, rows: int, *, backward:
     (Korthikanti et al. 2022, counted for 2-byte values); a forward without gradients keeps only a
     few layers' worth alive. Half of the free memory is kept as headroom.
 
-    On the CPU, bigger batches stop paying once a matmul has a few hundred rows, while activations
-    grow without bound (IG-50 at 128 tokens on the Llama-3.2-1B shape peaked at 3.5× the weights with
-    31 rows per batch). So activations are also held to CPU_ACTIVATION_SHARE of the weights' size,
-    never below CPU_MIN_BATCH_TOKENS tokens per batch, which keeps small models in one batch.
+    On the CPU, bigger batches stop paying once a matmul has a few hundred rows (with a hidden size of
+    2048), while activations grow without bound (IG-50 at 128 tokens on the Llama-3.2-1B shape peaked
+    at 3.5× the weights with 31 rows per batch, 1.6× with 5, 1.4× with 3). So activations are also
+    held to CPU_ACTIVATION_SHARE of the weights' size; smaller models, whose narrower matmuls need
+    more rows to run well (SmolLM-135M's keep gaining up to 2048), may use CPU_MIN_ACTIVATION_BYTES.
     """
     override = os.environ.get("ATTRIBUTION_BATCH_SIZE")
     if override:
@@ -189,12 +191,15 @@ def choose_batch_size(loaded: LoadedModel, seq_len: int, rows: int, *, backward:
     per_row = per_layer * (config.num_hidden_layers if backward else 2)
     per_row += seq_len * hidden * 4  # the fp32 input embeddings and their gradient
     budget = 0.5 * _available_memory_bytes(loaded.input_device)
-    batch = budget // max(per_row, 1)
     if loaded.input_device.type == "cpu":
         weight_bytes = sum(parameter.numel() * parameter.element_size() for parameter in loaded.model.parameters())
-        bounded = CPU_ACTIVATION_SHARE * weight_bytes // max(per_row, 1)
-        batch = min(batch, max(bounded, -(-CPU_MIN_BATCH_TOKENS // seq_len)))
-    return int(max(1, min(rows, batch)))
+        budget = min(budget, max(CPU_ACTIVATION_SHARE * weight_bytes, CPU_MIN_ACTIVATION_BYTES))
+    batch = int(max(1, min(rows, budget // max(per_row, 1))))
+    if rows <= batch:
+        return batch
+    # Equal batches: 52 rows that fit 44 at a time run as 26 + 26, not 44 + 8 (same count, lower peak).
+    n_batches = -(-rows // batch)
+    return -(-rows // n_batches)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

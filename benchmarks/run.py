@@ -166,16 +166,12 @@ def project_staged(loaded, prompt: str, n_steps: int, max_new_tokens: int, metho
     return {"input_ids": prompt_ids, "generated": generated, "target_id": target_id, "scores": results}, seconds
 
 
-def chosen_batch_size(loaded, seq_len: int, rows: int) -> int:
-    """The IG batch (rows per forward+backward) the engine picks for this input, whatever it is called."""
-    try:
-        from attribution.passes import choose_batch_size
+def chosen_batch_size(loaded, seq_len: int, n_steps: int, n_targets: int = 1) -> int:
+    """The IG batch (rows per forward+backward) the engine picks for this input: each target runs its
+    n_steps path points plus two rows, the input itself and the baseline."""
+    from attribution.passes import choose_batch_size
 
-        return int(choose_batch_size(loaded, seq_len, rows))
-    except ImportError:
-        from attribution.methods import choose_internal_batch_size
-
-        return int(choose_internal_batch_size(loaded, seq_len, rows))
+    return int(choose_batch_size(loaded, seq_len, (n_steps + 2) * n_targets))
 
 
 # --- the notebook's way ----------------------------------------------------------------------------
@@ -331,6 +327,61 @@ def weights_info(model) -> dict:
     return {"parameters": bench_models.parameter_count(model), "weight_bytes": bench_models.weight_bytes(model)}
 
 
+def linear_parameters(model) -> int:
+    """Weights of the decoder's linear layers: each input token costs 2 FLOPs per weight forward."""
+    import torch
+
+    decoder = model.get_decoder()
+    return sum(module.weight.numel() for module in decoder.modules() if isinstance(module, torch.nn.Linear))
+
+
+READ_BUFFER_BYTES = 1024**3
+# Below this, weights sit in the caches and per-op overhead, not the hardware, bounds the time.
+HARDWARE_LIMIT_MIN_WEIGHTS = 256 * 1024**2
+
+
+def measure_hardware(loaded, n_tokens: int, n_steps: int) -> dict:
+    """What this machine can do at most, measured here (fp32, this process's threads):
+
+    - matmul peak: the largest matmul shape of an IG batch (rows·tokens × hidden → intermediate);
+    - memory read rate: summing a 1 GiB buffer; reading every weight once at that rate is the least
+      each greedy decode step costs (for weights far larger than the caches).
+
+    and the project's work: IG-n_steps's linear-layer FLOPs (forward, then backward to the inputs
+    only: 2 + 2 FLOPs per weight and token; attention scores and the one-position vocabulary
+    projection are left out, so this is a lower bound)."""
+    import torch
+
+    config = loaded.model.config
+    batch = chosen_batch_size(loaded, n_tokens, n_steps)
+    rows = max(1, batch * n_tokens)
+    left = torch.randn(rows, config.hidden_size)
+    right = torch.randn(config.hidden_size, config.intermediate_size)
+    torch.mm(left, right)
+    repeats, mark = 0, time.perf_counter()
+    while time.perf_counter() - mark < 1.0:
+        torch.mm(left, right)
+        repeats += 1
+    matmul_seconds = (time.perf_counter() - mark) / repeats
+    # Memory read rate on a buffer far larger than any cache (summing is lighter than reading).
+    buffer = torch.ones(READ_BUFFER_BYTES // 4)
+    buffer.sum()
+    reads, mark = 0, time.perf_counter()
+    while reads == 0 or time.perf_counter() - mark < 1.0:
+        buffer.sum()
+        reads += 1
+    read_gbps = READ_BUFFER_BYTES * reads / (time.perf_counter() - mark) / 1e9
+    del buffer
+    ig_rows = n_steps + 2
+    return {
+        "matmul_gflops": 2 * rows * config.hidden_size * config.intermediate_size / matmul_seconds / 1e9,
+        "matmul_shape": [rows, config.hidden_size, config.intermediate_size],
+        "weight_read_seconds": bench_models.weight_bytes(loaded.model) / (read_gbps * 1e9),
+        "weight_read_gbps": read_gbps,
+        "ig_linear_gflop": 4 * linear_parameters(loaded.model) * n_tokens * ig_rows / 1e9,
+    }
+
+
 def worker_compare(spec: dict) -> dict:
     """Project vs notebook (vs Inseq) on one model: warm-up, then alternating measured runs."""
     import torch
@@ -358,6 +409,8 @@ def worker_compare(spec: dict) -> dict:
     project_staged(loaded, prompt, warm_steps, warm_tokens)
     run_notebook(notebook_model, tokenizer, prompt, warm_steps, warm_tokens)
     result["warmup_seconds"] = time.perf_counter() - mark
+    if info["weight_bytes"] >= HARDWARE_LIMIT_MIN_WEIGHTS:
+        result["hardware"] = measure_hardware(loaded, n_tokens, n_steps)
 
     analyze_times, staged, notebook, checks = [], {k: [] for k in (*STAGES, "total")}, \
         {k: [] for k in (*STAGES, "total")}, []
@@ -414,7 +467,7 @@ def worker_inseq_part(loaded, folder, prompt, analysis, project_ig, n_steps, spe
         tokenizer = notebook_tokenizer(folder)
         model = make_inseq(view, tokenizer)
         target_text = tokenizer.decode([analysis.target.id])
-        batch_size = chosen_batch_size(loaded, analysis.n_tokens, n_steps)
+        batch_size = min(n_steps, chosen_batch_size(loaded, analysis.n_tokens, n_steps))
         warm_steps = n_steps if spec["warmup"] == "full" else 4
         run_inseq(model, prompt, target_text, warm_steps, min(batch_size, warm_steps))
         times = []
@@ -493,7 +546,7 @@ def worker_case(spec: dict) -> dict:
         model.zero_grad(set_to_none=True)  # a fresh notebook kernel has no parameter gradients yet
     else:
         project_analyze(loaded, short, 2, 2)
-        result["ig_batch_size"] = chosen_batch_size(loaded, n_tokens, n_steps * spec.get("n_targets", 1))
+        result["ig_batch_size"] = chosen_batch_size(loaded, n_tokens, n_steps, spec.get("n_targets", 1))
     gc.collect()
     result["rss_before_bytes"] = proc_status_bytes("VmRSS")
     result["peak_reset"] = reset_peak_rss()
@@ -513,17 +566,19 @@ def worker_case(spec: dict) -> dict:
         batch = chosen_batch_size(loaded, n_tokens, n_steps)  # what the engine picks for this IG-n_steps
         result["ig_batch_size"] = batch
         run_steps, batch_arg = n_steps, None
-        if spec.get("sample_batches") and spec["sample_batches"] * batch < n_steps:
-            # Peak memory is reached in every full batch alike: run the first few batches of exactly the
-            # size the engine picks for IG-n_steps, and scale the time to all ⌈n_steps / batch⌉ batches.
+        batches_total = math.ceil((n_steps + 2) / batch)
+        if spec.get("sample_batches") and spec["sample_batches"] < batches_total:
+            # Peak memory is reached in every full batch alike: run a few batches of exactly the size the
+            # engine picks for IG-n_steps (IG with fewer steps), and scale the time to all the batches.
             run_steps, batch_arg = spec["sample_batches"] * batch, batch
         mark = time.perf_counter()
         attribution.METHODS["integrated_gradients"](loaded, make_request(prompt_ids, target_id, run_steps, batch_arg))
         ig_seconds = time.perf_counter() - mark
         if run_steps != n_steps:
-            result["sampled"] = {"steps_run": run_steps, "batches_run": spec["sample_batches"],
-                                 "batches_total": math.ceil(n_steps / batch), "seconds_run": ig_seconds}
-            ig_seconds *= math.ceil(n_steps / batch) / spec["sample_batches"]
+            batches_run = math.ceil((run_steps + 2) / batch)
+            result["sampled"] = {"steps_run": run_steps, "batches_run": batches_run,
+                                 "batches_total": batches_total, "seconds_run": ig_seconds}
+            ig_seconds *= batches_total / batches_run
         seconds = {"generate": generate_seconds, "integrated_gradients": ig_seconds}
         seconds["total"] = seconds["generate"] + seconds["integrated_gradients"]
     elif kind == "answer_map_loop":
@@ -793,7 +848,29 @@ def summarize_comparison(result: dict) -> dict:
     inseq = result.get("inseq")
     if inseq and "ig" in inseq:
         summary["inseq"] = median(inseq["ig"])
+    hardware = result.get("hardware")
+    if hardware:
+        # The least any implementation of the same numbers needs here: each greedy step reads every
+        # weight once, and IG's linear layers at the measured matmul peak.
+        generate_floor = result["max_new_tokens"] * hardware["weight_read_seconds"]
+        ig_floor = hardware["ig_linear_gflop"] / hardware["matmul_gflops"]
+        summary["floor"] = {"generate": generate_floor, "integrated_gradients": ig_floor,
+                            "total": generate_floor + ig_floor,
+                            "best_ratio": summary["notebook"]["total"] / (generate_floor + ig_floor),
+                            "ig_gflops": hardware["ig_linear_gflop"] / summary["staged"]["integrated_gradients"]}
     return summary
+
+
+def floor_text(label: str, result: dict, summary: dict) -> str:
+    hardware, floor = result["hardware"], summary["floor"]
+    return (f"{label}: IG-{result['n_steps']} ran at {floor['ig_gflops']:.0f} GFLOP/s of linear-layer work, "
+            f"{100 * floor['ig_gflops'] / hardware['matmul_gflops']:.0f}% of the {hardware['matmul_gflops']:.0f} "
+            f"GFLOP/s one fp32 matmul of its largest shape {tuple(hardware['matmul_shape'])} reached here; "
+            f"generating {result['max_new_tokens']} tokens took {fmt_s(summary['staged']['generate'])} against "
+            f"{fmt_s(floor['generate'])} to read the weights {result['max_new_tokens']} times "
+            f"({hardware['weight_read_gbps']:.1f} GB/s). Generate + IG alone cannot take less than "
+            f"{fmt_s(floor['total'])} here, so no implementation with the same numbers beats the notebook's "
+            f"{fmt_s(summary['notebook']['total'])} by more than **{floor['best_ratio']:.1f}×** on this machine")
 
 
 def evaluate_targets(comparisons: dict, cases: list[dict], args) -> list[tuple[str, str, str]]:
@@ -808,7 +885,10 @@ def evaluate_targets(comparisons: dict, cases: list[dict], args) -> list[tuple[s
                      f"median {s['ratio']:.2f}× ({fmt_s(s['notebook']['total'])} notebook vs {fmt_s(s['analyze'])} "
                      f"analyze, {len(big['analyze'])} run(s)); fastest runs {min(big['notebook']['total']) / min(big['analyze']):.2f}× "
                      f"({fmt_s(min(big['notebook']['total']))} vs {fmt_s(min(big['analyze']))}); without the "
-                     f"20-token generation {s['ratio_without_generate']:.1f}×; scores equal: {s['scores_equal']}"))
+                     f"20-token generation {s['ratio_without_generate']:.1f}×; scores equal: {s['scores_equal']}"
+                     + (f"; the hardware floor measured here (generate + IG-50 at the machine's own weight-read "
+                        f"rate and matmul peak) is {fmt_s(s['floor']['total'])}, at most "
+                        f"{s['floor']['best_ratio']:.1f}× over the notebook" if s.get("floor") else "")))
     else:
         rows.append(("Llama-3.2-1B shape: full analysis ≥ 8× faster than the notebook's way", "not evaluated",
                      big["error"] if big else "llama-3.2-1b not in this run"))
@@ -822,13 +902,13 @@ def evaluate_targets(comparisons: dict, cases: list[dict], args) -> list[tuple[s
             evidence = ig512["error"]
         elif sampled:
             evidence = (f"peak RSS {fmt_gib(peak)} over the first {sampled['batches_run']} of "
-                        f"{sampled['batches_total']} batches of {ig512.get('ig_batch_size')} steps (every full "
+                        f"{sampled['batches_total']} batches of {ig512.get('ig_batch_size')} rows (every full "
                         f"batch is the same size, so this is IG-50's peak); IG-50 time scaled from "
                         f"{fmt_s(sampled['seconds_run'])}: ≈ {fmt_s(ig512['seconds']['integrated_gradients'])} "
                         "(`--ig512 full` runs all 50 steps)")
         else:
             evidence = (f"completed in {fmt_s(ig512['seconds']['integrated_gradients'])}, peak RSS {fmt_gib(peak)} "
-                        f"(batch {ig512.get('ig_batch_size')} steps)")
+                        f"(batch {ig512.get('ig_batch_size')} rows)")
         rows.append(("Llama-3.2-1B shape: IG-50 at 512 tokens completes within 24 GiB (no OOM)",
                      "PASS" if ok else "FAIL", evidence))
     else:
@@ -989,6 +1069,9 @@ def render_markdown(report: dict) -> str:
                               if s.get("ratio_without_generate")) + " faster. Per stage (notebook / project): "
                   + "; ".join(f"{model}: " + ", ".join(f"{k} {v:.1f}×" for k, v in s["stage_ratio"].items() if v)
                               for model, s in rest) + ".",
+                  "", "Hardware limit (measured in the same process: see Method): " + "; ".join(
+                      floor_text(r["label"], r, summarize_comparison(r)) for r in report["comparisons"]
+                      if "error" not in r and r.get("hardware")) + ".",
                   "", "Same work timed twice on the project side — `analyze` vs the sum of its stages called "
                   "directly (medians): " + "; ".join(
                       f"{r['label']} {fmt_s(median(r['analyze']))} vs {fmt_s(median(r['staged']['total']))}"
@@ -1090,6 +1173,14 @@ def render_markdown(report: dict) -> str:
               "- Scaling/memory cases: each in a fresh process (load, a small warm-up, reset VmHWM via "
               "/proc/self/clear_refs, one measured run); peak is the whole process's resident set, weights "
               "included.",
+              "- Hardware limit: after the warm-up, in the comparison's own process and threads, one fp32 "
+              "`torch.mm` of the largest matmul in an IG batch (batch rows × tokens by hidden, times hidden by "
+              "intermediate) is repeated for a second (the matmul peak), and a 1 GiB buffer is summed for a "
+              "second (the memory read rate; reading every weight once at that rate is the least a greedy "
+              "decode step costs). Only for models of 256 MiB or more: smaller ones live in the caches and "
+              "are bound by per-op overhead. IG's work counts only the "
+              "decoder's linear layers, 2 FLOPs per weight and token forward and 2 backward to the inputs (no "
+              "weight gradients), for the n_steps + 2 rows (path points, input, baseline): a lower bound.",
               ]
     return "\n".join(lines) + "\n"
 

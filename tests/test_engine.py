@@ -151,12 +151,23 @@ def test_top_predictions_are_sorted_probabilities(tiny_loaded):
     assert analysis.top_predictions[0].id == analysis.target.id
 
 
+@pytest.mark.parametrize("target", [None, 3])
+def test_top_predictions_from_generation_equal_a_fresh_forward(tiny_loaded, target):
+    """analyze takes them from generation's logits at the target's step; a forward of their own agrees."""
+    analysis = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["gradient"], max_new_tokens=4, target=target)
+    fresh = attribution.engine.top_predictions(tiny_loaded, torch.from_numpy(analysis.input_ids))
+    assert [prediction.id for prediction in analysis.top_predictions] == [prediction.id for prediction in fresh]
+    torch.testing.assert_close([prediction.probability for prediction in analysis.top_predictions],
+                               [prediction.probability for prediction in fresh], rtol=1e-5, atol=1e-7)
+
+
 def test_progress_reports_every_stage_in_order(tiny_loaded):
     seen = []
     attribution.analyze(tiny_loaded, SEED_PROMPT, max_new_tokens=2, n_steps=4, all_targets=True, trust=True,
                         progress=lambda fraction, description: seen.append((fraction, description)))
+    # Integrated Gradients runs first (its batches also give the gradient method its gradient).
     assert [description for _, description in seen] == [
-        "generating the answer", "computing gradient", "computing attention", "computing integrated_gradients",
+        "generating the answer", "computing integrated_gradients", "computing gradient", "computing attention",
         "building the answer map", "assessing trust",
     ]
     assert [fraction for fraction, _ in seen] == sorted(fraction for fraction, _ in seen) and seen[0][0] == 0

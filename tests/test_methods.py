@@ -166,10 +166,22 @@ def test_attention_rows_sum_to_one(model_folder):
     assert loaded.model.config._attn_implementation != "eager"
 
 
-def test_internal_batch_size_is_not_one_for_small_models(tiny_loaded):
-    from attribution.passes import choose_batch_size
-
-    assert choose_batch_size(tiny_loaded, seq_len=10, rows=50) == 50
+@pytest.mark.parametrize("foil", [False, True])
+def test_ig_input_row_gives_the_plain_gradient_and_forward(tiny_loaded, foil):
+    """IG's batches also hold the input itself: its gradient (reused by the gradient methods) and its
+    score must equal a forward and backward of their own."""
+    request = _request(tiny_loaded, n_steps=8, baseline="pad")
+    if foil:
+        request = AttributionRequest(input_ids=request.input_ids, target_id=request.target_id, foil_id=7,
+                                     n_steps=8, baseline="pad")
+    result = integrated_gradients(tiny_loaded, request)
+    standalone = AttributionRequest(input_ids=request.input_ids, target_id=request.target_id, foil_id=request.foil_id)
+    torch.testing.assert_close(request.shared["input_gradients"], input_gradients(tiny_loaded, standalone),
+                               rtol=1e-5, atol=1e-7)
+    embeddings = tiny_loaded.model.get_input_embeddings()(request.input_ids[None])
+    with torch.no_grad():
+        own_forward = float(target_logit(tiny_loaded, embeddings, request.target_id, request.foil_id)[0])
+    torch.testing.assert_close(result.input_output, own_forward, rtol=1e-5, atol=1e-6)
 
 
 def test_registry_lists_the_seed_methods():

@@ -59,7 +59,7 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_numbers(tiny_loaded, 
 
     monkeypatch.setattr(integrated_gradients_module, "logits_at", small_memory)
     retried = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["integrated_gradients"], max_new_tokens=0, n_steps=16)
-    assert batch_sizes[0] == 16 and 2 in batch_sizes
+    assert batch_sizes[0] == 16 + 2 and 2 in batch_sizes  # the 16 path points, the input and the baseline
     torch.testing.assert_close(
         torch.from_numpy(retried.methods["integrated_gradients"].scores.copy()),
         torch.from_numpy(expected.methods["integrated_gradients"].scores.copy()), rtol=1e-5, atol=1e-6,
