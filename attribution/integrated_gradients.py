@@ -143,30 +143,30 @@ def integrate(
     values = torch.zeros((n_targets, 2), dtype=torch.float64, device=device)  # F(input), F(baseline)
 
     def accumulate(start: int, stop: int) -> None:
-        targets, points = target_of_row[start:stop], point_of_row[start:stop]
+        targets, points = target_of_row[start:stop], point_of_row[start:stop]  # [rows] each, on the CPU
         length = int(positions[targets].max()) + 1  # no later token can matter to these targets
         alpha = alpha_of_point[points].to(device, inputs.dtype).view(-1, 1, 1)
         path = baseline[:, :length] + alpha * difference[:, :length]  # [rows, length, d_model]
-        is_input = (points == input_point).to(device)
-        rows = torch.where(is_input.view(-1, 1, 1), inputs[:, :length], path).requires_grad_(True)
-        differentiated = (points != baseline_point).to(device)
+        is_input = points == input_point
+        on_path = points < input_point
+        rows = torch.where(is_input.to(device).view(-1, 1, 1), inputs[:, :length], path).requires_grad_(True)
         with torch.enable_grad():
             logits = logits_at(loaded, rows, positions[targets])
             score = score_rows(logits, target_ids[targets], None if foil_ids is None else foil_ids[targets])
             gradients = None
-            if bool(differentiated.any()):
+            if bool((points != baseline_point).any()):
                 # Rows are independent, so the gradient of the summed scores is each row's own.
+                differentiated = (points != baseline_point).to(score.device)
                 (gradients,) = torch.autograd.grad(score[differentiated].sum(), rows)
-        targets, points = targets.to(device), points.to(device)
-        ends = points >= input_point
-        values[targets[ends], points[ends] - input_point] = score.detach()[ends].double()
+        ends = ~on_path
+        scores = score.detach().double().to(device)  # [rows]; logits may sit on another GPU
+        values[targets[ends].to(device), (points[ends] - input_point).to(device)] = scores[ends.to(device)]
         if gradients is None:
             return
-        gradients = gradients.to(accumulate_dtype)
-        on_path = points < input_point
-        step_weights = weight_of_point[points[on_path].cpu()].to(device, accumulate_dtype).view(-1, 1, 1)
-        weighted[:, :length].index_add_(0, targets[on_path], gradients[on_path] * step_weights)
-        input_gradients[targets[is_input], :length] = gradients[is_input]
+        gradients = gradients.to(accumulate_dtype)  # [rows, length, d_model], on the inputs' device
+        step_weights = weight_of_point[points[on_path]].to(device, accumulate_dtype).view(-1, 1, 1)
+        weighted[:, :length].index_add_(0, targets[on_path].to(device), gradients[on_path.to(device)] * step_weights)
+        input_gradients[targets[is_input].to(device), :length] = gradients[is_input.to(device)]
 
     run_in_batches(loaded, total_rows, batch_size, accumulate, "integrated gradients", "step")
     return Integration(
