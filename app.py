@@ -1,7 +1,9 @@
 """The Gradio app (and Hugging Face Space): which prompt tokens drove the model's next token?
 
-UI only: constants, the cached model, handlers, the Blocks layout and launch. Every number comes from
-`attribution` (analysis) and `attribution.plotting` (figures, highlighted text, explanations).
+The Gradio Blocks UI only: page text, the handlers, the layout and its events, and launch. Everything
+they show comes from `attribution`: the analysis, its figures (`plotting` and the `*_figures` modules),
+tables, explanations, exports and the stored view state. Only this module turns a ValueError into
+gr.Error.
 
     python app.py                      # http://127.0.0.1:7860 on the shipped demo model, offline
     python app.py --share              # plus a public *.gradio.live link (or GRADIO_SHARE=1)
@@ -11,15 +13,10 @@ UI only: constants, the cached model, handlers, the Blocks layout and launch. Ev
 from __future__ import annotations
 
 import argparse
-import atexit
 import base64
-import dataclasses
 import json
 import os
-import shutil
 import tempfile
-import time
-import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,8 +33,52 @@ import pandas as pd
 from gradio.components.plot import PlotData
 
 import attribution
-from attribution import plotting
-from attribution.targets import MAX_NEW_TOKENS_LIMIT, MAX_STEPS, validate_integer, validate_prompt
+from attribution import exports
+from attribution.answer_map_figures import answer_map_figure, answer_map_highlight, source_special_tokens
+from attribution.app_inputs import (
+    DEEP_LINK_KEYS,
+    TARGET_CHOICES,
+    deep_link_settings,
+    parse_contrast,
+    parse_flag,
+    parse_target,
+    token_index,
+)
+from attribution.comparison_figures import comparison_bars_figure, comparison_heatmap_figure
+from attribution.explanations import (
+    ANSWER_MAP_HELP,
+    RECOMMENDED_IG_SETTINGS,
+    SEED_IG_SETTINGS,
+    answer_map_label,
+    answer_map_notes,
+    completeness_summary,
+    describe_target,
+    display_number,
+    explained_line,
+    method_help,
+    method_notes,
+    stage_text,
+)
+from attribution.labels import method_label, token_label
+from attribution.method_figures import LAYERED_METHODS, head_heatmap_figure
+from attribution.plotting import analysis_figures
+from attribution.tables import (
+    AGREEMENT_HEADERS,
+    FAITHFULNESS_HEADERS,
+    TOP_HEADERS,
+    agreement_rows,
+    faithfulness_rows,
+    highlight_values,
+    top_rows,
+)
+from attribution.targets import MAX_NEW_TOKENS_LIMIT, MAX_STEPS, validate_prompt
+from attribution.view_state import (
+    analysis_from_view_state,
+    answer_map_from_view_state,
+    contrast_options,
+    dump_view_state,
+    load_view_state,
+)
 
 # --- constants -------------------------------------------------------------------------------
 
@@ -55,8 +96,9 @@ DEFAULTS = {
     "methods": list(attribution.METHODS),
     "max_new_tokens": 20,
     "ig_steps": 50,
-    "ig_baseline": "zero",
-    "aggregation": "l2",
+    # The seed notebook's IG settings, so that its numbers appear.
+    "ig_baseline": SEED_IG_SETTINGS[0],
+    "aggregation": SEED_IG_SETTINGS[1],
     "target": "next",
     "target_k": 1,
     "target_text": "",
@@ -67,49 +109,6 @@ DEFAULTS = {
     "trust": True,
     "hide_special": False,  # the seed's view: every token, BOS included, in the colour scaling
 }
-TARGET_CHOICES = [
-    ("the predicted next token", "next"),
-    ("generated token k", "generated"),
-    ("custom text", "text"),
-]
-METHOD_HELP = {
-    "gradient": (
-        "How sensitive the explained token's logit is to each input token: the L2 norm of the "
-        "gradient with respect to that token's embedding (the seed's method A). Fast, but noisy."
-    ),
-    "attention": (
-        "How much the last position attends to each input token, averaged over every head and layer "
-        "(the seed's method B). It shows where information is read from, not how it is used; the first "
-        "token often soaks up attention that means little."
-    ),
-    "integrated_gradients": (
-        "Gradients averaged along a straight path from a baseline (an input with the information "
-        "removed; see Settings) to the real prompt, times the difference (the seed's method C, with "
-        "Captum's rule). Slower, but its signed scores account for the whole change in the logit: see "
-        "the check below."
-    ),
-    "input_x_gradient": (
-        "Each token's embedding times the gradient, summed: a signed first-order estimate of how much "
-        "the token adds to (red) or takes from (purple) the explained token's logit. Fast."
-    ),
-    "attention_rollout": (
-        "Attention composed through every layer with the residual path (Abnar & Zuidema 2020): how much "
-        "of the last position's representation flows from each token. Never negative."
-    ),
-    "occlusion": (
-        "Hide one token at a time (by the attention mask) and measure how much the explained token's "
-        "log-probability drops: red tokens were needed, purple ones were in the way. One forward pass "
-        "per token, batched."
-    ),
-}
-#: Methods whose scores do not depend on the explained token (a contrast leaves them unchanged).
-TARGET_FREE_METHODS = ("attention", "attention_rollout")
-ANSWER_MAP_HELP = (
-    "**Answer map.** Every generated token (rows), explained by everything before it: the prompt, then "
-    "the tokens generated earlier (right of the dark line). Each row is scaled by its largest score; grey "
-    "cells come after the explained token (a causal model cannot see them). Pick a method and a generated "
-    "token to read one row as highlighted text."
-)
 TRUST_HELP = (
     "**Faithfulness** (ERASER, averaged over hiding k = 1, 2, 20% and 50% of the content tokens): "
     "*comprehensiveness* is how much the explained token's probability drops when a method's top-k tokens "
@@ -122,7 +121,6 @@ AGREEMENT_HELP = (
     "**Agreement.** Spearman rank correlation of every pair of methods over the content tokens (1: the same "
     "order, 0: unrelated, −1: opposite), and how many of their top-3 tokens they share."
 )
-RECOMMENDED_IG = (attribution.RECOMMENDED_BASELINE, "sum")
 COMPARE_HELP = (
     "Each method's scores are min–max normalised as in the seed notebook: 1 is that method's most "
     "important token and 0 its least, so compare which tokens each method ranks high rather than raw "
@@ -136,8 +134,6 @@ INTRO = (
     "**attention weights** and **Integrated Gradients**, and more, side by side under **Compare**. "
     "Every figure, the JSON and the CSV can be downloaded below the tabs."
 )
-# Export files live in per-request folders under one app folder; folders older than this are swept.
-EXPORT_TTL_S = 3600
 GPU_DURATION_S = 120
 
 CSS = """
@@ -182,20 +178,6 @@ def model_choices(default_model: str) -> list[tuple[str, str]]:
     return [(model_label(name), name) for name in unique]
 
 
-def _returns_layers(name: str) -> bool:
-    """Whether a registered method's result type carries per-layer and per-head attention."""
-    try:
-        result_type = typing.get_type_hints(attribution.METHODS[name]).get("return")
-    except (NameError, TypeError):
-        return False
-    if not dataclasses.is_dataclass(result_type):
-        return False
-    field_names = {field.name for field in dataclasses.fields(result_type)}
-    return {"per_layer", "per_head"} <= field_names
-
-
-#: Methods whose tab also shows the layers × tokens heatmap and a per-head view.
-LAYERED_METHODS = tuple(name for name in attribution.METHODS if _returns_layers(name))
 METHOD_PARTS = ("notes", "highlight", "bars", "top")
 
 #: The outputs of the `analyze` event (and of `/analyze` in the API), in this order.
@@ -237,231 +219,36 @@ def compute(model_name: str, prompt: str, settings: dict[str, Any],
 
 # --- exports ---------------------------------------------------------------------------------
 
-_export_root: Path | None = None
-
-
-def new_export_dir() -> Path:
-    """A fresh folder for one request's files (fixed names inside; no user input reaches a path).
-
-    Gradio copies returned files into its own cache (swept by `delete_cache`); our originals are
-    removed here once they are older than EXPORT_TTL_S, and all of them when the process exits.
-    """
-    global _export_root
-    if _export_root is None or not _export_root.exists():
-        _export_root = Path(tempfile.mkdtemp(prefix="attribution-exports-"))
-        atexit.register(shutil.rmtree, _export_root, True)
-    cutoff = time.time() - EXPORT_TTL_S
-    for child in _export_root.iterdir():
-        try:
-            expired = child.stat().st_mtime < cutoff
-        except FileNotFoundError:  # swept by a request rendering at the same time (e.g. an example)
-            continue
-        if expired:
-            shutil.rmtree(child, ignore_errors=True)
-    return Path(tempfile.mkdtemp(dir=_export_root))
-
 
 def save_png(figure: Any, path: Path) -> PlotData:
     """Write the figure as a PNG download and hand the same bytes to gr.Plot (rendered once, not twice)."""
-    figure.savefig(path, format="png", dpi=100)
-    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    encoded = base64.b64encode(exports.write_png(figure, path)).decode("ascii")
     return PlotData(type="matplotlib", plot=f"data:image/png;base64,{encoded}")
 
 
 # --- handlers --------------------------------------------------------------------------------
 
 
-def _count(value: Any) -> Any:
-    """A whole number as UI sliders send it (50.0 → 50), anything else unchanged, for messages."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def parse_target(target: str, target_k: Any, target_text: str | None) -> None | int | str:
-    """The library's `target` from the UI's three fields; the library validates the value itself."""
-    if target == "next":
-        return None
-    if target == "generated":
-        return validate_integer(target_k, "generated token k", 1, MAX_NEW_TOKENS_LIMIT)
-    if target == "text":
-        return target_text if target_text is not None else ""
-    choices = ", ".join(value for _label, value in TARGET_CHOICES)
-    raise ValueError(f"unknown target {target!r}; valid choices: {choices}")
-
-
-def stage_text(description: str, ig_steps: Any) -> str:
-    """The engine's stage ("computing integrated_gradients") as a progress line a reader follows."""
-    if description.startswith("computing "):
-        name = description.removeprefix("computing ")
-        steps = f" ({_count(ig_steps)} steps)" if name == "integrated_gradients" else ""
-        return f"Computing {plotting.method_label(name)}{steps}…"
-    return description[:1].upper() + description[1:] + "…"
-
-
-def describe_target(target: str, target_k: Any) -> str:
-    if target == "generated":
-        return f"generated token {parse_target(target, target_k, None)}"
-    if target == "text":
-        return "the custom target's first token"
-    return "the predicted next token"
-
-
-def method_help(name: str) -> str:
-    fallback = f"Scores from the {plotting.method_label(name)} method."
-    return METHOD_HELP.get(name) or attribution.METHOD_DESCRIPTIONS.get(name, fallback)
-
-
-def parse_flag(value: Any, name: str) -> bool:
-    """A checkbox's value (true/false; API callers may send 0/1)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    raise ValueError(f"{name} must be true or false, got {value!r}")
-
-
-def parse_contrast(contrast_text: Any, contrast_pick: Any = None) -> None | int | str:
-    """The library's `contrast` from the UI: the picked token's id while the text box still shows the
-    picked token (byte-level display text may not round-trip), else the typed text; '' means none."""
-    if contrast_text is None or contrast_text == "":
-        return None
-    if not isinstance(contrast_text, str):
-        raise ValueError(f"contrast_text must be text such as ' Tallinn' ('' for none), got {contrast_text!r}")
-    if isinstance(contrast_pick, dict) and contrast_pick.get("text") == contrast_text:
-        return int(contrast_pick["id"])
-    return contrast_text
-
-
-def explained_line(analysis: attribution.Analysis, target_description: str) -> str:
-    target = plotting.quoted_token(analysis.target.text)
-    if analysis.foil is None:
-        return f"{target}: {target_description} (token id {analysis.target.id})"
-    foil = plotting.quoted_token(analysis.foil.text)
-    return (f"explaining {target} rather than {foil}: {target_description} "
-            f"(token ids {analysis.target.id} and {analysis.foil.id})")
-
-
-def ig_settings_line(result: Any) -> str:
-    """Which IG settings produced the tab, said plainly (the seed's defaults, or the recommended view)."""
-    aggregation = "signed sum" if result.aggregation == "sum" else f"{result.aggregation.upper()} norm"
-    settings = f"*{result.baseline}* baseline, {aggregation}, {result.n_steps} steps"
-    if (result.baseline, result.aggregation) == RECOMMENDED_IG:
-        return f"**Settings:** {settings} — the recommended signed view."
-    if (result.baseline, result.aggregation) == (DEFAULTS["ig_baseline"], DEFAULTS["aggregation"]):
-        return (f"**Settings:** {settings} — the seed notebook's settings, the default so that its numbers "
-                f"appear. The recommended signed view (*{RECOMMENDED_IG[0]}* baseline, signed sum: it converged "
-                "on every model measured) is one press away: **Use the recommended IG settings** below.")
-    return (f"**Settings:** {settings}. The recommended signed view is the *{RECOMMENDED_IG[0]}* baseline with "
-            "signed sums (**Use the recommended IG settings** below).")
-
-
-def method_notes(name: str, result: attribution.MethodScores, foil: attribution.Target | None = None) -> str:
-    label = plotting.method_label(name)
-    parts = [f"**{label}.** {method_help(name)}",
-             plotting.highlight_legend(result, name)]
-    if foil is not None:
-        if name in TARGET_FREE_METHODS:
-            parts.append(f"**Contrast:** {label} does not depend on the explained token, so these scores are "
-                         f"the same with or without the contrast with {plotting.quoted_token(foil.text)}.")
-        else:
-            parts.append(f"**Contrast:** these scores explain the explained token's score minus that of "
-                         f"{plotting.quoted_token(foil.text)} — why this token rather than that one.")
-    if hasattr(result, "convergence_delta"):
-        parts.append(ig_settings_line(result))
-        parts.append(plotting.convergence_summary(result))
-    return "\n\n".join(parts)
-
-
-def view_state(analysis: attribution.Analysis) -> str:
-    """What the views redraw from without running the model (per-head heatmaps, colour scaling, the
-    answer map, the contrast picker), as JSON text (survives example caching, which stores text)."""
-    per_head = {
-        name: [[[round(float(value), 6) for value in head] for head in layer] for layer in result.per_head]
-        for name, result in analysis.methods.items()
-        if name in LAYERED_METHODS and getattr(result, "per_head", None) is not None
-    }
-    ig = analysis.methods.get("integrated_gradients")
-    return json.dumps({
-        "tokens": list(analysis.input_tokens),
-        "ids": [int(value) for value in analysis.input_ids],
-        "special": [bool(value) for value in analysis.special_tokens],
-        "target": analysis.target.text,
-        "target_id": int(analysis.target.id),
-        "foil": None if analysis.foil is None else analysis.foil.text,
-        "foil_id": None if analysis.foil is None else int(analysis.foil.id),
-        "scores": {name: [float(value) for value in result.scores] for name, result in analysis.methods.items()},
-        "per_head": per_head,
-        "answer_map": {name: table.to_dict() for name, table in analysis.answer_map.items()},
-        "answer_map_signed": {name: plotting.answer_map_signed(analysis, name) for name in analysis.answer_map},
-        "predictions": [prediction.to_dict() for prediction in analysis.top_predictions],
-        "ig": None if ig is None else [getattr(ig, "baseline", None), getattr(ig, "aggregation", None)],
-    })
-
-
-def _load_state(state: str | None) -> dict[str, Any]:
-    return json.loads(state) if state else {}
-
-
-def analysis_from_state(data: dict[str, Any]) -> attribution.Analysis | None:
-    """The stored result as an Analysis for redrawing (scores, tokens, special tokens, target, foil)."""
-    if not data.get("scores"):
-        return None
-    tokens = data["tokens"]
-    position = len(tokens)
-    foil = None
-    if data.get("foil") is not None:
-        foil = attribution.Target(data["foil"], int(data.get("foil_id") or 0), position)
-    return attribution.Analysis(
-        model="", prompt="", input_tokens=tokens, input_ids=data["ids"], generated_text="", generated_ids=[],
-        target=attribution.Target(data["target"], int(data.get("target_id") or 0), position),
-        methods={name: attribution.MethodScores(name, scores) for name, scores in data["scores"].items()},
-        foil=foil, special_tokens=data["special"],
-    )
-
-
-def answer_map_table(data: dict[str, Any], method: Any) -> attribution.AnswerMap | None:
-    stored = data.get("answer_map", {}).get(method) if isinstance(method, str) else None
-    if not stored:
-        return None
-    return attribution.AnswerMap(method=method, targets=stored["targets"], sources=stored["sources"],
-                                 matrix=stored["matrix"])
-
-
-def _token_index(value: Any, count: int) -> int:
-    """The generated-token selector's value as 1…count (whatever the browser sends)."""
-    try:
-        index = int(float(value))
-    except (TypeError, ValueError):
-        index = 1
-    return min(max(index, 1), max(count, 1))
-
-
-def answer_map_label(table: attribution.AnswerMap | None, index: int) -> str:
-    if table is None:
-        return "One generated token: its sources coloured by score"
-    token = plotting.quoted_token(table.targets[index - 1])
-    return f"Why {token} (generated token {index}): the tokens before it, coloured by score"
-
-
 def answer_map_views(state: str | None, method: Any, token: Any, hide_special: Any) -> list[Any]:
     """The answer-map heatmap (the chosen row outlined) and one generated token's highlighted sources,
     redrawn from the stored result for another method, token or colour scaling (the model is not run)."""
-    data = _load_state(state)
-    table = answer_map_table(data, method)
+    data = load_view_state(state)
+    table = answer_map_from_view_state(data, method)
     if table is None:
         return [None, gr.update(value=None, label=answer_map_label(None, 1))]
-    index = _token_index(token, len(table.targets))
-    exclude = (plotting.source_special_tokens(data["special"], len(table.sources)) if hide_special else None)
-    figure = plotting.answer_map_figure(table, signed=bool(data.get("answer_map_signed", {}).get(method)),
-                                        exclude=exclude, selected=index)
-    highlight = plotting.answer_map_highlight(table, index, exclude)
+    index = token_index(token, len(table.targets))
+    exclude = (source_special_tokens(data["special"], len(table.sources)) if hide_special else None)
+    figure = answer_map_figure(table, signed=bool(data.get("answer_map_signed", {}).get(method)),
+                               exclude=exclude, selected=index)
+    highlight = answer_map_highlight(table, index, exclude)
     return [figure, gr.update(value=highlight, label=answer_map_label(table, index))]
 
 
 def scaled_views(state: str | None, hide_special: Any, method: Any, token: Any) -> list[Any]:
     """Everything the colour scaling touches (SCALED_KEYS order), redrawn from the stored result when
     "Hide start/special tokens from colour scaling" changes: the model is not run again."""
-    data = _load_state(state)
-    analysis = analysis_from_state(data)
+    data = load_view_state(state)
+    analysis = analysis_from_view_state(data)
     if analysis is None:
         return [gr.update() for _key in SCALED_KEYS]
     exclude = analysis.special_tokens if hide_special else None
@@ -469,46 +256,31 @@ def scaled_views(state: str | None, hide_special: Any, method: Any, token: Any) 
     for name in attribution.METHODS:
         result = analysis.methods.get(name)
         values[f"{name}:highlight"] = (gr.update() if result is None else
-                                       plotting.highlight_values(analysis.input_tokens, result.scores, exclude))
-    values["compare:heatmap"] = plotting.comparison_heatmap_figure(analysis, bool(hide_special))
-    values["compare:bars"] = plotting.comparison_bars_figure(analysis, bool(hide_special))
+                                       highlight_values(analysis.input_tokens, result.scores, exclude))
+    values["compare:heatmap"] = comparison_heatmap_figure(analysis, bool(hide_special))
+    values["compare:bars"] = comparison_bars_figure(analysis, bool(hide_special))
     values["answer_map:heatmap"], values["answer_map:highlight"] = answer_map_views(state, method, token, hide_special)
     return [values[key] for key in SCALED_KEYS]
-
-
-def contrast_options(data: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The contrast picker's choices: none, then the model's likeliest alternatives at the explained
-    position with their probabilities (the explained token itself left out), values are token ids."""
-    options: list[tuple[str, Any]] = [("(none)", "")]
-    for item in data.get("predictions", []):
-        if item["id"] == data.get("target_id"):
-            continue
-        options.append((plotting.prediction_label(attribution.Prediction(item["text"], item["id"],
-                                                                          item["probability"])), item["id"]))
-    foil_id = data.get("foil_id")
-    if foil_id is not None and all(value != foil_id for _label, value in options):
-        options.append((f"{plotting.quoted_token(data['foil'])} (the current contrast)", foil_id))
-    return options
 
 
 def after_analysis(state: str | None, contrast_pick: Any) -> list[Any]:
     """After each analysis: the answer-map pickers (first method, first token), the contrast picker's
     choices (the picked foil kept while it is still the one in use) and the recommended-IG button."""
-    data = _load_state(state)
+    data = load_view_state(state)
     methods = list(data.get("answer_map", {}))
     targets = data["answer_map"][methods[0]]["targets"] if methods else []
-    method_update = gr.update(choices=[(plotting.method_label(name), name) for name in methods],
+    method_update = gr.update(choices=[(method_label(name), name) for name in methods],
                               value=methods[0] if methods else None, interactive=bool(methods))
     token_update = gr.update(
-        choices=[(f"{index} · {plotting.token_label(token)}", index) for index, token in enumerate(targets, start=1)],
+        choices=[(f"{index} · {token_label(token)}", index) for index, token in enumerate(targets, start=1)],
         value=1 if targets else None, interactive=len(targets) > 1)
     options = contrast_options(data)
     picked = contrast_pick.get("id") if isinstance(contrast_pick, dict) else None
     in_use = picked is not None and picked == data.get("foil_id")
     contrast_update = gr.update(choices=options, value=picked if in_use else "")
     ig = data.get("ig")
-    recommend_update = gr.update(visible=ig is not None and tuple(ig) != RECOMMENDED_IG)
-    table = answer_map_table(data, methods[0]) if methods else None
+    recommend_update = gr.update(visible=ig is not None and tuple(ig) != RECOMMENDED_IG_SETTINGS)
+    table = answer_map_from_view_state(data, methods[0]) if methods else None
     label_update = gr.update(label=answer_map_label(table, 1))
     return [method_update, token_update, contrast_update, recommend_update, label_update]
 
@@ -518,7 +290,7 @@ def pick_contrast(choice: Any, state: str | None) -> list[Any]:
     what the analysis uses while the box still shows that text)."""
     if choice in (None, ""):
         return ["", None]
-    for item in _load_state(state).get("predictions", []):
+    for item in load_view_state(state).get("predictions", []):
         if item["id"] == choice:
             return [item["text"], {"id": int(item["id"]), "text": item["text"]}]
     return [gr.update(), None]
@@ -532,66 +304,47 @@ def trust_views(analysis: attribution.Analysis, plots: dict[str, Any]) -> dict[s
         return {
             "compare:verdict": ("**Trust panel is off.** Tick *Settings → Trust panel* and analyze again to "
                                 "see how far these scores can be trusted."),
-            "compare:faithfulness": pd.DataFrame([], columns=plotting.FAITHFULNESS_HEADERS),
+            "compare:faithfulness": pd.DataFrame([], columns=FAITHFULNESS_HEADERS),
             "compare:agreement": None,
-            "compare:overlap": pd.DataFrame([], columns=plotting.AGREEMENT_HEADERS),
+            "compare:overlap": pd.DataFrame([], columns=AGREEMENT_HEADERS),
             "compare:completeness": "",
         }
     n_content = int((~analysis.special_tokens).sum())
     return {
         "compare:verdict": f"**Verdict:** {report.verdict}",
-        "compare:faithfulness": pd.DataFrame(plotting.faithfulness_rows(report),
-                                             columns=plotting.FAITHFULNESS_HEADERS),
+        "compare:faithfulness": pd.DataFrame(faithfulness_rows(report), columns=FAITHFULNESS_HEADERS),
         "compare:agreement": plots.get("agreement_heatmap"),
-        "compare:overlap": pd.DataFrame(plotting.agreement_rows(report, n_content),
-                                        columns=plotting.AGREEMENT_HEADERS),
-        "compare:completeness": plotting.completeness_summary(report.completeness),
+        "compare:overlap": pd.DataFrame(agreement_rows(report, n_content), columns=AGREEMENT_HEADERS),
+        "compare:completeness": completeness_summary(report.completeness),
     }
-
-
-def answer_map_notes(analysis: attribution.Analysis, all_targets: bool) -> str:
-    if analysis.answer_map:
-        note = ANSWER_MAP_HELP
-        if analysis.foil is not None:
-            note += (" The answer map explains each generated token on its own: the contrast applies to the "
-                     "method tabs only.")
-        return note
-    if not all_targets:
-        return ("**Answer map** was not computed: tick *Settings → Explain every generated token (answer map)* "
-                "and analyze again.")
-    if not len(analysis.generated_ids):
-        return "**Answer map:** no tokens were generated (*Settings → Max new tokens* is 0)."
-    supported = ", ".join(plotting.method_label(name) for name in attribution.ANSWER_MAP_METHODS)
-    return f"**Answer map:** none of the chosen methods supports it; it is built for {supported}."
 
 
 def render(analysis: attribution.Analysis, target_description: str, hide_special: bool = False,
            all_targets: bool = True) -> list[Any]:
     """Every output of the analyze event, in OUTPUT_KEYS order."""
-    folder = new_export_dir()
+    folder = exports.new_export_dir()
     hide_special = bool(hide_special)
     plots = {key: save_png(figure, folder / f"{key}.png")
-             for key, figure in plotting.analysis_figures(analysis, hide_special).items()}
+             for key, figure in analysis_figures(analysis, hide_special).items()}
     exclude = analysis.special_tokens if hide_special else None
     values: dict[str, Any] = {
         "answer": analysis.generated_text,
         "explained": explained_line(analysis, target_description),
     }
     for name in attribution.METHODS:
-        label = plotting.method_label(name)
+        label = method_label(name)
         result = analysis.methods.get(name)
         if result is None:
             values[f"{name}:notes"] = (f"**{label}** was not computed: tick it under "
                                        "*Settings → Methods* and analyze again.")
             values[f"{name}:highlight"] = None
             values[f"{name}:bars"] = None
-            values[f"{name}:top"] = pd.DataFrame([], columns=plotting.TOP_HEADERS)
+            values[f"{name}:top"] = pd.DataFrame([], columns=TOP_HEADERS)
         else:
             values[f"{name}:notes"] = method_notes(name, result, analysis.foil)
-            values[f"{name}:highlight"] = plotting.highlight_values(analysis.input_tokens, result.scores, exclude)
+            values[f"{name}:highlight"] = highlight_values(analysis.input_tokens, result.scores, exclude)
             values[f"{name}:bars"] = plots[f"{name}_bars"]
-            values[f"{name}:top"] = pd.DataFrame(plotting.top_rows(analysis, name),
-                                                 columns=plotting.TOP_HEADERS)
+            values[f"{name}:top"] = pd.DataFrame(top_rows(analysis, name), columns=TOP_HEADERS)
         if name in LAYERED_METHODS:
             values[f"{name}:layers"] = plots.get(f"{name}_layers")
     values["compare:heatmap"] = plots["comparison_heatmap"]
@@ -603,18 +356,15 @@ def render(analysis: attribution.Analysis, target_description: str, hide_special
     if analysis.answer_map:  # the first method and the first generated token, as the pickers start
         first = next(iter(analysis.answer_map))
         table = analysis.answer_map[first]
-        source_exclude = (plotting.source_special_tokens(analysis.special_tokens, len(table.sources))
+        source_exclude = (source_special_tokens(analysis.special_tokens, len(table.sources))
                           if hide_special else None)
         values["answer_map:heatmap"] = plots[f"answer_map_{first}"]
-        values["answer_map:highlight"] = plotting.answer_map_highlight(table, 1, source_exclude)
-    json_path = folder / "attribution.json"
-    json_path.write_text(json.dumps(analysis.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    csv_path = folder / "attribution.csv"
-    csv_path.write_text(analysis.to_csv(), encoding="utf-8")
+        values["answer_map:highlight"] = answer_map_highlight(table, 1, source_exclude)
+    json_path, csv_path = exports.write_result_files(analysis, folder)
     values["export:json"] = str(json_path)
     values["export:csv"] = str(csv_path)
     values["export:png"] = [str(folder / f"{key}.png") for key in plots]
-    values["state"] = view_state(analysis)
+    values["state"] = dump_view_state(analysis)
     return [values[key] for key in OUTPUT_KEYS]
 
 
@@ -663,7 +413,7 @@ def analyze(
         hide_special = parse_flag(hide_special, "hide_special")
         progress(0.05, desc=f"Loading {model_label(model)}…")
         attribution.load_model(model)  # cached after the first call; a ValueError names the problem
-        progress(0.15, desc=f"Generating up to {_count(max_new_tokens)} tokens and computing the "
+        progress(0.15, desc=f"Generating up to {display_number(max_new_tokens)} tokens and computing the "
                             "attributions…")
 
         def stage(fraction: float, description: str) -> None:
@@ -689,18 +439,18 @@ def analyze(
 
 def head_figure(state: str | None, name: str, layer: float | None) -> Any:
     """The per-head heatmap of one layer, redrawn from the stored result (the model is not run)."""
-    data = json.loads(state) if state else {}
+    data = load_view_state(state)
     per_head = data.get("per_head", {}).get(name)
     if not per_head:
         return None
     layer = min(max(int(layer or 0), 0), len(per_head) - 1)
-    return plotting.head_heatmap_figure(data["tokens"], per_head, layer, data["target"],
-                                        plotting.method_label(name), data.get("foil"))
+    return head_heatmap_figure(data["tokens"], per_head, layer, data["target"], method_label(name),
+                               data.get("foil"))
 
 
 def head_views(state: str | None) -> list[Any]:
     """After each analysis: size every per-head slider to the model's layers and draw the last layer."""
-    data = json.loads(state) if state else {}
+    data = load_view_state(state)
     updates: list[Any] = []
     for name in LAYERED_METHODS:
         per_head = data.get("per_head", {}).get(name)
@@ -716,45 +466,10 @@ def head_views(state: str | None) -> list[Any]:
 
 
 def from_query(query: dict[str, str], choices: Sequence[str]) -> list[Any]:
-    """Deep link → input values; a missing or invalid parameter leaves its input as it is.
-
-    Parameters: prompt, model, methods (comma-separated), max_new_tokens, steps, baseline,
-    aggregation, target (next | generated | text), k, text, contrast (text), answer_map, trust and
-    hide_special (0 or 1). Values only ever fill inputs.
-    """
-    keep = gr.update()
-
-    def flag(key: str) -> Any:
-        return {"1": True, "0": False}.get(query.get(key, ""), keep)
-
-    def number(key: str, low: int, high: int) -> Any:
-        try:
-            value = int(query[key])
-        except (KeyError, ValueError):
-            return keep
-        return value if low <= value <= high else keep
-
-    def choice(key: str, valid: Sequence[str]) -> Any:
-        return query[key] if query.get(key) in valid else keep
-
-    methods = [item for item in query.get("methods", "").split(",") if item in attribution.METHODS]
-    model = query.get("model", "").strip()
-    return [
-        query["prompt"] if "prompt" in query else keep,
-        model if model and (model in choices or not is_hosted()) else keep,
-        methods if methods else keep,
-        number("max_new_tokens", 0, MAX_NEW_TOKENS_LIMIT),
-        number("steps", 1, MAX_STEPS),
-        choice("baseline", list(attribution.BASELINES)),
-        choice("aggregation", list(attribution.AGGREGATIONS)),
-        choice("target", [value for _label, value in TARGET_CHOICES]),
-        number("k", 1, MAX_NEW_TOKENS_LIMIT),
-        query["text"] if "text" in query else keep,
-        query["contrast"] if "contrast" in query else keep,
-        flag("answer_map"),
-        flag("trust"),
-        flag("hide_special"),
-    ]
+    """Deep link → input values (setting inputs' order); a missing or invalid parameter leaves its
+    input as it is. On a Space only the listed models can be linked to."""
+    settings = deep_link_settings(query, choices, any_model=not is_hosted())
+    return [settings[key] if key in settings else gr.update() for key in DEEP_LINK_KEYS]
 
 
 def target_fields(target: str) -> list[Any]:
@@ -806,7 +521,9 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
     outputs: dict[str, Any] = {}
     head_controls: list[Any] = []
 
-    with gr.Blocks(title="Token attribution", delete_cache=(EXPORT_TTL_S, EXPORT_TTL_S)) as demo:
+    # Gradio's cached copies of the downloads age out as our originals do.
+    export_age = (exports.EXPORT_TTL_S, exports.EXPORT_TTL_S)
+    with gr.Blocks(title="Token attribution", delete_cache=export_age) as demo:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
@@ -824,7 +541,7 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
         with gr.Accordion("Settings", open=False, elem_id="settings"):
             with gr.Row():
                 methods = gr.CheckboxGroup(
-                    [(plotting.method_label(name), name) for name in attribution.METHODS],
+                    [(method_label(name), name) for name in attribution.METHODS],
                     value=DEFAULTS["methods"], label="Methods",
                 )
                 max_new_tokens = gr.Slider(0, MAX_NEW_TOKENS_LIMIT, value=DEFAULTS["max_new_tokens"], step=1,
@@ -884,15 +601,15 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
 
         with gr.Tabs(elem_id="method-tabs"):
             for name in attribution.METHODS:
-                label = plotting.method_label(name)
+                label = method_label(name)
                 with gr.Tab(label, id=name, elem_id=f"tab-{name}"):
                     outputs[f"{name}:notes"] = gr.Markdown(
                         f"**{label}.** {method_help(name)} Press **Analyze** to see it.",
                         label=f"{label}: notes", elem_classes=["legend-note"])
                     if name == "integrated_gradients":
                         recommend_button = gr.Button(
-                            f"Use the recommended IG settings ({RECOMMENDED_IG[0]} baseline, signed sum) and "
-                            "analyze again", size="md", visible=False, elem_id="recommended-ig")
+                            f"Use the recommended IG settings ({RECOMMENDED_IG_SETTINGS[0]} baseline, signed sum) "
+                            "and analyze again", size="md", visible=False, elem_id="recommended-ig")
                     outputs[f"{name}:highlight"] = gr.HighlightedText(
                         label=f"{label}: prompt tokens coloured by score", show_legend=False,
                         show_inline_category=False, combine_adjacent=False, elem_id=f"highlight-{name}")
@@ -900,7 +617,7 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                         outputs[f"{name}:bars"] = gr.Plot(label=f"{label}: bar chart", show_label=False,
                                                           scale=3, elem_id=f"bars-{name}")
                         outputs[f"{name}:top"] = gr.Dataframe(
-                            headers=plotting.TOP_HEADERS, label="Top 5 tokens", interactive=False,
+                            headers=TOP_HEADERS, label="Top 5 tokens", interactive=False,
                             column_widths=["14%", "46%", "20%", "20%"], scale=2, min_width=320,
                             elem_id=f"top-{name}")
                     if name in LAYERED_METHODS:
@@ -936,14 +653,14 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                 gr.Markdown("### How far to trust these scores")
                 gr.Markdown(TRUST_HELP)
                 outputs["compare:faithfulness"] = gr.Dataframe(
-                    headers=plotting.FAITHFULNESS_HEADERS, label="Faithfulness (AOPC)", interactive=False,
+                    headers=FAITHFULNESS_HEADERS, label="Faithfulness (AOPC)", interactive=False,
                     elem_id="faithfulness")
                 gr.Markdown(AGREEMENT_HELP)
                 with gr.Row(equal_height=False):
                     outputs["compare:agreement"] = gr.Plot(label="Agreement (Spearman ρ, methods × methods)",
                                                            show_label=False, scale=1, elem_id="agreement-heatmap")
                     outputs["compare:overlap"] = gr.Dataframe(
-                        headers=plotting.AGREEMENT_HEADERS, label="Pairs of methods", interactive=False,
+                        headers=AGREEMENT_HEADERS, label="Pairs of methods", interactive=False,
                         column_widths=["56%", "20%", "24%"], scale=1, min_width=360, max_height=560,
                         elem_id="agreement-table")
                 outputs["compare:completeness"] = gr.Markdown(label="Integrated Gradients completeness",
@@ -964,7 +681,7 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                                          elem_id="share-button")
                 share_url = gr.Textbox(show_label=False, buttons=["copy"], interactive=False, max_lines=1,
                                        placeholder="the link appears here", elem_id="share-url")
-        outputs["state"] = gr.State(None, time_to_live=EXPORT_TTL_S)
+        outputs["state"] = gr.State(None, time_to_live=exports.EXPORT_TTL_S)
 
         output_components = [outputs[key] for key in OUTPUT_KEYS]
         # Progress (and an error) shows once, on the answer, instead of on every output.
@@ -1006,7 +723,7 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                               queue=False, api_visibility="private")
         contrast_text.input(lambda: ["", None], None, [contrast_choice, contrast_pick], queue=False,
                             api_visibility="private")
-        recommend_button.click(lambda: list(RECOMMENDED_IG), None, [ig_baseline, aggregation], queue=False,
+        recommend_button.click(lambda: list(RECOMMENDED_IG_SETTINGS), None, [ig_baseline, aggregation], queue=False,
                                api_visibility="private").then(
             analyze, inputs, output_components, api_visibility="private", preprocess=False,
             concurrency_id="model", concurrency_limit=1, show_progress_on=progress_on)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -123,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(analysis))
     try:
         if arguments.json is not None:
-            arguments.json.write_text(json.dumps(analysis.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            arguments.json.write_text(analysis.to_json(), encoding="utf-8")
         if arguments.csv is not None:
             arguments.csv.write_text(analysis.to_csv(), encoding="utf-8")
     except OSError as error:

@@ -260,6 +260,12 @@ class Analysis:
             result.update(self.trust.to_dict())
         return result
 
+    def to_json(self) -> str:
+        """`to_dict()` as the JSON file the CLI and the app export (indented, UTF-8 kept, final newline)."""
+        import json
+
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
     def to_csv(self) -> str:
         """Token × method table of raw scores."""
         import csv

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import app  # noqa: E402
 import attribution  # noqa: E402
-from attribution import plotting  # noqa: E402
+from attribution import app_inputs, tables, view_state  # noqa: E402
 from conftest import SEED_PROMPT  # noqa: E402
 
 RUN = tuple(app.DEFAULTS["methods"])  # the methods the app runs unless told otherwise
@@ -137,11 +137,6 @@ def test_targets_from_the_settings(tiny_folder):
         assert values[f"{name}:highlight"] is None and values[f"{name}:bars"] is None
         assert "not computed" in values[f"{name}:notes"]
     assert values["attention:layers"] is None
-    assert app.parse_target("next", 1, "") is None
-    assert app.parse_target("generated", 3.0, "") == 3
-    assert app.parse_target("text", 1, " Riga") == " Riga"
-    with pytest.raises(ValueError, match="valid choices"):
-        app.parse_target("sideways", 1, "")
 
 
 def test_progress_names_each_stage(tiny_folder):
@@ -280,16 +275,14 @@ def test_hiding_special_tokens_redraws_scaling_from_the_stored_result(outputs, n
 
 def test_contrast_by_picked_id_and_by_typed_text(outputs, tiny_folder, monkeypatch):
     state = outputs["state"]
-    options = app.contrast_options(json.loads(state))
+    options = view_state.contrast_options(view_state.load_view_state(state))
     assert options[0] == ("(none)", "")
     assert all(value != json.loads(state)["target_id"] for _label, value in options[1:])
     assert all(label.endswith("%)") for label, _value in options[1:])
     picked_id = options[1][1]
     text, pick = app.pick_contrast(picked_id, state)
     assert pick == {"id": picked_id, "text": text}
-    assert app.parse_contrast(text, pick) == picked_id  # the id, as display text may not round-trip
-    assert app.parse_contrast(" Tallinn", pick) == " Tallinn"  # typed over the pick: the text
-    assert app.parse_contrast("", pick) is None
+    assert app_inputs.parse_contrast(text, pick) == picked_id  # the id, as display text may not round-trip
 
     seen = []
     compute = app.compute
@@ -313,7 +306,7 @@ def test_contrast_by_picked_id_and_by_typed_text(outputs, tiny_folder, monkeypat
 def test_trust_panel_outputs_are_present_and_finite(outputs):
     assert outputs["compare:verdict"].startswith("**Verdict:** ") and len(outputs["compare:verdict"]) > 20
     table = outputs["compare:faithfulness"]
-    assert list(table.columns) == plotting.FAITHFULNESS_HEADERS
+    assert list(table.columns) == tables.FAITHFULNESS_HEADERS
     assert list(table["method"]) == [attribution.METHOD_LABELS[name] for name in RUN]
     assert np.all(np.isfinite(table.iloc[:, 1:5].to_numpy(dtype=float)))
     assert outputs["compare:agreement"].plot.startswith("data:image/png;base64,")

@@ -29,6 +29,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 import app  # noqa: E402
 import attribution  # noqa: E402
 import attribution.methods as methods_module  # noqa: E402
+from attribution import exports  # noqa: E402
 import attribution.models as models_module  # noqa: E402
 from app_server import LOOPBACK, api_outputs, make_client, serve  # noqa: E402
 from conftest import REPO_ROOT, SEED_PROMPT  # noqa: E402
@@ -428,7 +429,7 @@ def drop_raw_stream_mid_run(url: str, client) -> None:
 @pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
 def test_non_finite_scores_are_refused_with_a_message_and_never_drawn(client, monkeypatch, value):
     call(client)  # the export folder exists
-    export_root = app._export_root
+    export_root = exports._export_root
     before = set(export_root.iterdir())
     monkeypatch.setattr(methods_module, "input_gradients",
                         lambda loaded, request: torch.full((request.input_ids.numel(), 4), value))
@@ -482,44 +483,19 @@ def test_user_input_never_reaches_export_paths(tiny_folder, tmp_path):
     for path in server_paths:
         assert ".." not in path.parts and "passwd" not in str(path) and "etc" not in path.parts
     # The originals sit in a fresh per-request folder under the app's export root, with fixed names.
-    newest = max(app._export_root.iterdir(), key=lambda child: child.stat().st_mtime)
+    newest = max(exports._export_root.iterdir(), key=lambda child: child.stat().st_mtime)
     names = {child.name for child in newest.iterdir()}
     assert EXPORT_NAMES <= names and all(name in EXPORT_NAMES or name.endswith(".png") for name in names)
-    assert newest.parent == app._export_root and newest.name.startswith("tmp")
+    assert newest.parent == exports._export_root and newest.name.startswith("tmp")
     data = json.loads((newest / "attribution.json").read_text(encoding="utf-8"))
     assert data["prompt"] == tricky_prompt  # kept as data, never used as a path or a command
     assert not (REPO_ROOT / "pwned").exists() and not Path("pwned").exists()
 
 
-def test_export_folders_are_per_request_and_old_ones_are_swept(monkeypatch):
-    first, second = app.new_export_dir(), app.new_export_dir()
-    assert first != second and first.parent == second.parent == app._export_root
-    (first / "attribution.json").write_text("{}")
-    old = time.time() - app.EXPORT_TTL_S - 60
-    os.utime(first, (old, old))
-    third = app.new_export_dir()
-    assert not first.exists(), "a folder older than EXPORT_TTL_S must be swept"
-    assert second.exists() and third.exists(), "young folders stay"
-
-
-def test_a_folder_swept_by_a_concurrent_request_does_not_fail_this_one(monkeypatch):
-    app.new_export_dir()
-    real_root = app._export_root
-
-    class RacingRoot(type(real_root)):
-        def iterdir(self):
-            yield self / "swept-by-another-request"  # listed, then gone before it is looked at
-            yield from super().iterdir()
-
-    monkeypatch.setattr(app, "_export_root", RacingRoot(real_root))
-    folder = app.new_export_dir()
-    assert folder.is_dir() and folder.parent == real_root
-
-
 def test_served_exports_are_cleaned_up_after_a_short_age(monkeypatch, tiny_folder, tmp_path):
     """With a 1 s age: gradio's cached copies are deleted on its schedule, and our per-request
     originals are swept at the next request."""
-    monkeypatch.setattr(app, "EXPORT_TTL_S", 1)
+    monkeypatch.setattr(exports, "EXPORT_TTL_S", 1)
     with serve(str(tiny_folder)) as server:
         remote = make_client(server.url, False)
         try:
@@ -527,7 +503,7 @@ def test_served_exports_are_cleaned_up_after_a_short_age(monkeypatch, tiny_folde
                 timeout=REQUEST_TIMEOUT_S))
             cached = Path(first["export:json"]["path"] if isinstance(first["export:json"], dict)
                           else first["export:json"].path)
-            original = max(app._export_root.iterdir(), key=lambda child: child.stat().st_mtime)
+            original = max(exports._export_root.iterdir(), key=lambda child: child.stat().st_mtime)
             assert (original / "attribution.json").exists()
             deadline = time.monotonic() + 30
             while cached.exists() and time.monotonic() < deadline:

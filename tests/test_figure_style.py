@@ -1,0 +1,21 @@
+"""attribution.figure_style: what every figure shares (signed colour scales, wrapped titles)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from attribution import figure_style, labels
+from attribution.results import MethodScores
+from sample_analyses import TOKENS
+
+
+def test_signed_methods_are_signed_even_when_all_scores_are_positive():
+    occlusion = MethodScores("occlusion", np.linspace(0.1, 1.0, len(TOKENS)))
+    assert figure_style.is_signed("occlusion", occlusion) and figure_style.is_signed("input_x_gradient", occlusion)
+    assert not figure_style.is_signed("gradient", MethodScores("gradient", np.ones(3)))
+
+
+def test_titles_never_split_a_quoted_token():
+    assert labels.target_phrase(" Riga", " Tallinn") == 'predicting " Riga" rather than " Tallinn"'
+    wrapped = figure_style.wrap_title("A long title: " + labels.target_phrase(" Riga", " Tallinn") + " (a note)", 3.0, 13)
+    assert "\n" in wrapped and '" Riga"' in wrapped and '" Tallinn"' in wrapped

@@ -1,0 +1,32 @@
+"""attribution.view_state: the app's stored result survives the round trip through JSON text."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from attribution import view_state
+from sample_analyses import TOKENS, make_rich_analysis
+
+
+def test_view_state_round_trip_keeps_what_the_views_redraw_from():
+    analysis = make_rich_analysis()
+    data = view_state.load_view_state(view_state.dump_view_state(analysis))
+    assert data["tokens"] == list(TOKENS) and data["foil"] == " Tallinn"
+    assert np.asarray(data["per_head"]["attention"]).shape == analysis.methods["attention"].per_head.shape
+    assert data["answer_map_signed"] == {"input_x_gradient": True}
+    restored = view_state.analysis_from_view_state(data)
+    for name, result in analysis.methods.items():
+        np.testing.assert_allclose(restored.methods[name].scores, result.scores)
+    np.testing.assert_array_equal(restored.special_tokens, analysis.special_tokens)
+    assert restored.target.text == " Riga" and restored.foil.text == " Tallinn"
+    table = view_state.answer_map_from_view_state(data, "input_x_gradient")
+    np.testing.assert_allclose(table.matrix, analysis.answer_map["input_x_gradient"].matrix)
+    assert view_state.answer_map_from_view_state(data, "gradient") is None
+    assert view_state.load_view_state(None) == {} and view_state.analysis_from_view_state({}) is None
+
+
+def test_contrast_options_leave_out_the_explained_token_and_keep_the_current_foil():
+    data = view_state.load_view_state(view_state.dump_view_state(make_rich_analysis()))
+    assert view_state.contrast_options(data) == [("(none)", ""), ('" Tallinn" (3.1%)', 98)]
+    data["predictions"] = []
+    assert view_state.contrast_options(data)[-1] == ('" Tallinn" (the current contrast)', 98)
