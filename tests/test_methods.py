@@ -255,3 +255,22 @@ def test_keep_special_baselines_give_special_tokens_zero_and_stay_complete(tiny_
     result = integrated_gradients(tiny_loaded, request)
     assert result.scores[0] == 0.0  # BOS is held at its real embedding
     assert result.relative_completeness_error <= 0.01
+
+
+def test_bf16_weights_accumulate_in_fp32_and_stay_close_to_fp32(tiny_folder):
+    """The GPU setting (bf16 weights, fp32 sums), run on the CPU: results are fp32 or wider and agree
+    with the fp32 model's to bf16's precision."""
+    full = attribution.load_model(str(tiny_folder), device="cpu", dtype="float32")
+    half = attribution.load_model(str(tiny_folder), device="cpu", dtype="bfloat16")
+    assert half.model.get_input_embeddings().weight.dtype == torch.bfloat16
+    settings = dict(methods=["gradient", "input_x_gradient", "attention", "integrated_gradients"],
+                    max_new_tokens=0, n_steps=16, baseline="pad", aggregation="sum")
+    expected = attribution.analyze(full, SEED_PROMPT, **settings)
+    actual = attribution.analyze(half, SEED_PROMPT, **settings)
+    assert actual.target.id == expected.target.id
+    for name, result in actual.methods.items():
+        assert result.scores.dtype in (np.float32, np.float64), name
+        assert relative_error(result.scores, expected.methods[name].scores) <= 0.02, name  # measured ~1e-3
+    ig = actual.methods["integrated_gradients"]
+    torch.testing.assert_close(ig.output_difference, expected.methods["integrated_gradients"].output_difference,
+                               rtol=0.05, atol=0.05)
