@@ -32,6 +32,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -1042,7 +1043,8 @@ def render_markdown(report: dict) -> str:
                      "than the project's few large ones, so ratios taken under load lean in the project's favour. "
                      "CPU use = CPU seconds per wall second of the run (the thread count when the cores were free).")
     else:
-        lines.append("- No other work competed for the cores: no other busy process before or after the run, and "
+        lines.append("- No other work competed for the cores: no other process used a quarter of a core or more "
+                     "before or after the run, and "
                      "every notebook run used at least 80% of its threads' CPU time (CPU use below = CPU seconds "
                      "per wall second; the project runs models under 20M parameters on one thread by design).")
     lines += ["", "## Targets", "", "| target | result | evidence |", "| --- | --- | --- |"]
@@ -1363,11 +1365,16 @@ def merge_runs(report: dict, extra: dict) -> None:
 
 
 def was_shared(report: dict) -> bool:
-    """Whether other work competed for the cores: busy processes seen before or after the run, or
-    the notebook's runs (always on every thread) getting under 80% of their threads' CPU time. The
-    load average is no evidence: its minute-long memory still holds whatever ran before."""
-    if (report.get("load") or {}).get("busy") or (report.get("load_after") or {}).get("busy"):
-        return True
+    """Whether other work competed for the cores: a process using a quarter of a core or more seen
+    before or after the run, or the notebook's runs (always on every thread) getting under 80% of
+    their threads' CPU time. The load average is no evidence: its minute-long memory still holds
+    whatever ran before."""
+    for snapshot in (report.get("load") or {}, report.get("load_after") or {}):
+        for process in snapshot.get("busy") or []:
+            # "name 94% CPU, RES …": a quarter of a core or more competes; a few % is a process idling.
+            match = re.search(r" (\d+)% CPU", process)
+            if match is None or int(match.group(1)) >= 25:
+                return True
     for comparison in report.get("comparisons", []):
         threads = comparison.get("threads") or 1
         if any(use < 0.8 * threads for use in comparison.get("cpu_use", {}).get("notebook", [])):
