@@ -51,32 +51,38 @@ def cpu_threads_for(loaded: LoadedModel) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def generate_with_logits(
-    loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int
-) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """Greedy continuation [n_generated] (may end with EOS), as the seed's `model.generate` call,
-    and the raw next-token logits [vocab] before each generated token (step k: after the prompt and
-    k earlier tokens), which spare `top_predictions` a forward of its own."""
-    if max_new_tokens == 0:
-        return prompt_ids.new_empty(0), ()
+def _greedy(loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int, with_logits: bool):
     with torch.inference_mode():
-        output = loaded.model.generate(
+        return loaded.model.generate(
             prompt_ids.unsqueeze(0),
             attention_mask=torch.ones_like(prompt_ids).unsqueeze(0),
             max_new_tokens=max_new_tokens,
             do_sample=False,
+            num_beams=1,  # greedy, whatever the model's generation_config says
             pad_token_id=loaded.tokenizer.pad_token_id,
             return_dict_in_generate=True,
-            output_logits=True,
+            output_logits=with_logits,
         )
-    # Clones made outside inference mode, so the ids can index tensors that autograd tracks.
-    generated = output.sequences[0, prompt_ids.numel():].clone()
-    return generated, tuple(step[0].clone() for step in output.logits)
 
 
 def generate(loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
     """Greedy continuation [n_generated] (may end with EOS), as the seed's `model.generate` call."""
-    return generate_with_logits(loaded, prompt_ids, max_new_tokens)[0]
+    if max_new_tokens == 0:
+        return prompt_ids.new_empty(0)
+    output = _greedy(loaded, prompt_ids, max_new_tokens, with_logits=False)
+    # A clone made outside inference mode, so the ids can index tensors that autograd tracks.
+    return output.sequences[0, prompt_ids.numel():].clone()
+
+
+def generate_with_logits(
+    loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """`generate`, plus the raw next-token logits [vocab] (on the CPU) before each generated token:
+    step k saw the prompt and k earlier tokens. They spare `top_predictions` a forward of its own."""
+    if max_new_tokens == 0:
+        return prompt_ids.new_empty(0), ()
+    output = _greedy(loaded, prompt_ids, max_new_tokens, with_logits=True)
+    return output.sequences[0, prompt_ids.numel():].clone(), tuple(step[0].cpu() for step in output.logits)
 
 
 def top_predictions(
@@ -145,6 +151,10 @@ def analyze(
         report_stage("generating the answer")
         generated_ids, step_logits = generate_with_logits(loaded, prompt_ids, max_new_tokens)  # [n_generated]
         resolved = resolve_target(loaded, prompt_ids, generated_ids, target)
+        # Generation step k saw the prompt and k generated tokens: for the k-th target, the same input.
+        step = resolved.input_ids.numel() - prompt_ids.numel()
+        next_token_logits = step_logits[step] if step < len(step_logits) else None  # [vocab]
+        del step_logits  # the other steps' logits are not needed
         foil = None if contrast is None else resolve_foil(loaded, contrast, resolved.target)
         request = AttributionRequest(
             input_ids=resolved.input_ids,
@@ -171,10 +181,7 @@ def analyze(
         if trust:
             report_stage("assessing trust")
             report = assess(loaded, request, tokens, results, special)
-        # Generation step k saw the prompt and k generated tokens: for the k-th target, the same input.
-        step = resolved.input_ids.numel() - prompt_ids.numel()
-        predictions = top_predictions(loaded, resolved.input_ids,
-                                      logits=step_logits[step] if step < len(step_logits) else None)
+        predictions = top_predictions(loaded, resolved.input_ids, logits=next_token_logits)
 
     input_ids = resolved.input_ids.cpu().numpy()
     return Analysis(

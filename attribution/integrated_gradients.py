@@ -121,11 +121,14 @@ def integrate(
         raise ValueError(f"unknown baseline {baseline_name!r}; valid choices: {', '.join(BASELINES)}")
     inputs = embed(loaded, input_ids)  # [1, seq, d_model]
     baseline = BASELINES[baseline_name](loaded, input_ids, inputs)  # [1, seq, d_model]
-    difference = inputs - baseline
     alphas, weights = integration_nodes(n_steps)
     n_targets = int(target_ids.numel())
     device = inputs.device
     accumulate_dtype = torch.promote_types(inputs.dtype, torch.float32)
+    # Path points are formed in fp32 (or wider) and then cast to the model's dtype: α and the
+    # difference rounded to bf16 would move them by up to 0.4%.
+    wide_baseline = baseline.to(accumulate_dtype)
+    difference = inputs.to(accumulate_dtype) - wide_baseline  # [1, seq, d_model]
 
     rows_per_target = n_steps + 2
     input_point, baseline_point = n_steps, n_steps + 1
@@ -145,8 +148,8 @@ def integrate(
     def accumulate(start: int, stop: int) -> None:
         targets, points = target_of_row[start:stop], point_of_row[start:stop]  # [rows] each, on the CPU
         length = int(positions[targets].max()) + 1  # no later token can matter to these targets
-        alpha = alpha_of_point[points].to(device, inputs.dtype).view(-1, 1, 1)
-        path = baseline[:, :length] + alpha * difference[:, :length]  # [rows, length, d_model]
+        alpha = alpha_of_point[points].to(device, accumulate_dtype).view(-1, 1, 1)
+        path = (wide_baseline[:, :length] + alpha * difference[:, :length]).to(inputs.dtype)  # [rows, length, d]
         is_input = points == input_point
         on_path = points < input_point
         rows = torch.where(is_input.to(device).view(-1, 1, 1), inputs[:, :length], path).requires_grad_(True)
@@ -159,18 +162,23 @@ def integrate(
                 differentiated = (points != baseline_point).to(score.device)
                 (gradients,) = torch.autograd.grad(score[differentiated].sum(), rows)
         ends = ~on_path
-        scores = score.detach().double().to(device)  # [rows]; logits may sit on another GPU
-        values[targets[ends].to(device), (points[ends] - input_point).to(device)] = scores[ends.to(device)]
+        end_values = score.detach().double().to(device)[ends.to(device)]  # logits may sit on another GPU
+        if gradients is not None:
+            gradients = gradients.to(accumulate_dtype)  # [rows, length, d_model], on the inputs' device
+            step_weights = weight_of_point[points[on_path]].to(device, accumulate_dtype).view(-1, 1, 1)
+            weighted_gradients = gradients[on_path.to(device)] * step_weights
+            input_rows = gradients[is_input.to(device)]
+        # Every temporary exists before the first write, and the one write that adds comes last: an
+        # out-of-memory error anywhere above leaves nothing that the retry of these rows would add twice.
+        values[targets[ends].to(device), (points[ends] - input_point).to(device)] = end_values
         if gradients is None:
             return
-        gradients = gradients.to(accumulate_dtype)  # [rows, length, d_model], on the inputs' device
-        step_weights = weight_of_point[points[on_path]].to(device, accumulate_dtype).view(-1, 1, 1)
-        weighted[:, :length].index_add_(0, targets[on_path].to(device), gradients[on_path.to(device)] * step_weights)
-        input_gradients[targets[is_input].to(device), :length] = gradients[is_input.to(device)]
+        input_gradients[targets[is_input].to(device), :length] = input_rows
+        weighted[:, :length].index_add_(0, targets[on_path].to(device), weighted_gradients)
 
     run_in_batches(loaded, total_rows, batch_size, accumulate, "integrated gradients", "step")
     return Integration(
-        attributions=weighted * difference.to(accumulate_dtype),  # [T, seq, d_model]
+        attributions=weighted * difference,  # [T, seq, d_model]
         input_values=values[:, 0],
         baseline_values=values[:, 1],
         input_gradients=input_gradients,

@@ -74,15 +74,15 @@ def target_logit(
 def logits_at(loaded: LoadedModel, embeddings: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Logits [batch, vocab] of row b at position positions[b]: one forward explains many targets.
 
-    The decoder's hidden states are gathered first so the vocabulary projection runs once per row.
+    The model's own forward computes them (so its head's post-processing — Gemma's softcapping,
+    Granite's and Cohere's logit scaling — is applied as it would be), with the vocabulary projection
+    run only at the positions the batch needs (`logits_to_keep` given as positions).
     """
-    hidden = loaded.model.get_decoder()(inputs_embeds=embeddings, use_cache=False).last_hidden_state
-    rows = hidden[torch.arange(hidden.shape[0], device=hidden.device), positions.to(hidden.device)]
-    logits = at_least_fp32(loaded.model.get_output_embeddings()(rows))  # [batch, vocab]
-    softcap = getattr(loaded.model.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return logits
+    kept, column = torch.unique(positions.cpu(), return_inverse=True)  # sorted positions; row → its column
+    output = loaded.model(inputs_embeds=embeddings, logits_to_keep=kept, use_cache=False)
+    logits = output.logits  # [batch, kept, vocab]
+    rows = torch.arange(logits.shape[0])
+    return at_least_fp32(logits[rows, column])  # [batch, vocab]
 
 
 def input_gradients(loaded: LoadedModel, request: AttributionRequest) -> torch.Tensor:

@@ -167,13 +167,14 @@ def test_attention_rows_sum_to_one(model_folder):
 
 
 @pytest.mark.parametrize("foil", [False, True])
-def test_ig_input_row_gives_the_plain_gradient_and_forward(tiny_loaded, foil):
+@pytest.mark.parametrize("batch_size", [None, 3])  # 3: the input and baseline rows land in other batches
+def test_ig_input_row_gives_the_plain_gradient_and_forward(tiny_loaded, foil, batch_size):
     """IG's batches also hold the input itself: its gradient (reused by the gradient methods) and its
     score must equal a forward and backward of their own."""
-    request = _request(tiny_loaded, n_steps=8, baseline="pad")
+    request = _request(tiny_loaded, n_steps=8, baseline="pad", internal_batch_size=batch_size)
     if foil:
         request = AttributionRequest(input_ids=request.input_ids, target_id=request.target_id, foil_id=7,
-                                     n_steps=8, baseline="pad")
+                                     n_steps=8, baseline="pad", internal_batch_size=batch_size)
     result = integrated_gradients(tiny_loaded, request)
     standalone = AttributionRequest(input_ids=request.input_ids, target_id=request.target_id, foil_id=request.foil_id)
     torch.testing.assert_close(request.shared["input_gradients"], input_gradients(tiny_loaded, standalone),
@@ -274,3 +275,32 @@ def test_bf16_weights_accumulate_in_fp32_and_stay_close_to_fp32(tiny_folder):
     ig = actual.methods["integrated_gradients"]
     torch.testing.assert_close(ig.output_difference, expected.methods["integrated_gradients"].output_difference,
                                rtol=0.05, atol=0.05)
+
+
+@pytest.fixture(scope="module")
+def scaled_logits_loaded(tmp_path_factory, tiny_folder):
+    """A tiny Granite: its forward divides the logits by `logits_scaling`, which a hand-rolled head would miss."""
+    from transformers import GraniteConfig, GraniteForCausalLM
+
+    folder = tmp_path_factory.mktemp("granite")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
+    tokenizer.save_pretrained(folder)
+    config = GraniteConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, logits_scaling=8.0,
+                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    GraniteForCausalLM(config).save_pretrained(folder)
+    return attribution.load_model(str(folder), device="cpu")
+
+
+def test_scores_follow_the_models_own_logits_when_its_head_rescales_them(scaled_logits_loaded):
+    loaded = scaled_logits_loaded
+    settings = dict(max_new_tokens=0, n_steps=8, baseline="pad", aggregation="sum")
+    alone = attribution.analyze(loaded, SEED_PROMPT, methods=["gradient"], **settings)
+    with_ig = attribution.analyze(loaded, SEED_PROMPT, methods=["gradient", "integrated_gradients"], **settings)
+    torch.testing.assert_close(torch.from_numpy(with_ig.methods["gradient"].scores),
+                               torch.from_numpy(alone.methods["gradient"].scores), rtol=1e-5, atol=1e-7)
+    input_ids = torch.from_numpy(with_ig.input_ids)
+    with torch.no_grad():
+        own_logit = float(loaded.model(input_ids=input_ids[None]).logits[0, -1, with_ig.target.id])
+    torch.testing.assert_close(with_ig.methods["integrated_gradients"].input_output, own_logit, rtol=1e-5, atol=1e-6)

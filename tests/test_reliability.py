@@ -132,3 +132,28 @@ def test_hf_token_never_appears_in_errors_or_cli_output(monkeypatch, tiny_folder
                                    text=True, cwd=REPO_ROOT, env=environment, timeout=300)
         assert secret not in completed.stdout + completed.stderr
     assert secret not in json_path.read_text(encoding="utf-8")
+
+
+def test_out_of_memory_while_storing_a_batch_adds_nothing_twice(tiny_loaded, monkeypatch):
+    """The halving retry reruns a batch's rows: an out-of-memory error at any of its writes must not
+    leave part of that batch already added."""
+    expected = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["integrated_gradients"], max_new_tokens=0,
+                                   n_steps=8, aggregation="sum")
+    real_setitem = torch.Tensor.__setitem__
+    failed = []
+
+    def setitem_failing_once(tensor, index, value):
+        if not failed and isinstance(value, torch.Tensor) and value.dim() == 3:  # the input rows' gradients
+            failed.append(True)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_setitem(tensor, index, value)
+
+    monkeypatch.setattr(torch.Tensor, "__setitem__", setitem_failing_once)
+    retried = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["integrated_gradients"], max_new_tokens=0,
+                                  n_steps=8, aggregation="sum")
+    monkeypatch.undo()
+    assert failed
+    torch.testing.assert_close(
+        torch.from_numpy(retried.methods["integrated_gradients"].scores.copy()),
+        torch.from_numpy(expected.methods["integrated_gradients"].scores.copy()), rtol=1e-5, atol=1e-6,
+    )
