@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .integrated_gradients import integrate
+from .methods import aggregate
 from .models import LoadedModel
 from .passes import (
     at_least_fp32,
@@ -72,8 +73,7 @@ def compute_answer_map(
     gradients = None  # [T, S, d_model]
     if "integrated_gradients" in chosen:
         integration = integrate(loaded, source_ids, baseline, n_steps, positions, generated_ids)
-        reduced = integration.attributions.norm(dim=-1) if aggregation == "l2" else integration.attributions.sum(dim=-1)
-        matrices["integrated_gradients"] = reduced.cpu().numpy()
+        matrices["integrated_gradients"] = aggregate(integration.attributions, aggregation)
         gradients = integration.input_gradients  # IG's batches held each target's plain gradient too
     if {"gradient", "input_x_gradient"} & set(chosen):
         if gradients is None:

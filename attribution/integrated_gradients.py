@@ -137,7 +137,6 @@ def integrate(
     # α = 0 reproduces the baseline exactly (x + 0·d = x); the input row is taken as is, since
     # baseline + 1·(input − baseline) can differ from the input in the last bit.
     alpha_of_point = torch.cat([alphas, torch.tensor([1.0, 0.0], dtype=torch.float64)])
-    weight_of_point = torch.cat([weights, torch.zeros(2, dtype=torch.float64)])
     total_rows = n_targets * rows_per_target
     batch_size = batch_size or choose_batch_size(loaded, input_ids.numel(), total_rows)
 
@@ -150,22 +149,20 @@ def integrate(
         length = int(positions[targets].max()) + 1  # no later token can matter to these targets
         alpha = alpha_of_point[points].to(device, accumulate_dtype).view(-1, 1, 1)
         path = (wide_baseline[:, :length] + alpha * difference[:, :length]).to(inputs.dtype)  # [rows, length, d]
-        is_input = points == input_point
-        on_path = points < input_point
+        is_input, on_path, differentiated = points == input_point, points < input_point, points != baseline_point
         rows = torch.where(is_input.to(device).view(-1, 1, 1), inputs[:, :length], path).requires_grad_(True)
         with torch.enable_grad():
             logits = logits_at(loaded, rows, positions[targets])
             score = score_rows(logits, target_ids[targets], None if foil_ids is None else foil_ids[targets])
             gradients = None
-            if bool((points != baseline_point).any()):
+            if bool(differentiated.any()):
                 # Rows are independent, so the gradient of the summed scores is each row's own.
-                differentiated = (points != baseline_point).to(score.device)
-                (gradients,) = torch.autograd.grad(score[differentiated].sum(), rows)
+                (gradients,) = torch.autograd.grad(score[differentiated.to(score.device)].sum(), rows)
         ends = ~on_path
         end_values = score.detach().double().to(device)[ends.to(device)]  # logits may sit on another GPU
         if gradients is not None:
             gradients = gradients.to(accumulate_dtype)  # [rows, length, d_model], on the inputs' device
-            step_weights = weight_of_point[points[on_path]].to(device, accumulate_dtype).view(-1, 1, 1)
+            step_weights = weights[points[on_path]].to(device, accumulate_dtype).view(-1, 1, 1)
             weighted_gradients = gradients[on_path.to(device)] * step_weights
             input_rows = gradients[is_input.to(device)]
         # Every temporary exists before the first write, and the one write that adds comes last: an
