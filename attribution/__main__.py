@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 from transformers.utils import logging as transformers_logging
 
-from .engine import DEFAULT_METHODS, analyze
-from .integrated_gradients import BASELINES
-from .methods import AGGREGATIONS, METHODS
+from .cli_options import add_analysis_arguments, analysis_options
+from .engine import analyze
 from .models import default_model_name, load_model
 from .results import Analysis, top_k
 
@@ -22,34 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explain which input tokens drove a language model's next-token prediction.",
     )
     parser.add_argument("prompt", help="the text to explain, e.g. 'What is the Capital City of Latvia?'")
-    parser.add_argument("--model", default=None,
-                        help="hub id or local folder (default: $MODEL_ID, else the shipped demo model)")
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                        help=f"comma-separated, from: {', '.join(METHODS)}")
-    parser.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps (1..1000)")
-    parser.add_argument("--baseline", default="zero", help=f"IG baseline: {' | '.join(BASELINES)}")
-    parser.add_argument("--aggregation", default="l2", help=f"how embedding dims combine: {' | '.join(AGGREGATIONS)}")
-    parser.add_argument("--max-new-tokens", type=int, default=20, help="greedy tokens to generate (0..256)")
-    parser.add_argument("--target", default=None,
-                        help="explain this text's first token instead of the predicted one (mind the "
-                             "leading space: ' Riga'); a number k explains the k-th generated token")
-    parser.add_argument("--contrast", default=None,
-                        help="explain why the target rather than this text's first token (e.g. ' Tallinn')")
+    add_analysis_arguments(parser)
     parser.add_argument("--all-targets", action="store_true",
                         help="also attribute every generated token (the answer map)")
-    parser.add_argument("--trust", action="store_true",
-                        help="also compute the trust panel: completeness, faithfulness, agreement, verdict")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--json", type=Path, default=None, help="write the full result as JSON here")
     parser.add_argument("--csv", type=Path, default=None, help="write a token × method table here")
     return parser
-
-
-def parse_target(text: str | None) -> None | str | int:
-    if text is None:
-        return None
-    stripped = text.strip()
-    return int(stripped) if stripped.isdigit() and stripped == text else text
 
 
 def format_table(analysis: Analysis) -> str:
@@ -103,19 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     transformers_logging.disable_progress_bar()
     try:
         loaded = load_model(arguments.model or default_model_name(), device=arguments.device)
-        analysis = analyze(
-            loaded,
-            arguments.prompt,
-            methods=arguments.methods,
-            max_new_tokens=arguments.max_new_tokens,
-            n_steps=arguments.steps,
-            baseline=arguments.baseline,
-            aggregation=arguments.aggregation,
-            target=parse_target(arguments.target),
-            contrast=arguments.contrast,
-            all_targets=arguments.all_targets,
-            trust=arguments.trust,
-        )
+        analysis = analyze(loaded, arguments.prompt, all_targets=arguments.all_targets, **analysis_options(arguments))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,52 @@
+"""The analysis flags shared by the single-prompt CLI (`python -m attribution`) and the dataset mode
+(`python -m attribution.batch`): one definition, so both accept exactly the same settings."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .engine import DEFAULT_METHODS
+from .integrated_gradients import BASELINES
+from .methods import AGGREGATIONS, METHODS
+
+
+def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
+    """Model choice and every `analyze` setting that applies to one prompt."""
+    parser.add_argument("--model", default=None,
+                        help="hub id, local folder or .gguf file (default: $MODEL_ID, else the shipped demo model)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"comma-separated, from: {', '.join(METHODS)}")
+    parser.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps (1..1000)")
+    parser.add_argument("--baseline", default="zero", help=f"IG baseline: {' | '.join(BASELINES)}")
+    parser.add_argument("--aggregation", default="l2", help=f"how embedding dims combine: {' | '.join(AGGREGATIONS)}")
+    parser.add_argument("--max-new-tokens", type=int, default=20, help="greedy tokens to generate (0..256)")
+    parser.add_argument("--target", default=None,
+                        help="explain this text's first token instead of the predicted one (mind the "
+                             "leading space: ' Riga'); a number k explains the k-th generated token")
+    parser.add_argument("--contrast", default=None,
+                        help="explain why the target rather than this text's first token (e.g. ' Tallinn')")
+    parser.add_argument("--trust", action="store_true",
+                        help="also compute the trust panel: completeness, faithfulness, agreement, verdict")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+def parse_target(text: str | None) -> None | str | int:
+    if text is None:
+        return None
+    stripped = text.strip()
+    return int(stripped) if stripped.isdigit() and stripped == text else text
+
+
+def analysis_options(arguments: argparse.Namespace) -> dict[str, Any]:
+    """`analyze` keyword arguments from parsed flags (the model, device and outputs are not among them)."""
+    return dict(
+        methods=arguments.methods,
+        max_new_tokens=arguments.max_new_tokens,
+        n_steps=arguments.steps,
+        baseline=arguments.baseline,
+        aggregation=arguments.aggregation,
+        target=parse_target(arguments.target),
+        contrast=arguments.contrast,
+        trust=arguments.trust,
+    )
