@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 from transformers.utils import logging as transformers_logging
 
-from .cli_options import add_analysis_arguments, analysis_options
+from .cli_options import add_analysis_arguments, analysis_options, load_from_arguments
 from .engine import analyze
-from .models import default_model_name, load_model
 from .results import Analysis, top_k
 
 
@@ -34,19 +33,26 @@ def format_table(analysis: Analysis) -> str:
     token_width = max([len("token")] + [len(repr(token)) for token in analysis.input_tokens])
     lines = [
         f"model:     {analysis.model}",
-        f"prompt:    {analysis.prompt!r}",
+        f"prompt:    {analysis.prompt!r}" + (" (as the user message of the chat template)" if analysis.chat else ""),
         f"generated: {analysis.generated_text!r}",
         f"target:    {analysis.target.text!r} (id {analysis.target.id}, position {analysis.target.position})"
         + ("" if analysis.foil is None else f" rather than {analysis.foil.text!r} (id {analysis.foil.id})"),
         "",
         "  pos  " + "token".ljust(token_width) + "".join(f"  {name:>20}" for name in names),
     ]
+    # With a chat template, its own and the special tokens are context: marked, left out of the top 5.
+    context = analysis.context_tokens if analysis.chat else analysis.template_tokens
     for position, token in enumerate(analysis.input_tokens):
         row = "".join(f"  {analysis.methods[name].scores[position]:>20.6g}" for name in names)
-        lines.append(f"  {position:>3}  {repr(token).ljust(token_width)}{row}")
+        mark = "*" if context[position] else " "
+        lines.append(f" {mark}{position:>3}  {repr(token).ljust(token_width)}{row}")
+    if context.any():
+        lines.append("  * chat-template or special token (context: not in the top 5)")
     for name in names:
         result = analysis.methods[name]
-        best = ", ".join(f"{analysis.input_tokens[i]!r} {result.scores[i]:.4g}" for i in top_k(result.scores, 5))
+        best = ", ".join(
+            f"{analysis.input_tokens[i]!r} {result.scores[i]:.4g}" for i in top_k(result.scores, 5, exclude=context)
+        )
         lines.append(f"\ntop 5 {name}: {best}")
         delta = getattr(result, "convergence_delta", None)
         if delta is not None:
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     transformers_logging.disable_progress_bar()
     try:
-        loaded = load_model(arguments.model or default_model_name(), device=arguments.device)
+        loaded = load_from_arguments(arguments)
         analysis = analyze(loaded, arguments.prompt, all_targets=arguments.all_targets, **analysis_options(arguments))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -9,12 +9,15 @@ from typing import Any
 from .engine import DEFAULT_METHODS
 from .integrated_gradients import BASELINES
 from .methods import AGGREGATIONS, METHODS
+from .models import LoadedModel, default_model_name, load_model
 
 
 def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     """Model choice and every `analyze` setting that applies to one prompt."""
     parser.add_argument("--model", default=None,
                         help="hub id, local folder or .gguf file (default: $MODEL_ID, else the shipped demo model)")
+    parser.add_argument("--gguf-file", default=None,
+                        help="a .gguf file inside the --model hub repository or folder (llama.cpp / Ollama weights)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated, from: {', '.join(METHODS)}")
     parser.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps (1..1000)")
@@ -26,6 +29,10 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
                              "leading space: ' Riga'); a number k explains the k-th generated token")
     parser.add_argument("--contrast", default=None,
                         help="explain why the target rather than this text's first token (e.g. ' Tallinn')")
+    parser.add_argument("--chat", action="store_true",
+                        help="make the prompt the user message of the model's chat template (instruct models)")
+    parser.add_argument("--system", default=None,
+                        help="with --chat: this system prompt instead of the template's default")
     parser.add_argument("--trust", action="store_true",
                         help="also compute the trust panel: completeness, faithfulness, agreement, verdict")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -49,4 +56,11 @@ def analysis_options(arguments: argparse.Namespace) -> dict[str, Any]:
         target=parse_target(arguments.target),
         contrast=arguments.contrast,
         trust=arguments.trust,
+        chat=arguments.chat,
+        system=arguments.system,
     )
+
+
+def load_from_arguments(arguments: argparse.Namespace) -> LoadedModel:
+    """The model the flags name: --model (else $MODEL_ID, else the demo model), --gguf-file, --device."""
+    return load_model(arguments.model or default_model_name(), gguf_file=arguments.gguf_file, device=arguments.device)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 
 from .integrated_gradients import BASELINES
 from .methods import AGGREGATIONS, METHODS
 from .passes import AttributionRequest
 from .models import LoadedModel
+from .prompts import encode_prompt
 from .answer_map import compute_answer_map
 from .integrated_gradients import special_token_mask
 from .results import Analysis, Prediction
@@ -21,7 +23,6 @@ from .targets import (
     display_tokens,
     resolve_foil,
     resolve_target,
-    tokenize_prompt,
     validate_choice,
     validate_integer,
     validate_methods,
@@ -118,6 +119,8 @@ def analyze(
     contrast: str | int | None = None,
     all_targets: bool = False,
     trust: bool = False,
+    chat: bool = False,
+    system: str | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> Analysis:
     """Explain which input tokens drove one predicted token.
@@ -130,6 +133,9 @@ def analyze(
     rather than Tallinn?" (attention-based scores do not depend on the target and stay as they are).
     `all_targets`: also build the answer map (every generated token × its sources).
     `trust`: also compute the trust panel (completeness, faithfulness, agreement, verdict).
+    `chat`: make the prompt the user message of the model's chat template (with the generation prompt);
+    `system` replaces the template's default system prompt. Attribution covers every input token;
+    `Analysis.user_tokens` says which ones the user typed.
     `progress(fraction, description)` is called as each stage starts (for progress bars).
     """
     prompt = validate_prompt(prompt)
@@ -138,6 +144,10 @@ def analyze(
     n_steps = validate_integer(n_steps, "n_steps", 1, MAX_STEPS)
     baseline = validate_choice(baseline, "baseline", BASELINES)
     aggregation = validate_choice(aggregation, "aggregation", AGGREGATIONS)
+    if not isinstance(chat, bool):
+        raise ValueError(f"chat must be True or False, got {chat!r}")
+    if system is not None:
+        system = validate_prompt(system, what="system prompt")
 
     stages = ["generating the answer", *(f"computing {name}" for name in run_order(chosen))]
     stages += ["building the answer map"] * all_targets + ["assessing trust"] * trust
@@ -147,7 +157,8 @@ def analyze(
             progress(stages.index(description) / len(stages), description)
 
     with loaded.lock, cpu_threads_for(loaded):
-        prompt_ids = tokenize_prompt(loaded, prompt)  # [n_prompt]
+        encoded = encode_prompt(loaded, prompt, chat=chat, system=system)
+        prompt_ids = encoded.ids  # [n_prompt]
         report_stage("generating the answer")
         generated_ids, step_logits = generate_with_logits(loaded, prompt_ids, max_new_tokens)  # [n_generated]
         resolved = resolve_target(loaded, prompt_ids, generated_ids, target)
@@ -171,6 +182,9 @@ def analyze(
         results = {name: computed[name] for name in chosen}
         tokens = tuple(display_tokens(loaded, resolved.input_ids.tolist()))
         special = special_token_mask(loaded, resolved.input_ids).cpu().numpy()
+        # Generated tokens before the target (target=k) are the model's, not the user's.
+        user_tokens = np.zeros(resolved.input_ids.numel(), dtype=bool)
+        user_tokens[: encoded.user_tokens.size] = encoded.user_tokens
         answer_map = {}
         if all_targets:
             report_stage("building the answer map")
@@ -180,7 +194,10 @@ def analyze(
         report = None
         if trust:
             report_stage("assessing trust")
-            report = assess(loaded, request, tokens, results, special)
+            # Template tokens are context, like special ones: faithfulness keeps them, agreement and the
+            # verdict leave them out.
+            context = special | (~user_tokens if chat else np.zeros_like(special))
+            report = assess(loaded, request, tokens, results, context)
         predictions = top_predictions(loaded, resolved.input_ids, logits=next_token_logits)
 
     input_ids = resolved.input_ids.cpu().numpy()
@@ -196,6 +213,9 @@ def analyze(
         foil=foil,
         top_predictions=tuple(predictions),
         special_tokens=special,
+        user_tokens=user_tokens,
+        chat=chat,
+        system=system,
         answer_map=answer_map,
         trust=report,
     )

@@ -6,6 +6,7 @@ Hub ids and local folders go through the same `from_pretrained` calls. Remote co
 from __future__ import annotations
 
 import os
+import re
 import threading
 import unicodedata
 from contextlib import contextmanager
@@ -17,6 +18,10 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
+from .gguf import (
+    PACKAGED_MODELS, cache_folder, check_gguf_file, is_gguf_path, mark_dequantised, packaged_gguf, store_converted,
+)
+
 #: Where the project's trained demo model lives (the default when MODEL_ID is unset).
 DEMO_MODEL_PATH = Path(__file__).resolve().parent.parent / "assets" / "demo-model"
 
@@ -25,6 +30,9 @@ _ENCODER_FAMILIES = {
     "bert", "roberta", "xlm-roberta", "xlm-roberta-xl", "electra", "camembert", "ernie",
     "data2vec-text", "xmod", "roberta-prelayernorm", "megatron-bert", "rembert", "big_bird",
 }
+
+# Instruction-tuned checkpoints say so in their names: "-Instruct", "-chat", "-it" (Gemma).
+_CHAT_NAME = re.compile(r"(instruct|chat|(^|[-_])it($|[-_.]))", re.IGNORECASE)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -39,6 +47,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    note: str = ""  # where the weights came from when that is not obvious (e.g. a packaged GGUF)
 
     @property
     def n_layers(self) -> int:
@@ -54,7 +63,7 @@ class LoadedModel:
         return self.model.get_input_embeddings().weight.device
 
 
-_cache: dict[tuple[str, str, torch.dtype], LoadedModel] = {}
+_cache: dict[tuple[str, str | None, str, torch.dtype], LoadedModel] = {}
 _cache_lock = threading.Lock()
 
 
@@ -128,6 +137,7 @@ def check_hosted_policy(name_or_path: str) -> None:
     default = os.environ.get("MODEL_ID", "").strip()
     if default:
         allowed.append(default)
+    allowed += [name for name in PACKAGED_MODELS if name not in allowed]  # built-in real models
     if is_local_path(name_or_path) and name_or_path not in allowed:
         raise ValueError("local model folders cannot be loaded on the hosted Space; pick a listed model")
     if name_or_path not in allowed:
@@ -177,44 +187,112 @@ def _explain_load_error(name_or_path: str, error: Exception) -> ValueError:
 def load_model(
     name_or_path: str,
     *,
+    gguf_file: str | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
 ) -> LoadedModel:
-    """Load (or fetch from this process's cache) a causal LM and its tokenizer, parameters frozen."""
+    """Load (or fetch from this process's cache) a causal LM and its tokenizer, parameters frozen.
+
+    `name_or_path`: a hub id, a local folder, or a local `.gguf` file. `gguf_file`: the name of a GGUF
+    file inside that hub repository or folder (llama.cpp / Ollama weights, dequantised by transformers).
+    A hub id with a packaged offline copy (`attribution.gguf.PACKAGED_MODELS`, e.g.
+    HuggingFaceTB/SmolLM2-135M-Instruct) loads that copy when the hub cannot be reached.
+    """
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise ValueError("model name must be a non-empty hub id (e.g. meta-llama/Llama-3.2-1B) or folder path")
     name_or_path = name_or_path.strip()
     _check_model_name(name_or_path)
+    if gguf_file is not None:
+        if not isinstance(gguf_file, str) or not gguf_file.strip() or not is_gguf_path(gguf_file.strip()):
+            raise ValueError(f"gguf_file must be the name of a .gguf file, got {gguf_file!r}")
+        gguf_file = gguf_file.strip()
+        _check_model_name(gguf_file)
     check_hosted_policy(name_or_path)
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
-    key = (name_or_path, str(resolved_device), resolved_dtype)
+    key = (name_or_path, gguf_file, str(resolved_device), resolved_dtype)
     with _cache_lock:
         if key in _cache:
             return _cache[key]
-        loaded = _load_uncached(name_or_path, resolved_device, resolved_dtype)
+        loaded = _load_uncached(name_or_path, gguf_file, resolved_device, resolved_dtype)
         _cache[key] = loaded
         return loaded
 
 
-def _load_uncached(name_or_path: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def _load_uncached(
+    name_or_path: str, gguf_file: str | None, device: torch.device, dtype: torch.dtype
+) -> LoadedModel:
+    if gguf_file is None and is_gguf_path(name_or_path):
+        return _load_gguf(Path(name_or_path).expanduser(), name_or_path, device, dtype)
+    if gguf_file is not None:
+        return _load_gguf(_locate_gguf(name_or_path, gguf_file), name_or_path, device, dtype)
+    try:
+        return _load_pretrained(name_or_path, name_or_path, device, dtype)
+    except ValueError:
+        if name_or_path not in PACKAGED_MODELS or _path_is(name_or_path, "exists"):
+            raise
+    # The hub (or its local cache) does not have it: use the copy a pip package ships.
+    note = PACKAGED_MODELS[name_or_path].note
+    return _load_gguf(packaged_gguf(name_or_path), name_or_path, device, dtype, note=note)
+
+
+def _locate_gguf(name_or_path: str, gguf_file: str) -> Path:
+    """The local path of `gguf_file` in a folder, or in a hub repository (downloaded to the hub cache)."""
+    if _path_is(name_or_path, "is_dir"):
+        return Path(name_or_path).expanduser() / gguf_file
+    if is_local_path(name_or_path):
+        raise ValueError(f"no model folder at {name_or_path!r}: the path does not exist")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(name_or_path, gguf_file, token=os.environ.get("HF_TOKEN") or None))
+    except (OSError, ValueError) as error:
+        raise _explain_load_error(f"{name_or_path} ({gguf_file})", error) from None
+
+
+def _load_gguf(path: Path, name: str, device: torch.device, dtype: torch.dtype, note: str = "") -> LoadedModel:
+    """A GGUF file through its converted copy when one is cached; otherwise converted (fp32) and cached."""
+    check_gguf_file(path)
+    cached = cache_folder(path)
+    if cached.is_dir():
+        return _load_pretrained(str(cached), name, device, dtype, note=note or f"GGUF {path.name}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    except (OSError, ValueError, KeyError, NotImplementedError) as error:
+        raise ValueError(f"could not convert the GGUF file {str(path)!r}: {str(error).splitlines()[0]}") from None
+    mark_dequantised(model)
+    store_converted(path, model, tokenizer)
+    model.to(dtype)
+    if device.type == "cuda":
+        model.to(device)
+    return _finish(name, model, tokenizer, device, dtype, note or f"GGUF {path.name}")
+
+
+def _load_pretrained(
+    source: str, name: str, device: torch.device, dtype: torch.dtype, note: str = ""
+) -> LoadedModel:
     token = os.environ.get("HF_TOKEN") or None
     common = {"token": token, "trust_remote_code": False}
     try:
-        config = AutoConfig.from_pretrained(name_or_path, **common)
+        config = AutoConfig.from_pretrained(source, **common)
     except (OSError, ValueError, KeyError) as error:
-        raise _explain_load_error(name_or_path, error) from None
+        raise _explain_load_error(name, error) from None
     if not _is_causal(config):
         raise ValueError(
-            f"model {name_or_path!r} ({config.model_type}) is not a causal language model; "
+            f"model {name!r} ({config.model_type}) is not a causal language model; "
             "token attribution here needs a decoder-only model such as Llama"
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **common)
+        tokenizer = AutoTokenizer.from_pretrained(source, **common)
         placement = {"device_map": "auto"} if device.type == "cuda" else {}
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **placement, **common)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **placement, **common)
     except (OSError, ValueError, KeyError) as error:
-        raise _explain_load_error(name_or_path, error) from None
+        raise _explain_load_error(name, error) from None
+    return _finish(name, model, tokenizer, device, dtype, note)
+
+
+def _finish(name: str, model, tokenizer, device: torch.device, dtype: torch.dtype, note: str) -> LoadedModel:
     if device.type != "cuda":
         model.to(device)
     if tokenizer.pad_token is None:
@@ -223,7 +301,18 @@ def _load_uncached(name_or_path: str, device: torch.device, dtype: torch.dtype) 
     model.eval()
     # Only input gradients are ever needed; frozen parameters keep autograd from building 1B of them.
     model.requires_grad_(False)
-    return LoadedModel(name=name_or_path, model=model, tokenizer=tokenizer, device=device, dtype=dtype)
+    return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=device, dtype=dtype, note=note)
+
+
+def is_chat_model(loaded: LoadedModel) -> bool:
+    """Whether prompts should go through the chat template by default: the tokenizer has one and the
+    model is known to be instruction-tuned (a packaged chat model, or a name that says so)."""
+    if not getattr(loaded.tokenizer, "chat_template", None):
+        return False
+    packaged = PACKAGED_MODELS.get(loaded.name)
+    if packaged is not None:
+        return packaged.chat
+    return bool(_CHAT_NAME.search(Path(loaded.name).name))
 
 
 def clear_cache() -> None:

@@ -205,6 +205,10 @@ class Analysis:
     foil: Target | None = None  # contrastive: the alternative the target is compared against
     top_predictions: tuple[Prediction, ...] = ()  # the model's most likely tokens at the target position
     special_tokens: np.ndarray | None = None  # [n_tokens] bool: BOS/EOS/pad (attention sinks)
+    # [n_tokens] bool: the token covers characters the user typed (None: every non-special token)
+    user_tokens: np.ndarray | None = None
+    chat: bool = False  # the prompt went through the model's chat template
+    system: str | None = None  # the system prompt given with chat (None: the template's default)
     answer_map: Mapping[str, AnswerMap] = field(default_factory=dict)
     trust: Any = None  # attribution.trust.TrustReport when requested
 
@@ -225,6 +229,12 @@ class Analysis:
         object.__setattr__(self, "special_tokens", special)
         if special.shape[0] != ids.shape[0]:
             raise ValueError(f"{special.shape[0]} special-token flags for {ids.shape[0]} input tokens")
+        user = ~special if self.user_tokens is None else self.user_tokens
+        user = np.array(user, dtype=bool, copy=True).reshape(-1)
+        user.setflags(write=False)
+        object.__setattr__(self, "user_tokens", user)
+        if user.shape[0] != ids.shape[0]:
+            raise ValueError(f"{user.shape[0]} user-token flags for {ids.shape[0]} input tokens")
         if len(self.input_tokens) != ids.shape[0]:
             raise ValueError(f"{len(self.input_tokens)} token strings for {ids.shape[0]} input ids")
         if self.target.position != ids.shape[0]:
@@ -239,6 +249,17 @@ class Analysis:
     def n_tokens(self) -> int:
         return int(self.input_ids.shape[0])
 
+    @property
+    def template_tokens(self) -> np.ndarray:
+        """[n_tokens] bool: what the chat template added (role markers, system text), not special tokens."""
+        return ~self.user_tokens & ~self.special_tokens if self.chat else np.zeros(self.n_tokens, dtype=bool)
+
+    @property
+    def context_tokens(self) -> np.ndarray:
+        """[n_tokens] bool: special tokens and template tokens, shown greyed and left out of the
+        colour scaling, the top-5 tables, agreement and the verdict by default."""
+        return self.special_tokens | self.template_tokens
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract shared by the CLI's --json and the app's export (keys never renamed)."""
         result: dict[str, Any] = {
@@ -250,8 +271,12 @@ class Analysis:
             "target": self.target.to_dict(),
             "methods": {name: scores.to_dict() for name, scores in self.methods.items()},
             "special_tokens": [bool(value) for value in self.special_tokens],
+            "user_tokens": [bool(value) for value in self.user_tokens],
+            "chat": bool(self.chat),
             "top_predictions": [prediction.to_dict() for prediction in self.top_predictions],
         }
+        if self.chat and self.system is not None:
+            result["system"] = self.system
         if self.foil is not None:
             result["contrast"] = {"foil": {"text": self.foil.text, "id": int(self.foil.id)}}
         if self.answer_map:
@@ -314,8 +339,10 @@ def normalize_max_abs(scores: np.ndarray, exclude: np.ndarray | None = None) -> 
     return np.where(keep, np.clip(scores / largest, -1.0, 1.0), 0.0)
 
 
-def top_k(scores: np.ndarray, k: int = 5) -> list[int]:
-    """Indices of the k largest scores, largest first (ties keep the earlier position first)."""
+def top_k(scores: np.ndarray, k: int = 5, exclude: np.ndarray | None = None) -> list[int]:
+    """Indices of the k largest scores, largest first (ties keep the earlier position first);
+    positions flagged in `exclude` are left out."""
     scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")
-    return [int(index) for index in order[: max(0, k)]]
+    keep = _included(scores, exclude)
+    order = [int(index) for index in np.argsort(-scores, kind="stable") if keep[index]]
+    return order[: max(0, k)]

@@ -73,36 +73,25 @@ def validate_methods(methods: object, registry: Iterable[str]) -> tuple[str, ...
     return tuple(chosen)
 
 
-def validate_prompt(prompt: object) -> str:
+def validate_prompt(prompt: object, what: str = "prompt") -> str:
     if not isinstance(prompt, str):
-        raise ValueError(f"prompt must be text, got {type(prompt).__name__}")
+        raise ValueError(f"{what} must be text, got {type(prompt).__name__}")
     if not prompt.strip():
-        raise ValueError("prompt is empty: type a question or sentence to explain")
+        raise ValueError(f"{what} is empty: type a question or sentence to explain")
     limit = max_prompt_tokens()
     # Every token covers at least one character, but a token rarely covers more than ~30: refuse giant
     # texts before spending time tokenizing them.
     if len(prompt) > limit * 64:
         raise ValueError(
-            f"prompt is {len(prompt):,} characters, far over the limit of {limit} tokens; shorten it"
+            f"{what} is {len(prompt):,} characters, far over the limit of {limit} tokens; shorten it"
         )
     for position, character in enumerate(prompt):
         if unicodedata.category(character) == "Cc" and character not in _ALLOWED_CONTROL:
             raise ValueError(
-                f"prompt contains the control character U+{ord(character):04X} at position {position}; "
+                f"{what} contains the control character U+{ord(character):04X} at position {position}; "
                 "remove it (newlines and tabs are fine)"
             )
     return prompt
-
-
-def tokenize_prompt(loaded: LoadedModel, prompt: str) -> torch.Tensor:
-    """Token ids [seq] with the tokenizer's special tokens (BOS for Llama), as the seed tokenizes."""
-    ids = loaded.tokenizer(prompt, return_tensors="pt")["input_ids"][0]
-    limit = max_prompt_tokens()
-    if ids.numel() > limit:
-        raise ValueError(f"prompt is {ids.numel()} tokens long; the limit is {limit} tokens, shorten it")
-    if ids.numel() == 0:
-        raise ValueError("prompt tokenizes to no tokens at all")
-    return ids.to(loaded.input_device)
 
 
 def token_ids_for_text(loaded: LoadedModel, text: object, what: str = "target") -> list[int]:

@@ -112,9 +112,9 @@ def load_project(folder: Path):
 
 def tokenize(loaded, prompt: str):
     try:
-        from attribution.targets import tokenize_prompt
+        from attribution.prompts import encode_prompt
 
-        return tokenize_prompt(loaded, prompt)
+        return encode_prompt(loaded, prompt).ids
     except ImportError:  # the helper moved: plain tokenizer call (BOS added by the tokenizer)
         import torch
 
