@@ -43,9 +43,9 @@ from .batch_io import (
     write_settings,
 )
 from .batch_summary import summarize, summary_markdown, summary_png
-from .cli_options import add_analysis_arguments, analysis_options
+from .cli_options import add_analysis_arguments, analysis_options, load_from_arguments
 from .engine import analyze
-from .models import LoadedModel, default_model_name, load_model, resolve_device, resolve_dtype
+from .models import LoadedModel, default_model_name, resolve_device, resolve_dtype
 from .results import Analysis, IntegratedGradientsScores
 from .targets import max_prompt_tokens
 
@@ -126,13 +126,16 @@ def _normalised_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(normalised, default=str))
 
 
-def run_settings(model: str, device: str | None, options: Mapping[str, Any]) -> dict[str, Any]:
-    """What makes two runs' rows comparable: the model, its dtype, the prompt limit and the options."""
+def run_settings(arguments: argparse.Namespace, options: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes two runs' rows comparable: the model (a local path made absolute), its dtype (set by
+    the device), the prompt length limit and the analysis options."""
+    model = arguments.model or default_model_name()
     path = Path(model).expanduser()
     return {
         "format": SETTINGS_FORMAT,
         "model": str(path.resolve()) if path.exists() else model,
-        "dtype": str(resolve_dtype(None, resolve_device(device))),
+        "gguf_file": getattr(arguments, "gguf_file", None),
+        "dtype": str(resolve_dtype(None, resolve_device(arguments.device))),
         "max_prompt_tokens": max_prompt_tokens(),
         "options": _normalised_options(options),
     }
@@ -177,10 +180,9 @@ def prepare(arguments: argparse.Namespace) -> Plan:
     table = read_input(arguments.input)
     check_overrides_supported(table)
     options = analysis_options(arguments)
-    model = arguments.model or default_model_name()
-    settings = run_settings(model, arguments.device, options)
+    settings = run_settings(arguments, options)
     check_output_folder(arguments.output, settings)
-    loaded = load_model(model, device=arguments.device)
+    loaded = load_from_arguments(arguments)
     validate_options(loaded, options)
     return Plan(table=table, output=arguments.output, options=options, settings=settings, loaded=loaded,
                 chunk_size=arguments.chunk_size)
@@ -243,6 +245,7 @@ def result_record(row: InputRow, analysis: Analysis) -> dict[str, Any]:
         "target_position": int(analysis.target.position),
         "input_ids": [int(value) for value in analysis.input_ids],
         "special_tokens": [bool(value) for value in analysis.special_tokens],
+        "user_tokens": [bool(value) for value in analysis.user_tokens],
     }
     if analysis.foil is not None:
         record.update(foil_text=analysis.foil.text, foil_id=int(analysis.foil.id))

@@ -97,22 +97,23 @@ def _column(table: pa.Table, name: str) -> list[Any]:
     return table[name].to_pylist() if name in table.column_names else []
 
 
-def token_shares(tokens: list[list[str]], scores: list[list[float]], special: list[list[bool]] | None,
+def token_shares(tokens: list[list[str]], scores: list[list[float]], content: list[list[bool]] | None,
                  count: int = TOP_TOKENS) -> tuple[TokenShare, ...]:
-    """Each row's |scores| over its content tokens (special tokens left out) as shares summing to 1,
-    added up per token text and divided by the number of rows: the largest `count`."""
+    """Each row's |scores| over its content tokens (those the user typed: no special or chat-template
+    tokens; all when `content` is None) as shares summing to 1, added up per token text and divided by
+    the number of rows: the largest `count`."""
     totals: dict[str, float] = {}
     rows: dict[str, int] = {}
     for index, (row_tokens, row_scores) in enumerate(zip(tokens, scores)):
         magnitude = np.abs(np.asarray(row_scores, dtype=np.float64))
-        content = ~np.asarray(special[index], dtype=bool) if special else np.ones(magnitude.shape, dtype=bool)
-        total = magnitude[content].sum()
+        keep = np.ones(magnitude.shape, dtype=bool) if content is None else np.asarray(content[index], dtype=bool)
+        total = magnitude[keep].sum()
         if total <= 0:
             continue
-        for position in np.flatnonzero(content):
+        for position in np.flatnonzero(keep):
             token = row_tokens[position]
             totals[token] = totals.get(token, 0.0) + magnitude[position] / total
-        for token in {row_tokens[position] for position in np.flatnonzero(content)}:
+        for token in {row_tokens[position] for position in np.flatnonzero(keep)}:
             rows[token] = rows.get(token, 0) + 1
     n_rows = max(len(scores), 1)
     ranked = sorted(totals, key=lambda token: (-totals[token], token))[:count]
@@ -121,7 +122,7 @@ def token_shares(tokens: list[list[str]], scores: list[list[float]], special: li
 
 def summarize(table: pa.Table, n_errors: int) -> Summary:
     names = [name[len("scores_"):] for name in table.column_names if name.startswith("scores_")]
-    tokens, special = _column(table, "input_tokens"), _column(table, "special_tokens") or None
+    tokens, content = _column(table, "input_tokens"), _column(table, "user_tokens") or None
     methods = []
     for name in names:
         comprehensiveness = _column(table, f"comprehensiveness_{name}")
@@ -140,7 +141,7 @@ def summarize(table: pa.Table, n_errors: int) -> Summary:
             sufficiency_gain=mean_interval(b - a for a, b in zip(sufficiency, random_sufficiency)
                                            if a is not None and b is not None),
             beats_random=(float(np.mean([a > b for a, b in comprehensive_pairs])) if comprehensive_pairs else None),
-            top_tokens=token_shares(tokens, _column(table, f"scores_{name}"), special),
+            top_tokens=token_shares(tokens, _column(table, f"scores_{name}"), content),
         ))
     completeness = tuple(float(value) for value in _column(table, "ig_completeness_error") if value is not None)
     agreement = tuple(
@@ -204,7 +205,8 @@ def summary_markdown(summary: Summary, settings: Mapping[str, Any]) -> str:
     else:
         lines.append("Not computed: run two or more methods with `--trust`.")
     lines += ["", "## Tokens with the largest mean share", "",
-              "Each row's absolute scores over its content tokens (special tokens left out) as shares of 1, "
+              "Each row's absolute scores over the tokens the user typed (special and chat-template tokens "
+              "left out) as shares of 1, "
               "averaged over all rows per token text.", ""]
     for item in summary.methods:
         lines += [f"**{method_label(item.method)}**", "", "| token | mean share | rows |", "|---|---|---|"]
@@ -221,11 +223,11 @@ def _empty_panel(ax: Any, title: str, note: str) -> None:
 
 
 def _interval_bars(ax: Any, labels: list[str], intervals: list[Interval | None], colors: list[str], offset: float,
-                   width: float, hatch: str | None = None, label: str | None = None) -> None:
+                   width: float, hatch: str | None = None) -> None:
     positions = np.arange(len(labels)) + offset
     means = [np.nan if item is None else item.mean for item in intervals]
     errors = np.array([[0, 0] if item is None else [item.mean - item.low, item.high - item.mean] for item in intervals]).T
-    ax.bar(positions, means, width=width, color=colors, hatch=hatch, edgecolor="white", label=label,
+    ax.bar(positions, means, width=width, color=colors, hatch=hatch, edgecolor="white",
            yerr=errors, capsize=3, error_kw={"ecolor": "0.25"})
 
 
@@ -241,14 +243,17 @@ def summary_png(summary: Summary) -> bytes:
 
     ax = figure.add_subplot(grid[0, 0])
     if any(item.comprehensiveness_gain is not None for item in summary.methods):
-        _interval_bars(ax, labels, [item.comprehensiveness_gain for item in summary.methods], colors, -0.2, 0.4,
-                       label="comprehensiveness − random")
-        _interval_bars(ax, labels, [item.sufficiency_gain for item in summary.methods], colors, 0.2, 0.4,
-                       hatch="//", label="random − sufficiency")
+        _interval_bars(ax, labels, [item.comprehensiveness_gain for item in summary.methods], colors, -0.2, 0.4)
+        _interval_bars(ax, labels, [item.sufficiency_gain for item in summary.methods], colors, 0.2, 0.4, hatch="//")
         ax.axhline(0, color="0.3", linewidth=0.8)
         ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
         ax.set_ylabel(f"gain over random (mean, {LEVEL:.0%} interval)")
-        ax.legend(fontsize=8)
+        from matplotlib.patches import Patch
+
+        # Neutral legend patches: the bars' colours are the methods', the hatch tells the two measures apart.
+        ax.legend(handles=[Patch(facecolor="0.6", label="comprehensiveness − random"),
+                           Patch(facecolor="0.6", hatch="//", edgecolor="white", label="random − sufficiency")],
+                  fontsize=8)
         ax.set_title("Faithfulness against random", fontsize=11, fontweight="bold")
     else:
         _empty_panel(ax, "Faithfulness against random", "not computed: run with --trust")

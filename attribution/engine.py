@@ -12,7 +12,7 @@ from .integrated_gradients import BASELINES
 from .methods import AGGREGATIONS, METHODS
 from .passes import AttributionRequest
 from .models import LoadedModel
-from .prompts import encode_prompt
+from .prompts import encode_prompt, held_context
 from .answer_map import compute_answer_map
 from .integrated_gradients import special_token_mask
 from .results import Analysis, Prediction
@@ -185,6 +185,7 @@ def analyze(
         # Generated tokens before the target (target=k) are the model's, not the user's.
         user_tokens = np.zeros(resolved.input_ids.numel(), dtype=bool)
         user_tokens[: encoded.user_tokens.size] = encoded.user_tokens
+        held = held_context(special, user_tokens, prompt_ids.numel(), chat)
         answer_map = {}
         if all_targets:
             report_stage("building the answer map")
@@ -194,10 +195,9 @@ def analyze(
         report = None
         if trust:
             report_stage("assessing trust")
-            # Template tokens are context, like special ones: faithfulness keeps them, agreement and the
-            # verdict leave them out.
-            context = special | (~user_tokens if chat else np.zeros_like(special))
-            report = assess(loaded, request, tokens, results, context)
+            # Held context (the first position, special and template tokens): faithfulness never hides it,
+            # agreement and the verdict leave it out.
+            report = assess(loaded, request, tokens, results, held)
         predictions = top_predictions(loaded, resolved.input_ids, logits=next_token_logits)
 
     input_ids = resolved.input_ids.cpu().numpy()
@@ -214,6 +214,7 @@ def analyze(
         top_predictions=tuple(predictions),
         special_tokens=special,
         user_tokens=user_tokens,
+        held_tokens=held,
         chat=chat,
         system=system,
         answer_map=answer_map,

@@ -126,3 +126,14 @@ def encode_prompt(loaded: LoadedModel, prompt: str, *, chat: bool = False, syste
         user_tokens=np.array(user, dtype=bool),
         text=text,
     )
+
+
+def held_context(special: np.ndarray, user_tokens: np.ndarray, n_prompt: int, chat: bool) -> np.ndarray:
+    """[seq] bool: the context an explanation holds fixed — the first position (the attention sink:
+    moving it switches the sink on and off, so IG's path jumps), special tokens, and with a chat
+    template the template's own tokens. Generated tokens before the target (`target=k`) are not held."""
+    held = np.array(special, dtype=bool, copy=True)
+    held[0] = True
+    if chat:
+        held[:n_prompt] |= ~np.asarray(user_tokens[:n_prompt], dtype=bool)
+    return held

@@ -207,6 +207,8 @@ class Analysis:
     special_tokens: np.ndarray | None = None  # [n_tokens] bool: BOS/EOS/pad (attention sinks)
     # [n_tokens] bool: the token covers characters the user typed (None: every non-special token)
     user_tokens: np.ndarray | None = None
+    # [n_tokens] bool: context held fixed (first position, special and template tokens); None: special only
+    held_tokens: np.ndarray | None = None
     chat: bool = False  # the prompt went through the model's chat template
     system: str | None = None  # the system prompt given with chat (None: the template's default)
     answer_map: Mapping[str, AnswerMap] = field(default_factory=dict)
@@ -235,6 +237,12 @@ class Analysis:
         object.__setattr__(self, "user_tokens", user)
         if user.shape[0] != ids.shape[0]:
             raise ValueError(f"{user.shape[0]} user-token flags for {ids.shape[0]} input tokens")
+        held = special if self.held_tokens is None else self.held_tokens
+        held = np.array(held, dtype=bool, copy=True).reshape(-1)
+        held.setflags(write=False)
+        object.__setattr__(self, "held_tokens", held)
+        if held.shape[0] != ids.shape[0]:
+            raise ValueError(f"{held.shape[0]} held-token flags for {ids.shape[0]} input tokens")
         if len(self.input_tokens) != ids.shape[0]:
             raise ValueError(f"{len(self.input_tokens)} token strings for {ids.shape[0]} input ids")
         if self.target.position != ids.shape[0]:
@@ -256,9 +264,9 @@ class Analysis:
 
     @property
     def context_tokens(self) -> np.ndarray:
-        """[n_tokens] bool: special tokens and template tokens, shown greyed and left out of the
-        colour scaling, the top-5 tables, agreement and the verdict by default."""
-        return self.special_tokens | self.template_tokens
+        """[n_tokens] bool: the held context (first position, special and template tokens), shown
+        greyed and left out of the colour scaling, the top-5 tables, agreement and the verdict by default."""
+        return self.held_tokens | self.special_tokens | self.template_tokens
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract shared by the CLI's --json and the app's export (keys never renamed)."""
@@ -272,6 +280,7 @@ class Analysis:
             "methods": {name: scores.to_dict() for name, scores in self.methods.items()},
             "special_tokens": [bool(value) for value in self.special_tokens],
             "user_tokens": [bool(value) for value in self.user_tokens],
+            "held_tokens": [bool(value) for value in self.held_tokens],
             "chat": bool(self.chat),
             "top_predictions": [prediction.to_dict() for prediction in self.top_predictions],
         }

@@ -224,9 +224,11 @@ def verdict(
 
 def assess(
     loaded: LoadedModel, request: AttributionRequest, tokens: tuple[str, ...],
-    methods: Mapping[str, MethodScores], special_tokens: np.ndarray,
+    methods: Mapping[str, MethodScores], held: np.ndarray,
 ) -> TrustReport:
-    content = ~np.asarray(special_tokens, dtype=bool)
+    """`held` [seq] bool: the context (first position, special and template tokens) that faithfulness
+    never hides and that agreement and the verdict leave out."""
+    content = ~np.asarray(held, dtype=bool)
     report, ks = faithfulness(loaded, request, methods, content)
     rank_correlation, overlap = agreement(methods, content)
     ig = methods.get("integrated_gradients")
