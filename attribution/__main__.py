@@ -58,8 +58,14 @@ def format_table(analysis: Analysis) -> str:
         if delta is not None:
             lines.append(
                 f"  convergence delta {delta:.4g} (Σ attributions − (F(input) − F(baseline)); "
-                f"F(input) − F(baseline) = {result.output_difference:.4g})"
+                f"F(input) − F(baseline) = {result.output_difference:.4g}; F = {result.score})"
             )
+            if result.target_error is not None:
+                outcome = "reached" if result.reached_target else "did NOT reach"
+                lines.append(
+                    f"  auto steps: {outcome} the {result.target_error:.2%} target: "
+                    f"{result.relative_completeness_error:.2%} error with {result.n_steps} path points"
+                )
     for name, table in analysis.answer_map.items():
         lines.append(f"\nanswer map ({name}): strongest source for each generated token")
         for row, target in zip(table.matrix, table.targets):
@@ -85,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     transformers_logging.disable_progress_bar()
     try:
+        options = analysis_options(arguments)  # an unknown preset fails before the model loads
         loaded = load_from_arguments(arguments)
-        analysis = analyze(loaded, arguments.prompt, all_targets=arguments.all_targets, **analysis_options(arguments))
+        analysis = analyze(loaded, arguments.prompt, all_targets=arguments.all_targets, **options)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from .integrated_gradients import integrate
 from .methods import aggregate
 from .models import LoadedModel
 from .passes import (
+    AttributionRequest,
     at_least_fp32,
     attention_maps,
     choose_batch_size,
@@ -30,7 +31,9 @@ from .targets import display_tokens
 ANSWER_MAP_METHODS = ("gradient", "input_x_gradient", "integrated_gradients", "attention")
 
 
-def _target_gradients(loaded: LoadedModel, source_ids: torch.Tensor, positions: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+def _target_gradients(
+    loaded: LoadedModel, source_ids: torch.Tensor, positions: torch.Tensor, target_ids: torch.Tensor, score: str
+) -> torch.Tensor:
     """d(logit of target t)/d(source embeddings) for every target: [T, S, d_model], batched rows."""
     embeddings = embed(loaded, source_ids)  # [1, S, d_model]
     n_targets = int(target_ids.numel())
@@ -42,7 +45,7 @@ def _target_gradients(loaded: LoadedModel, source_ids: torch.Tensor, positions: 
         rows = embeddings[:, :length].expand(stop - start, -1, -1).clone().requires_grad_(True)
         with torch.enable_grad():
             logits = logits_at(loaded, rows, positions[start:stop])  # [rows, vocab]
-            (chunk,) = torch.autograd.grad(score_rows(logits, target_ids[start:stop], None).sum(), rows)
+            (chunk,) = torch.autograd.grad(score_rows(logits, target_ids[start:stop], None, score).sum(), rows)
         gradients[start:stop, :length] = at_least_fp32(chunk)
 
     batch_size = choose_batch_size(loaded, source_ids.numel(), n_targets)
@@ -56,11 +59,11 @@ def compute_answer_map(
     generated_ids: torch.Tensor,
     methods: tuple[str, ...],
     *,
-    n_steps: int,
-    baseline: str,
-    aggregation: str,
+    request: AttributionRequest,
+    held: np.ndarray | None = None,
 ) -> dict[str, AnswerMap]:
-    """Target × source matrices for the chosen methods (those in ANSWER_MAP_METHODS)."""
+    """Target × source matrices for the chosen methods (those in ANSWER_MAP_METHODS), with the
+    request's IG settings and score. `held` [n_prompt] bool: prompt positions IG's baseline keeps."""
     n_targets = int(generated_ids.numel())
     if n_targets == 0:
         raise ValueError("the answer map explains generated tokens: set max_new_tokens to 1 or more")
@@ -72,12 +75,19 @@ def compute_answer_map(
 
     gradients = None  # [T, S, d_model]
     if "integrated_gradients" in chosen:
-        integration = integrate(loaded, source_ids, baseline, n_steps, positions, generated_ids)
-        matrices["integrated_gradients"] = aggregate(integration.attributions, aggregation)
+        held_sources = None
+        if held is not None:  # generated sources are not held
+            held_sources = torch.zeros(source_ids.numel(), dtype=torch.bool)
+            held_sources[: held.size] = torch.from_numpy(np.asarray(held, dtype=bool))
+        integration = integrate(
+            loaded, source_ids, request.baseline, request.n_steps, positions, generated_ids,
+            score=request.score, held=held_sources, target_error=request.target_error, max_steps=request.max_steps,
+        )
+        matrices["integrated_gradients"] = aggregate(integration.attributions, request.aggregation)
         gradients = integration.input_gradients  # IG's batches held each target's plain gradient too
     if {"gradient", "input_x_gradient"} & set(chosen):
         if gradients is None:
-            gradients = _target_gradients(loaded, source_ids, positions, generated_ids)
+            gradients = _target_gradients(loaded, source_ids, positions, generated_ids, request.score)
         if "gradient" in chosen:
             matrices["gradient"] = gradients.norm(dim=-1).cpu().numpy()
         if "input_x_gradient" in chosen:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .engine import DEFAULT_METHODS
 from .integrated_gradients import BASELINES
 from .methods import AGGREGATIONS, METHODS
+from .passes import SCORES
+from .presets import PRESETS, preset
+from .targets import DEFAULT_TARGET_ERROR, MAX_STEPS
 from .models import LoadedModel, default_model_name, load_model
 
 
@@ -18,11 +20,22 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hub id, local folder or .gguf file (default: $MODEL_ID, else the shipped demo model)")
     parser.add_argument("--gguf-file", default=None,
                         help="a .gguf file inside the --model hub repository or folder (llama.cpp / Ollama weights)")
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                        help=f"comma-separated, from: {', '.join(METHODS)}")
-    parser.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps (1..1000)")
-    parser.add_argument("--baseline", default="zero", help=f"IG baseline: {' | '.join(BASELINES)}")
-    parser.add_argument("--aggregation", default="l2", help=f"how embedding dims combine: {' | '.join(AGGREGATIONS)}")
+    parser.add_argument("--preset", default="seed",
+                        help=f"a bundle of settings that the flags below override: {' | '.join(PRESETS)} "
+                             "(default: seed, the notebook's)")
+    # None = "not given": the preset's value applies.
+    parser.add_argument("--methods", default=None, help=f"comma-separated, from: {', '.join(METHODS)}")
+    parser.add_argument("--steps", default=None,
+                        help=f"Integrated Gradients steps (1..{MAX_STEPS}), or 'auto': refine until --target-error")
+    parser.add_argument("--target-error", type=float, default=None,
+                        help=f"with --steps auto: the relative completeness error to reach (default {DEFAULT_TARGET_ERROR})")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help=f"with --steps auto: the most IG path points to spend (default {MAX_STEPS})")
+    parser.add_argument("--baseline", default=None, help=f"IG baseline: {' | '.join(BASELINES)}")
+    parser.add_argument("--hold-context", default=None, action=argparse.BooleanOptionalAction,
+                        help="IG's baseline keeps the first position, special and chat-template tokens")
+    parser.add_argument("--aggregation", default=None, help=f"how embedding dims combine: {' | '.join(AGGREGATIONS)}")
+    parser.add_argument("--score", default=None, help=f"what is explained: {' | '.join(SCORES)} (seed: logit)")
     parser.add_argument("--max-new-tokens", type=int, default=20, help="greedy tokens to generate (0..256)")
     parser.add_argument("--target", default=None,
                         help="explain this text's first token instead of the predicted one (mind the "
@@ -45,14 +58,29 @@ def parse_target(text: str | None) -> None | str | int:
     return int(stripped) if stripped.isdigit() and stripped == text else text
 
 
+def parse_steps(text: str) -> int | str:
+    stripped = text.strip()
+    return int(stripped) if stripped.isdigit() else stripped
+
+
 def analysis_options(arguments: argparse.Namespace) -> dict[str, Any]:
-    """`analyze` keyword arguments from parsed flags (the model, device and outputs are not among them)."""
+    """`analyze` keyword arguments from parsed flags (the model, device and outputs are not among
+    them): the preset's settings, overridden by every flag given explicitly."""
+    options = preset(arguments.preset)
+    explicit = {
+        "methods": arguments.methods,
+        "n_steps": None if arguments.steps is None else parse_steps(arguments.steps),
+        "target_error": arguments.target_error,
+        "max_steps": arguments.max_steps,
+        "baseline": arguments.baseline,
+        "hold_context": arguments.hold_context,
+        "aggregation": arguments.aggregation,
+        "score": arguments.score,
+    }
+    options.update({key: value for key, value in explicit.items() if value is not None})
     return dict(
-        methods=arguments.methods,
+        options,
         max_new_tokens=arguments.max_new_tokens,
-        n_steps=arguments.steps,
-        baseline=arguments.baseline,
-        aggregation=arguments.aggregation,
         target=parse_target(arguments.target),
         contrast=arguments.contrast,
         trust=arguments.trust,

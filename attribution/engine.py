@@ -10,7 +10,8 @@ import torch
 
 from .integrated_gradients import BASELINES
 from .methods import AGGREGATIONS, METHODS
-from .passes import AttributionRequest
+from .integrated_gradients import AUTO_FIRST_INTERVALS
+from .passes import SCORES, AttributionRequest
 from .models import LoadedModel
 from .prompts import encode_prompt, held_context
 from .answer_map import compute_answer_map
@@ -18,15 +19,19 @@ from .integrated_gradients import special_token_mask
 from .results import Analysis, Prediction
 from .trust import assess
 from .targets import (
+    DEFAULT_TARGET_ERROR,
+    MAX_AUTO_STEPS,
     MAX_NEW_TOKENS_LIMIT,
     MAX_STEPS,
     display_tokens,
     resolve_foil,
     resolve_target,
     validate_choice,
+    validate_fraction,
     validate_integer,
     validate_methods,
     validate_prompt,
+    validate_steps,
 )
 
 DEFAULT_METHODS = ("gradient", "attention", "integrated_gradients")
@@ -112,9 +117,13 @@ def analyze(
     *,
     methods: Iterable[str] = DEFAULT_METHODS,
     max_new_tokens: int = 20,
-    n_steps: int = 50,
+    n_steps: int | str = 50,
     baseline: str = "zero",
     aggregation: str = "l2",
+    score: str = "logit",
+    hold_context: bool = False,
+    target_error: float = DEFAULT_TARGET_ERROR,
+    max_steps: int = MAX_STEPS,
     target: None | str | int = None,
     contrast: str | int | None = None,
     all_targets: bool = False,
@@ -133,6 +142,12 @@ def analyze(
     rather than Tallinn?" (attention-based scores do not depend on the target and stay as they are).
     `all_targets`: also build the answer map (every generated token × its sources).
     `trust`: also compute the trust panel (completeness, faithfulness, agreement, verdict).
+    `n_steps`: IG path points, or "auto": refine (nested Romberg rule) until the relative
+    completeness error is at most `target_error` or `max_steps` points are spent.
+    `score`: what the gradient methods and IG explain: "logit" (the seed's), "probability" or
+    "log_probability" (see `attribution.SCORES` for the contrastive forms).
+    `hold_context`: IG's baseline keeps the held context (first position, special and chat-template
+    tokens) at its real embeddings, so the path never switches the attention sink off.
     `chat`: make the prompt the user message of the model's chat template (with the generation prompt);
     `system` replaces the template's default system prompt. Attribution covers every input token;
     `Analysis.user_tokens` says which ones the user typed.
@@ -141,7 +156,12 @@ def analyze(
     prompt = validate_prompt(prompt)
     chosen = validate_methods(methods, METHODS)
     max_new_tokens = validate_integer(max_new_tokens, "max_new_tokens", 0, MAX_NEW_TOKENS_LIMIT)
-    n_steps = validate_integer(n_steps, "n_steps", 1, MAX_STEPS)
+    n_steps = validate_steps(n_steps)
+    target_error = validate_fraction(target_error, "target_error")
+    max_steps = validate_integer(max_steps, "max_steps", AUTO_FIRST_INTERVALS, MAX_AUTO_STEPS)
+    score = validate_choice(score, "score", SCORES)
+    if not isinstance(hold_context, bool):
+        raise ValueError(f"hold_context must be True or False, got {hold_context!r}")
     baseline = validate_choice(baseline, "baseline", BASELINES)
     aggregation = validate_choice(aggregation, "aggregation", AGGREGATIONS)
     if not isinstance(chat, bool):
@@ -167,6 +187,11 @@ def analyze(
         next_token_logits = step_logits[step] if step < len(step_logits) else None  # [vocab]
         del step_logits  # the other steps' logits are not needed
         foil = None if contrast is None else resolve_foil(loaded, contrast, resolved.target)
+        special = special_token_mask(loaded, resolved.input_ids).cpu().numpy()
+        # Generated tokens before the target (target=k) are the model's, not the user's.
+        user_tokens = np.zeros(resolved.input_ids.numel(), dtype=bool)
+        user_tokens[: encoded.user_tokens.size] = encoded.user_tokens
+        held = held_context(special, user_tokens, prompt_ids.numel(), chat)
         request = AttributionRequest(
             input_ids=resolved.input_ids,
             target_id=resolved.target.id,
@@ -174,6 +199,10 @@ def analyze(
             n_steps=n_steps,
             baseline=baseline,
             aggregation=aggregation,
+            score=score,
+            held=torch.from_numpy(held) if hold_context else None,
+            target_error=target_error,
+            max_steps=max_steps,
         )
         computed = {}
         for name in run_order(chosen):
@@ -181,16 +210,12 @@ def analyze(
             computed[name] = METHODS[name](loaded, request)
         results = {name: computed[name] for name in chosen}
         tokens = tuple(display_tokens(loaded, resolved.input_ids.tolist()))
-        special = special_token_mask(loaded, resolved.input_ids).cpu().numpy()
-        # Generated tokens before the target (target=k) are the model's, not the user's.
-        user_tokens = np.zeros(resolved.input_ids.numel(), dtype=bool)
-        user_tokens[: encoded.user_tokens.size] = encoded.user_tokens
-        held = held_context(special, user_tokens, prompt_ids.numel(), chat)
         answer_map = {}
         if all_targets:
             report_stage("building the answer map")
             answer_map = compute_answer_map(
-                loaded, prompt_ids, generated_ids, chosen, n_steps=n_steps, baseline=baseline, aggregation=aggregation
+                loaded, prompt_ids, generated_ids, chosen, request=request,
+                held=held[: prompt_ids.numel()] if hold_context else None,
             )
         report = None
         if trust:

@@ -34,9 +34,19 @@ def _zero(loaded: LoadedModel, input_ids: torch.Tensor, inputs: torch.Tensor) ->
     return torch.zeros_like(inputs)
 
 
+def pad_baseline_token_id(loaded: LoadedModel) -> int:
+    """The token a "pad" baseline repeats: EOS, as the seed notebook sets `pad_token = eos_token`
+    unconditionally (the tokenizer's own pad token only when it has no EOS at all)."""
+    tokenizer = loaded.tokenizer
+    token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id
+    if token_id is None:
+        raise ValueError("the pad baseline needs an EOS or pad token, and this tokenizer has neither; use zero or mean")
+    return int(token_id)
+
+
 def _pad(loaded: LoadedModel, input_ids: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-    # As the seed: every position, BOS included, becomes the pad token (eos when the tokenizer has none).
-    return embed(loaded, torch.full_like(input_ids, loaded.tokenizer.pad_token_id))
+    # As the seed: every position, BOS included, becomes the pad token, which the seed sets to EOS.
+    return embed(loaded, torch.full_like(input_ids, pad_baseline_token_id(loaded)))
 
 
 def _keep_special(baseline: torch.Tensor, loaded: LoadedModel, input_ids: torch.Tensor, inputs: torch.Tensor):
@@ -51,10 +61,14 @@ def _pad_keep_special(loaded: LoadedModel, input_ids: torch.Tensor, inputs: torc
     return _keep_special(_pad(loaded, input_ids, inputs), loaded, input_ids, inputs)
 
 
-def _mean_keep_special(loaded: LoadedModel, input_ids: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+def _mean(loaded: LoadedModel, input_ids: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         mean = loaded.model.get_input_embeddings().weight.mean(dim=0)  # [d_model]
-    return _keep_special(mean.expand_as(inputs).clone(), loaded, input_ids, inputs)
+    return mean.to(inputs.dtype).expand_as(inputs).clone()
+
+
+def _mean_keep_special(loaded: LoadedModel, input_ids: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    return _keep_special(_mean(loaded, input_ids, inputs), loaded, input_ids, inputs)
 
 
 BaselineBuilder = Callable[[LoadedModel, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -63,13 +77,15 @@ BaselineBuilder = Callable[[LoadedModel, torch.Tensor, torch.Tensor], torch.Tens
 BASELINES: dict[str, BaselineBuilder] = {
     "zero": _zero,
     "pad": _pad,
+    "mean": _mean,
     "pad_keep_special": _pad_keep_special,
     "mean_keep_special": _mean_keep_special,
 }
 
 BASELINE_LABELS = {
     "zero": "zero embeddings (the seed's default; often does not converge on Llama)",
-    "pad": "pad-token embedding at every position (the seed's option; recommended)",
+    "pad": "pad-token embedding at every position — the EOS token, as the seed sets pad = eos (the seed's option)",
+    "mean": "the mean token embedding at every position",
     "pad_keep_special": "pad embedding, BOS/special tokens kept at their own",
     "mean_keep_special": "mean embedding, BOS/special tokens kept at their own",
 }
@@ -96,33 +112,47 @@ class Integration:
     input_values: torch.Tensor  # [T] fp64: F(input)
     baseline_values: torch.Tensor  # [T] fp64: F(baseline)
     input_gradients: torch.Tensor  # [T, seq, d_model]: dF/d(embeddings) at the input itself
+    n_points: int = 0  # path points evaluated per target (n_steps for a fixed rule)
+    rule: str = "gausslegendre"  # or "romberg" for n_steps="auto"
+
+    @property
+    def relative_errors(self) -> torch.Tensor:
+        """[T] |Σ attributions − (F(x) − F(x′))| / |F(x) − F(x′)|."""
+        total = self.attributions.double().sum(dim=(1, 2))
+        difference = self.input_values - self.baseline_values
+        return (total - difference).abs() / difference.abs().clamp_min(1e-12)
 
 
-def integrate(
+@dataclass(frozen=True)
+class _PathSums:
+    weighted: torch.Tensor  # [T, seq, d_model]: Σ weight · dF/dx at the given path points
+    values: torch.Tensor  # [T, 2] fp64: F(input), F(baseline) (zeros unless ends were asked for)
+    input_gradients: torch.Tensor  # [T, seq, d_model] (zeros unless ends were asked for)
+
+
+def _path_sums(
     loaded: LoadedModel,
-    input_ids: torch.Tensor,
-    baseline_name: str,
-    n_steps: int,
+    inputs: torch.Tensor,
+    baseline: torch.Tensor,
+    alphas: torch.Tensor,
+    weights: torch.Tensor,
     positions: torch.Tensor,
     target_ids: torch.Tensor,
-    foil_ids: torch.Tensor | None = None,
+    foil_ids: torch.Tensor | None,
+    score: str,
+    *,
+    ends: bool,
     batch_size: int | None = None,
-) -> Integration:
-    """IG attributions for T targets at once: target t is the logit of target_ids[t] at position
-    positions[t] (minus foil_ids[t]'s).
+) -> _PathSums:
+    """One batched pass over the path points baseline + α·(input − baseline) for T targets.
 
-    Each target contributes n_steps + 2 rows: its path points, the input itself (which gives F(input)
+    Each target contributes one row per α plus, with `ends`, the input itself (which gives F(input)
     and the plain gradient, so the gradient method needs no pass of its own) and the baseline (which
-    gives F(baseline)). A target's rows are consecutive, so a batch can stop at the last position
-    its targets need: the model is causal, later tokens cannot change those logits, and their
-    gradients are exactly zero.
+    gives F(baseline)). A target's rows are
+    consecutive, so a batch can stop at the last position its targets need: the model is causal,
+    later tokens cannot change those logits, and their gradients are exactly zero.
     """
-    if baseline_name not in BASELINES:
-        raise ValueError(f"unknown baseline {baseline_name!r}; valid choices: {', '.join(BASELINES)}")
-    inputs = embed(loaded, input_ids)  # [1, seq, d_model]
-    baseline = BASELINES[baseline_name](loaded, input_ids, inputs)  # [1, seq, d_model]
-    alphas, weights = integration_nodes(n_steps)
-    n_targets = int(target_ids.numel())
+    n_targets, n_alphas = int(target_ids.numel()), int(alphas.numel())
     device = inputs.device
     accumulate_dtype = torch.promote_types(inputs.dtype, torch.float32)
     # Path points are formed in fp32 (or wider) and then cast to the model's dtype: α and the
@@ -130,15 +160,15 @@ def integrate(
     wide_baseline = baseline.to(accumulate_dtype)
     difference = inputs.to(accumulate_dtype) - wide_baseline  # [1, seq, d_model]
 
-    rows_per_target = n_steps + 2
-    input_point, baseline_point = n_steps, n_steps + 1
-    target_of_row = torch.arange(n_targets).repeat_interleave(rows_per_target)  # [T·(steps + 2)]
-    point_of_row = torch.arange(rows_per_target).repeat(n_targets)  # step index, or input / baseline
+    rows_per_target = n_alphas + 2 * ends
+    input_point, baseline_point = n_alphas, n_alphas + 1
+    target_of_row = torch.arange(n_targets).repeat_interleave(rows_per_target)  # [T·rows_per_target]
+    point_of_row = torch.arange(rows_per_target).repeat(n_targets)  # α index, or input / baseline
     # α = 0 reproduces the baseline exactly (x + 0·d = x); the input row is taken as is, since
     # baseline + 1·(input − baseline) can differ from the input in the last bit.
-    alpha_of_point = torch.cat([alphas, torch.tensor([1.0, 0.0], dtype=torch.float64)])
+    alpha_of_point = torch.cat([alphas.double(), torch.tensor([1.0, 0.0], dtype=torch.float64)])
     total_rows = n_targets * rows_per_target
-    batch_size = batch_size or choose_batch_size(loaded, input_ids.numel(), total_rows)
+    batch_size = batch_size or choose_batch_size(loaded, inputs.shape[1], total_rows)
 
     weighted = torch.zeros((n_targets, *inputs.shape[1:]), dtype=accumulate_dtype, device=device)
     input_gradients = torch.zeros_like(weighted)
@@ -149,17 +179,19 @@ def integrate(
         length = int(positions[targets].max()) + 1  # no later token can matter to these targets
         alpha = alpha_of_point[points].to(device, accumulate_dtype).view(-1, 1, 1)
         path = (wide_baseline[:, :length] + alpha * difference[:, :length]).to(inputs.dtype)  # [rows, length, d]
-        is_input, on_path, differentiated = points == input_point, points < input_point, points != baseline_point
+        is_input, is_baseline = points == input_point, points == baseline_point
+        on_path = points < n_alphas
+        differentiated = ~is_baseline
         rows = torch.where(is_input.to(device).view(-1, 1, 1), inputs[:, :length], path).requires_grad_(True)
         with torch.enable_grad():
             logits = logits_at(loaded, rows, positions[targets])
-            score = score_rows(logits, target_ids[targets], None if foil_ids is None else foil_ids[targets])
+            row_scores = score_rows(logits, target_ids[targets], None if foil_ids is None else foil_ids[targets], score)
             gradients = None
             if bool(differentiated.any()):
                 # Rows are independent, so the gradient of the summed scores is each row's own.
-                (gradients,) = torch.autograd.grad(score[differentiated.to(score.device)].sum(), rows)
-        ends = ~on_path
-        end_values = score.detach().double().to(device)[ends.to(device)]  # logits may sit on another GPU
+                (gradients,) = torch.autograd.grad(row_scores[differentiated.to(row_scores.device)].sum(), rows)
+        at_ends = ~on_path
+        end_values = row_scores.detach().double().to(device)[at_ends.to(device)]  # logits may sit on another GPU
         if gradients is not None:
             gradients = gradients.to(accumulate_dtype)  # [rows, length, d_model], on the inputs' device
             step_weights = weights[points[on_path]].to(device, accumulate_dtype).view(-1, 1, 1)
@@ -167,22 +199,151 @@ def integrate(
             input_rows = gradients[is_input.to(device)]
         # Every temporary exists before the first write, and the one write that adds comes last: an
         # out-of-memory error anywhere above leaves nothing that the retry of these rows would add twice.
-        values[targets[ends].to(device), (points[ends] - input_point).to(device)] = end_values
+        values[targets[at_ends].to(device), (points[at_ends] - input_point).to(device)] = end_values
         if gradients is None:
             return
         input_gradients[targets[is_input].to(device), :length] = input_rows
         weighted[:, :length].index_add_(0, targets[on_path].to(device), weighted_gradients)
 
     run_in_batches(loaded, total_rows, batch_size, accumulate, "integrated gradients", "step")
+    return _PathSums(weighted, values, input_gradients)
+
+
+def path_endpoints(
+    loaded: LoadedModel, input_ids: torch.Tensor, baseline_name: str, held: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input embeddings and the baseline [1, seq, d_model] each; held positions (`held` [seq]
+    bool) keep their real embeddings in the baseline, so they get exactly zero attribution."""
+    if baseline_name not in BASELINES:
+        raise ValueError(f"unknown baseline {baseline_name!r}; valid choices: {', '.join(BASELINES)}")
+    inputs = embed(loaded, input_ids)  # [1, seq, d_model]
+    baseline = BASELINES[baseline_name](loaded, input_ids, inputs)  # [1, seq, d_model]
+    if held is not None:
+        baseline = torch.where(held.to(inputs.device).view(1, -1, 1), inputs, baseline)
+    return inputs, baseline
+
+
+def integrate(
+    loaded: LoadedModel,
+    input_ids: torch.Tensor,
+    baseline_name: str,
+    n_steps: int | str,
+    positions: torch.Tensor,
+    target_ids: torch.Tensor,
+    foil_ids: torch.Tensor | None = None,
+    batch_size: int | None = None,
+    *,
+    score: str = "logit",
+    held: torch.Tensor | None = None,
+    target_error: float = 0.01,
+    max_steps: int = 1000,
+) -> Integration:
+    """IG attributions for T targets at once: target t is the score of target_ids[t] at position
+    positions[t] (minus foil_ids[t]'s). `n_steps`: Captum's Gauss–Legendre rule with that many
+    points, or "auto" (`integrate_to_accuracy`)."""
+    inputs, baseline = path_endpoints(loaded, input_ids, baseline_name, held)
+    if n_steps == "auto":
+        return integrate_to_accuracy(
+            loaded, inputs, baseline, positions, target_ids, foil_ids, score,
+            target_error=target_error, max_steps=max_steps, batch_size=batch_size,
+        )
+    alphas, weights = integration_nodes(int(n_steps))
+    sums = _path_sums(
+        loaded, inputs, baseline, alphas, weights, positions, target_ids, foil_ids, score,
+        ends=True, batch_size=batch_size,
+    )
+    difference = inputs.to(sums.weighted.dtype) - baseline.to(sums.weighted.dtype)
     return Integration(
-        attributions=weighted * difference,  # [T, seq, d_model]
-        input_values=values[:, 0],
-        baseline_values=values[:, 1],
-        input_gradients=input_gradients,
+        attributions=sums.weighted * difference,  # [T, seq, d_model]
+        input_values=sums.values[:, 0],
+        baseline_values=sums.values[:, 1],
+        input_gradients=sums.input_gradients,
+        n_points=int(n_steps),
     )
 
 
+#: n_steps="auto" starts from this many midpoint intervals and triples them.
+AUTO_FIRST_INTERVALS = 9
+
+
+def auto_levels(max_steps: int) -> list[int]:
+    """Interval counts 9, 27, 81, ... (one path point each) that fit in `max_steps` points."""
+    levels, intervals = [], AUTO_FIRST_INTERVALS
+    while intervals <= max_steps:
+        levels.append(intervals)
+        intervals *= 3
+    return levels
+
+
+def integrate_to_accuracy(
+    loaded: LoadedModel,
+    inputs: torch.Tensor,
+    baseline: torch.Tensor,
+    positions: torch.Tensor,
+    target_ids: torch.Tensor,
+    foil_ids: torch.Tensor | None,
+    score: str,
+    *,
+    target_error: float,
+    max_steps: int,
+    batch_size: int | None = None,
+) -> Integration:
+    """IG refined until every target's relative completeness error is at most `target_error`, or
+    until the next refinement would pass `max_steps` path points.
+
+    A nested rule, so no point is evaluated twice: the midpoint rule on 9, 27, 81, ... intervals
+    (tripling keeps every earlier midpoint and adds two per interval), with Richardson extrapolation
+    across levels (Romberg's method; for a smooth integrand the midpoint error expands in h², h⁴, ...).
+    An open rule, like Captum's Gauss–Legendre, never evaluates the end points' gradients: at a zero
+    baseline RMSNorm's gradient is 1/sqrt(ε) and overflows. The end points are still run once, for
+    F(input), F(baseline) and the plain input gradient.
+    """
+    levels = auto_levels(max_steps)
+    if not levels:
+        raise ValueError(
+            f"max_steps {max_steps} is below the {AUTO_FIRST_INTERVALS} path points of the first "
+            "auto level; allow more steps or give a fixed number of steps"
+        )
+    accumulate_dtype = torch.promote_types(inputs.dtype, torch.float32)
+    difference = inputs.to(accumulate_dtype) - baseline.to(accumulate_dtype)  # [1, seq, d_model]
+    first = levels[0]
+    midpoints = (torch.arange(first, dtype=torch.float64) + 0.5) / first
+    sums = _path_sums(
+        loaded, inputs, baseline, midpoints, torch.full_like(midpoints, 1 / first), positions, target_ids,
+        foil_ids, score, ends=True, batch_size=batch_size,
+    )
+    table = [sums.weighted]  # the last Romberg row: table[j] is extrapolated j times
+    n_points = first
+
+    def result(estimate: torch.Tensor) -> Integration:
+        return Integration(
+            attributions=estimate * difference, input_values=sums.values[:, 0], baseline_values=sums.values[:, 1],
+            input_gradients=sums.input_gradients, n_points=n_points, rule="romberg",
+        )
+
+    best = result(table[-1])
+    for intervals in levels[1:]:
+        if float(best.relative_errors.max()) <= target_error:
+            break
+        # Each interval of the last level splits in three: its midpoint stays, two new ones come.
+        cell = torch.arange(intervals // 3, dtype=torch.float64)
+        new_points = torch.cat([(3 * cell + 0.5) / intervals, (3 * cell + 2.5) / intervals])
+        new = _path_sums(
+            loaded, inputs, baseline, new_points, torch.full_like(new_points, 1 / intervals), positions,
+            target_ids, foil_ids, score, ends=False, batch_size=batch_size,
+        )
+        row = [table[0] / 3 + new.weighted]
+        for order, previous in enumerate(table, start=1):
+            factor = 9.0**order  # h shrinks threefold, so the h^(2·order) term shrinks 9^order-fold
+            row.append(row[-1] + (row[-1] - previous) / (factor - 1))
+        table = row
+        n_points += int(new_points.numel())
+        best = result(table[-1])
+    return best
+
+
 __all__ = [
-    "BASELINES", "BASELINE_LABELS", "RECOMMENDED_BASELINE", "Integration", "explained_score", "integrate",
-    "integration_nodes", "special_token_mask",
+    "BASELINES", "BASELINE_LABELS", "RECOMMENDED_BASELINE", "Integration", "auto_levels", "explained_score",
+    "integrate", "integrate_to_accuracy", "integration_nodes", "pad_baseline_token_id", "path_endpoints",
+    "special_token_mask",
 ]

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .integrated_gradients import BASELINES, integrate
+from .integrated_gradients import integrate
 from .models import LoadedModel
 from .passes import (
     AttributionRequest,
@@ -95,13 +95,12 @@ def occlusion(loaded: LoadedModel, request: AttributionRequest) -> MethodScores:
 
 def integrated_gradients(loaded: LoadedModel, request: AttributionRequest) -> IntegratedGradientsScores:
     """Integrated Gradients on the input embeddings (the seed's method C), steps batched."""
-    if request.baseline not in BASELINES:
-        raise ValueError(f"unknown baseline {request.baseline!r}; valid choices: {', '.join(BASELINES)}")
     last = torch.tensor([request.input_ids.numel() - 1])
     foils = None if request.foil_id is None else torch.tensor([request.foil_id])
     integration = integrate(
         loaded, request.input_ids, request.baseline, request.n_steps, last,
         torch.tensor([request.target_id]), foils, request.internal_batch_size,
+        score=request.score, held=request.held, target_error=request.target_error, max_steps=request.max_steps,
     )
     # The input's own gradient came out of the same batches: the gradient methods reuse it.
     request.shared.setdefault("input_gradients", at_least_fp32(integration.input_gradients[0]))
@@ -114,9 +113,12 @@ def integrated_gradients(loaded: LoadedModel, request: AttributionRequest) -> In
         convergence_delta=delta,
         input_output=float(input_output[0]),
         baseline_output=float(baseline_output[0]),
-        n_steps=request.n_steps,
+        n_steps=integration.n_points,
         baseline=request.baseline,
         aggregation=request.aggregation,
+        score=request.score,
+        held=request.held is not None,
+        target_error=request.target_error if request.n_steps == "auto" else None,
     )
 
 

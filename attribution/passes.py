@@ -17,17 +17,30 @@ import torch
 from .models import LoadedModel, eager_attention
 
 
+#: What the gradient methods and IG explain, and each one's contrastive form (with a foil).
+SCORES = {
+    "logit": "the target's logit (the seed's); contrastive: logit(target) − logit(foil)",
+    "probability": "the target's probability; contrastive: p(target) − p(foil)",
+    "log_probability": "the target's log-probability; contrastive: log p(target) − log p(foil), "
+                       "which equals the logit difference (the softmax normaliser cancels)",
+}
+
+
 @dataclass(frozen=True)
 class AttributionRequest:
-    """What one method call explains: the logit of `target_id` right after `input_ids`."""
+    """What one method call explains: the score of `target_id` right after `input_ids`."""
 
     input_ids: torch.Tensor  # [seq] on the model's input device, BOS included
     target_id: int
-    foil_id: int | None = None  # contrastive: explain logit(target) − logit(foil)
-    n_steps: int = 50
+    foil_id: int | None = None  # contrastive: explain score(target) − score(foil)
+    n_steps: int | str = 50  # or "auto": IG refines until its completeness error is under target_error
     baseline: str = "zero"
     aggregation: str = "l2"
     internal_batch_size: int | None = None  # rows per forward; None sizes it to free memory
+    score: str = "logit"  # a key of SCORES
+    held: torch.Tensor | None = None  # [seq] bool on the CPU: context IG's baseline keeps at the input
+    target_error: float = 0.01  # n_steps="auto": the relative completeness error to reach
+    max_steps: int = 1000  # n_steps="auto": the most path points to spend
     shared: dict = field(default_factory=dict, compare=False, repr=False)  # passes reused across methods
 
     def reuse(self, key: str, compute: Callable[[], object]) -> object:
@@ -47,13 +60,12 @@ def embed(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
         return loaded.model.get_input_embeddings()(input_ids.unsqueeze(0)).detach().clone()
 
 
-def explained_score(logits: torch.Tensor, target_id: int, foil_id: int | None) -> torch.Tensor:
-    """[batch, vocab] logits → [batch]: the target's logit, minus the foil's when contrastive."""
-    logits = at_least_fp32(logits)
-    score = logits[:, target_id]
-    if foil_id is not None:
-        score = score - logits[:, foil_id]
-    return score
+def explained_score(logits: torch.Tensor, target_id: int, foil_id: int | None, score: str = "logit") -> torch.Tensor:
+    """[batch, vocab] logits → [batch]: the target's score, minus the foil's when contrastive."""
+    rows = logits.shape[0]
+    target_ids = torch.full((rows,), int(target_id), dtype=torch.long)
+    foil_ids = None if foil_id is None else torch.full((rows,), int(foil_id), dtype=torch.long)
+    return score_rows(logits, target_ids, foil_ids, score)
 
 
 def target_logit(
@@ -62,13 +74,14 @@ def target_logit(
     target_id: int,
     foil_id: int | None = None,
     attention_mask: torch.Tensor | None = None,
+    score: str = "logit",
 ) -> torch.Tensor:
     """The explained score per batch row [batch] at the last position, from the model's own forward.
     Only the last position's logits are computed (`logits_to_keep=1`)."""
     output = loaded.model(
         inputs_embeds=embeddings, attention_mask=attention_mask, logits_to_keep=1, use_cache=False
     )
-    return explained_score(output.logits[:, -1, :], target_id, foil_id)
+    return explained_score(output.logits[:, -1, :], target_id, foil_id, score)
 
 
 def logits_at(loaded: LoadedModel, embeddings: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -91,7 +104,7 @@ def input_gradients(loaded: LoadedModel, request: AttributionRequest) -> torch.T
     def compute() -> torch.Tensor:
         embeddings = embed(loaded, request.input_ids).requires_grad_(True)  # [1, seq, d_model]
         with torch.enable_grad():
-            score = target_logit(loaded, embeddings, request.target_id, request.foil_id)
+            score = target_logit(loaded, embeddings, request.target_id, request.foil_id, score=request.score)
             (gradients,) = torch.autograd.grad(score.sum(), embeddings)
         return at_least_fp32(gradients[0])
 
@@ -144,8 +157,8 @@ def log_probability_scores(
                 logits_to_keep=1,
                 use_cache=False,
             )
-            log_probabilities = torch.log_softmax(at_least_fp32(output.logits[:, -1, :]), dim=-1)
-            values.append(explained_score(log_probabilities, request.target_id, request.foil_id).cpu())
+            logits = output.logits[:, -1, :]
+            values.append(explained_score(logits, request.target_id, request.foil_id, "log_probability").cpu())
     return torch.cat(values)  # [rows]
 
 
@@ -236,10 +249,24 @@ def run_in_batches(
         start = stop
 
 
-def score_rows(logits: torch.Tensor, target_ids: torch.Tensor, foil_ids: torch.Tensor | None) -> torch.Tensor:
-    """Per-row explained score [rows] when each row has its own target (and foil)."""
+def score_rows(
+    logits: torch.Tensor, target_ids: torch.Tensor, foil_ids: torch.Tensor | None, score: str = "logit"
+) -> torch.Tensor:
+    """Per-row explained score [rows] when each row has its own target (and foil): the logit, the
+    log-probability or the probability (SCORES), formed in fp32 or wider."""
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; valid choices: {', '.join(SCORES)}")
+    logits = at_least_fp32(logits)
     rows = torch.arange(logits.shape[0], device=logits.device)
-    score = logits[rows, target_ids.to(logits.device)]
+
+    def value(ids: torch.Tensor) -> torch.Tensor:
+        picked = logits[rows, ids.to(logits.device)]  # [rows]
+        if score == "logit":
+            return picked
+        log_probability = picked - torch.logsumexp(logits, dim=-1)  # no [rows, vocab] softmax kept
+        return log_probability if score == "log_probability" else log_probability.exp()
+
+    result = value(target_ids)
     if foil_ids is not None:
-        score = score - logits[rows, foil_ids.to(logits.device)]
-    return score
+        result = result - value(foil_ids)
+    return result

@@ -92,9 +92,12 @@ class IntegratedGradientsScores(MethodScores):
     convergence_delta: float = 0.0
     input_output: float = 0.0  # F(input): the target logit at the real input
     baseline_output: float = 0.0  # F(baseline)
-    n_steps: int = 50
+    n_steps: int = 50  # path points evaluated (with n_steps="auto": the points it took)
     baseline: str = "zero"
     aggregation: str = "l2"
+    score: str = "logit"  # what F is: logit, probability or log_probability
+    held: bool = False  # the baseline kept the held context at its real embeddings
+    target_error: float | None = None  # n_steps="auto": the completeness error it aimed for
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -107,6 +110,11 @@ class IntegratedGradientsScores(MethodScores):
     @property
     def signed(self) -> bool:
         return self.aggregation == "sum"
+
+    @property
+    def reached_target(self) -> bool | None:
+        """n_steps="auto": whether the completeness error got under the target within the budget."""
+        return None if self.target_error is None else self.relative_completeness_error <= self.target_error
 
     @property
     def output_difference(self) -> float:
@@ -125,7 +133,12 @@ class IntegratedGradientsScores(MethodScores):
             n_steps=int(self.n_steps),
             baseline=self.baseline,
             aggregation=self.aggregation,
+            score=self.score,
+            held_context=self.held,
         )
+        if self.target_error is not None:
+            result.update(auto_steps=True, target_error=self.target_error, reached_target=self.reached_target,
+                          relative_completeness_error=self.relative_completeness_error)
         if self.aggregation == "sum":
             result["relative_completeness_error"] = self.relative_completeness_error
         return result

@@ -20,6 +20,8 @@ from .results import Target
 DEFAULT_MAX_PROMPT_TOKENS = 512
 MAX_NEW_TOKENS_LIMIT = 256
 MAX_STEPS = 1000
+MAX_AUTO_STEPS = 10_000  # n_steps="auto": the largest budget of path points one may allow
+DEFAULT_TARGET_ERROR = 0.01  # n_steps="auto": relative completeness error aimed for
 # Newline, carriage return and tab are ordinary text; other control characters are refused.
 _ALLOWED_CONTROL = {"\n", "\r", "\t"}
 
@@ -49,6 +51,24 @@ def validate_integer(value: object, name: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ValueError(f"{name} must be from {low} to {high}, got {value}")
     return int(value)
+
+
+def validate_steps(value: object) -> int | str:
+    """IG steps: a whole number from 1 to MAX_STEPS, or "auto"."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str):
+        raise ValueError(f"n_steps must be a whole number from 1 to {MAX_STEPS} or 'auto', got {value!r}")
+    return validate_integer(value, "n_steps", 1, MAX_STEPS)
+
+
+def validate_fraction(value: object, name: str) -> float:
+    """A number strictly between 0 and 1 (a relative error), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a number between 0 and 1 (e.g. 0.01 for 1%), got {value!r}")
+    if not 0 < value < 1:
+        raise ValueError(f"{name} must be between 0 and 1 (e.g. 0.01 for 1%), got {value}")
+    return float(value)
 
 
 def validate_choice(value: object, name: str, choices: Iterable[str]) -> str:
