@@ -66,6 +66,11 @@ def is_gguf_path(name_or_path: str) -> bool:
     return name_or_path.lower().endswith(".gguf")
 
 
+# llama.cpp's names for architectures that transformers keys differently (its load_gguf_checkpoint
+# renames them the same way before converting).
+_LLAMA_CPP_NAMES = {"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe", "gpt-oss": "gpt_oss", "minimax-m2": "minimax_m2"}
+
+
 def check_gguf_file(path: Path) -> str:
     """The file's architecture (e.g. 'llama'), after checking that it is a whole, readable GGUF file
     of an architecture transformers can convert; ValueError naming the problem otherwise."""
@@ -105,7 +110,8 @@ def check_gguf_file(path: Path) -> str:
         raise ValueError(
             f"the GGUF file {str(path)!r} is truncated: its tensors need {end:,} bytes, the file has {size:,}"
         )
-    if architecture not in GGUF_SUPPORTED_ARCHITECTURES or architecture in {"general", "tokenizer"}:
+    known = _LLAMA_CPP_NAMES.get(architecture, architecture)
+    if known not in GGUF_SUPPORTED_ARCHITECTURES or known in {"general", "tokenizer"}:
         supported = sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - {"general", "tokenizer", "t5", "umt5"})
         raise ValueError(
             f"the GGUF file {str(path)!r} holds a {architecture!r} model, which transformers cannot convert; "

