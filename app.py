@@ -34,16 +34,20 @@ from gradio.components.plot import PlotData
 
 import attribution
 from attribution import exports
-from attribution.answer_map_figures import answer_map_figure, answer_map_highlight, source_special_tokens
+from attribution.answer_map_figures import answer_map_figure, answer_map_highlight, source_exclusions
 from attribution.app_inputs import (
     DEEP_LINK_KEYS,
     TARGET_CHOICES,
+    chat_default,
     deep_link_settings,
+    model_label,
     parse_contrast,
     parse_flag,
+    parse_system,
     parse_target,
     token_index,
 )
+from attribution.app_inputs import model_choices as picker_choices
 from attribution.comparison_figures import comparison_bars_figure, comparison_heatmap_figure
 from attribution.explanations import (
     ANSWER_MAP_HELP,
@@ -59,6 +63,7 @@ from attribution.explanations import (
     method_notes,
     stage_text,
 )
+from attribution.figure_style import excluded_tokens
 from attribution.labels import method_label, token_label
 from attribution.method_figures import LAYERED_METHODS, head_heatmap_figure
 from attribution.plotting import analysis_figures
@@ -71,12 +76,15 @@ from attribution.tables import (
     highlight_values,
     top_rows,
 )
-from attribution.targets import MAX_NEW_TOKENS_LIMIT, MAX_STEPS, validate_prompt
+from attribution.targets import MAX_NEW_TOKENS_LIMIT, MAX_STEPS, display_tokens, validate_prompt
 from attribution.view_state import (
+    EXPLAINED,
     analysis_from_view_state,
     answer_map_from_view_state,
+    answer_view,
     contrast_options,
     dump_view_state,
+    explained_answer_token,
     load_view_state,
 )
 
@@ -89,7 +97,6 @@ EXAMPLE_PROMPTS = (
     "Which city is the capital of Germany?",
     "The Eiffel Tower is located in the city of",
 )
-HUB_MODEL = "meta-llama/Llama-3.2-1B"
 DEFAULTS = {
     # Every registered method, so every tab has something to show. This also keeps the cached examples
     # free of empty outputs: gradio's example cache writes None as '' and cannot read it back.
@@ -108,6 +115,10 @@ DEFAULTS = {
     "all_targets": True,
     "trust": True,
     "hide_special": False,  # the seed's view: every token, BOS included, in the colour scaling
+    # The API's defaults: the raw prompt, as before chat templates. The page ticks Chat template for chat
+    # models (chat_default) instead.
+    "chat": False,
+    "system": "",  # "" = the chat template's default system prompt
 }
 TRUST_HELP = (
     "**Faithfulness** (ERASER, averaged over hiding k = 1, 2, 20% and 50% of the content tokens): "
@@ -143,6 +154,9 @@ CSS = """
 #verdict { border-left: 5px solid var(--color-accent); background: var(--background-fill-secondary);
            padding: 0.5rem 1rem; border-radius: 6px; }
 #verdict p { font-size: 1.08rem; margin: 0.2rem 0; }
+/* Tokens left out of the colour scaling (the chat template's, hidden special tokens) come without a score. */
+.token-scores .score-token:not(.highlighted) { color: var(--body-text-color-subdued); opacity: 0.55; }
+#answer-tokens .token { cursor: pointer; }
 """
 
 
@@ -155,27 +169,11 @@ def is_hosted() -> bool:
     return bool(os.environ.get("SPACE_ID"))
 
 
-def model_label(name: str) -> str:
-    if not isinstance(name, str):
-        return repr(name)
-    try:
-        if Path(name).expanduser().resolve() == attribution.DEMO_MODEL_PATH.resolve():
-            return "demo model (assets/demo-model, offline)"
-    except (OSError, ValueError, RuntimeError):  # no file system can hold the name: load_model says why
-        pass
-    return name
-
-
 def model_choices(default_model: str) -> list[tuple[str, str]]:
-    """On a Space: the default plus ALLOWED_MODELS (nothing else loads there); locally also the
-    demo model and Llama-3.2-1B, and any hub id or folder can be typed in."""
-    if is_hosted():
-        allowed = [item.strip() for item in os.environ.get("ALLOWED_MODELS", "").split(",") if item.strip()]
-        names = [default_model, *allowed]
-    else:
-        names = [default_model, str(attribution.DEMO_MODEL_PATH), HUB_MODEL]
-    unique = list(dict.fromkeys(names))
-    return [(model_label(name), name) for name in unique]
+    """On a Space: the default, ALLOWED_MODELS and the built-in models (nothing else loads there);
+    locally also the demo model and Llama-3.2-1B, and any hub id, folder or .gguf file can be typed in."""
+    allowed = [item.strip() for item in os.environ.get("ALLOWED_MODELS", "").split(",") if item.strip()]
+    return picker_choices(default_model, hosted=is_hosted(), allowed=allowed)
 
 
 METHOD_PARTS = ("notes", "highlight", "bars", "top")
@@ -194,7 +192,7 @@ OUTPUT_KEYS = (
     + ["export:json", "export:csv", "export:png", "state"]
 )
 #: The outputs redrawn from the stored result when "Hide start/special tokens" changes (no model run).
-SCALED_KEYS = ([f"{name}:highlight" for name in attribution.METHODS]
+SCALED_KEYS = ([f"{name}:{part}" for name in attribution.METHODS for part in ("highlight", "top")]
                + ["compare:heatmap", "compare:bars", "answer_map:heatmap", "answer_map:highlight"])
 
 
@@ -234,38 +232,49 @@ def answer_map_views(state: str | None, method: Any, token: Any, hide_special: A
     redrawn from the stored result for another method, token or colour scaling (the model is not run)."""
     data = load_view_state(state)
     table = answer_map_from_view_state(data, method)
-    if table is None:
+    analysis = analysis_from_view_state(data)
+    if table is None or analysis is None:
         return [None, gr.update(value=None, label=answer_map_label(None, 1))]
     index = token_index(token, len(table.targets))
-    exclude = (source_special_tokens(data["special"], len(table.sources)) if hide_special else None)
+    exclude, template = source_exclusions(analysis, table, bool(hide_special))
     figure = answer_map_figure(table, signed=bool(data.get("answer_map_signed", {}).get(method)),
-                               exclude=exclude, selected=index)
+                               exclude=exclude, template=template, selected=index)
     highlight = answer_map_highlight(table, index, exclude)
     return [figure, gr.update(value=highlight, label=answer_map_label(table, index))]
 
 
 def scaled_views(state: str | None, hide_special: Any, method: Any, token: Any) -> list[Any]:
-    """Everything the colour scaling touches (SCALED_KEYS order), redrawn from the stored result when
-    "Hide start/special tokens from colour scaling" changes: the model is not run again."""
+    """Everything the colour scaling touches (SCALED_KEYS order: highlights, top 5s, comparison and
+    answer map), redrawn from the stored result when "Hide start/special tokens from colour scaling"
+    changes: the model is not run again."""
     data = load_view_state(state)
     analysis = analysis_from_view_state(data)
     if analysis is None:
         return [gr.update() for _key in SCALED_KEYS]
-    exclude = analysis.special_tokens if hide_special else None
+    exclude = excluded_tokens(analysis, bool(hide_special))
     values: dict[str, Any] = {}
     for name in attribution.METHODS:
-        result = analysis.methods.get(name)
-        values[f"{name}:highlight"] = (gr.update() if result is None else
-                                       highlight_values(analysis.input_tokens, result.scores, exclude))
+        if name not in analysis.methods:
+            values[f"{name}:highlight"] = values[f"{name}:top"] = gr.update()
+            continue
+        scores = analysis.methods[name].scores
+        values[f"{name}:highlight"] = highlight_values(analysis.input_tokens, scores, exclude)
+        values[f"{name}:top"] = top_table(analysis, name, exclude)
     values["compare:heatmap"] = comparison_heatmap_figure(analysis, bool(hide_special))
     values["compare:bars"] = comparison_bars_figure(analysis, bool(hide_special))
     values["answer_map:heatmap"], values["answer_map:highlight"] = answer_map_views(state, method, token, hide_special)
     return [values[key] for key in SCALED_KEYS]
 
 
+def top_table(analysis: attribution.Analysis, name: str, exclude: Any) -> pd.DataFrame:
+    """A method's top-5 table, leaving out the tokens left out of the colour scaling."""
+    return pd.DataFrame(top_rows(analysis, name, exclude=exclude), columns=TOP_HEADERS)
+
+
 def after_analysis(state: str | None, contrast_pick: Any) -> list[Any]:
     """After each analysis: the answer-map pickers (first method, first token), the contrast picker's
-    choices (the picked foil kept while it is still the one in use) and the recommended-IG button."""
+    choices (the picked foil kept while it is still the one in use), the recommended-IG button, the
+    answer-map label and the clickable answer (the explained token marked)."""
     data = load_view_state(state)
     methods = list(data.get("answer_map", {}))
     targets = data["answer_map"][methods[0]]["targets"] if methods else []
@@ -282,7 +291,16 @@ def after_analysis(state: str | None, contrast_pick: Any) -> list[Any]:
     recommend_update = gr.update(visible=ig is not None and tuple(ig) != RECOMMENDED_IG_SETTINGS)
     table = answer_map_from_view_state(data, methods[0]) if methods else None
     label_update = gr.update(label=answer_map_label(table, 1))
-    return [method_update, token_update, contrast_update, recommend_update, label_update]
+    return [method_update, token_update, contrast_update, recommend_update, label_update, answer_view(data)]
+
+
+def explain_answer_token(state: str | None, event: gr.SelectData) -> list[Any]:
+    """A generated token clicked in the answer: explain that token (Explain → generated token k); the
+    analysis then runs again. Nothing changes before the first analysis."""
+    count = len(load_view_state(state).get("answer", []))
+    if not count or not isinstance(event.index, int):
+        return [gr.update(), gr.update()]
+    return ["generated", token_index(event.index + 1, count)]
 
 
 def pick_contrast(choice: Any, state: str | None) -> list[Any]:
@@ -309,7 +327,7 @@ def trust_views(analysis: attribution.Analysis, plots: dict[str, Any]) -> dict[s
             "compare:overlap": pd.DataFrame([], columns=AGREEMENT_HEADERS),
             "compare:completeness": "",
         }
-    n_content = int((~analysis.special_tokens).sum())
+    n_content = int((~analysis.context_tokens).sum())  # the tokens agreement ranks, as the trust panel counts them
     return {
         "compare:verdict": f"**Verdict:** {report.verdict}",
         "compare:faithfulness": pd.DataFrame(faithfulness_rows(report), columns=FAITHFULNESS_HEADERS),
@@ -320,13 +338,15 @@ def trust_views(analysis: attribution.Analysis, plots: dict[str, Any]) -> dict[s
 
 
 def render(analysis: attribution.Analysis, target_description: str, hide_special: bool = False,
-           all_targets: bool = True) -> list[Any]:
-    """Every output of the analyze event, in OUTPUT_KEYS order."""
+           all_targets: bool = True, answer_tokens: Sequence[str] = (), explained: int | None = None) -> list[Any]:
+    """Every output of the analyze event, in OUTPUT_KEYS order. `answer_tokens` (the generated tokens'
+    display strings) and `explained` (which of them is explained) go into the stored result, for the
+    clickable answer."""
     folder = exports.new_export_dir()
     hide_special = bool(hide_special)
     plots = {key: save_png(figure, folder / f"{key}.png")
              for key, figure in analysis_figures(analysis, hide_special).items()}
-    exclude = analysis.special_tokens if hide_special else None
+    exclude = excluded_tokens(analysis, hide_special)
     values: dict[str, Any] = {
         "answer": analysis.generated_text,
         "explained": explained_line(analysis, target_description),
@@ -341,10 +361,10 @@ def render(analysis: attribution.Analysis, target_description: str, hide_special
             values[f"{name}:bars"] = None
             values[f"{name}:top"] = pd.DataFrame([], columns=TOP_HEADERS)
         else:
-            values[f"{name}:notes"] = method_notes(name, result, analysis.foil)
+            values[f"{name}:notes"] = method_notes(name, result, analysis.foil, analysis.chat)
             values[f"{name}:highlight"] = highlight_values(analysis.input_tokens, result.scores, exclude)
             values[f"{name}:bars"] = plots[f"{name}_bars"]
-            values[f"{name}:top"] = pd.DataFrame(top_rows(analysis, name), columns=TOP_HEADERS)
+            values[f"{name}:top"] = top_table(analysis, name, exclude)
         if name in LAYERED_METHODS:
             values[f"{name}:layers"] = plots.get(f"{name}_layers")
     values["compare:heatmap"] = plots["comparison_heatmap"]
@@ -356,15 +376,14 @@ def render(analysis: attribution.Analysis, target_description: str, hide_special
     if analysis.answer_map:  # the first method and the first generated token, as the pickers start
         first = next(iter(analysis.answer_map))
         table = analysis.answer_map[first]
-        source_exclude = (source_special_tokens(analysis.special_tokens, len(table.sources))
-                          if hide_special else None)
+        source_exclude, _template = source_exclusions(analysis, table, hide_special)
         values["answer_map:heatmap"] = plots[f"answer_map_{first}"]
         values["answer_map:highlight"] = answer_map_highlight(table, 1, source_exclude)
     json_path, csv_path = exports.write_result_files(analysis, folder)
     values["export:json"] = str(json_path)
     values["export:csv"] = str(csv_path)
     values["export:png"] = [str(folder / f"{key}.png") for key in plots]
-    values["state"] = dump_view_state(analysis)
+    values["state"] = dump_view_state(analysis, answer_tokens, explained)
     return [values[key] for key in OUTPUT_KEYS]
 
 
@@ -383,6 +402,8 @@ def analyze(
     all_targets: bool = DEFAULTS["all_targets"],
     trust: bool = DEFAULTS["trust"],
     hide_special: bool = DEFAULTS["hide_special"],
+    chat: bool = DEFAULTS["chat"],
+    system: str = DEFAULTS["system"],
     contrast_pick: dict[str, Any] | None = None,
     progress: gr.Progress = gr.Progress(),
 ) -> list[Any]:
@@ -391,8 +412,10 @@ def analyze(
     `contrast_text`: explain the token rather than this alternative ("why Riga rather than Tallinn?";
     its first token is the foil, '' for none). `all_targets`: also the answer map (every generated
     token × the tokens before it). `trust`: also the trust panel. `hide_special`: leave BOS and other
-    special tokens out of the colour scaling. (`contrast_pick`, the UI's picked foil id, is not part of
-    the API.)
+    special tokens out of the colour scaling. `chat`: send the prompt as the user message of the model's
+    chat template (its tokens are then shown grey, out of the colour scaling and the top 5); `system`: the
+    system prompt with chat ('' = the template's default). (`contrast_pick`, the UI's picked foil id, is
+    not part of the API.)
 
     Returns the generated answer, the explained token, then per method its notes, highlighted tokens
     (scores scaled into [-1, 1]), bar chart and top-5 table (attention also its layers × tokens
@@ -411,8 +434,10 @@ def analyze(
         all_targets = parse_flag(all_targets, "all_targets")
         trust = parse_flag(trust, "trust")
         hide_special = parse_flag(hide_special, "hide_special")
+        chat = parse_flag(chat, "chat")
+        system = parse_system(system, chat)
         progress(0.05, desc=f"Loading {model_label(model)}…")
-        attribution.load_model(model)  # cached after the first call; a ValueError names the problem
+        loaded = attribution.load_model(model)  # cached after the first call; a ValueError names the problem
         progress(0.15, desc=f"Generating up to {display_number(max_new_tokens)} tokens and computing the "
                             "attributions…")
 
@@ -430,11 +455,16 @@ def analyze(
             # Nothing generated, nothing to map: the answer map is skipped rather than refused.
             "all_targets": all_targets and max_new_tokens != 0,
             "trust": trust,
+            "chat": chat,
+            "system": system,
         }, stage if spaces is None else None)  # the ZeroGPU worker is another process: stages only here
     except ValueError as error:
         raise gr.Error(str(error)) from None
     progress(0.9, desc="Drawing figures…")
-    return render(analysis, describe_target(target, target_k), hide_special, all_targets)
+    # The clickable answer shows one token per generated id: only the tokenizer can split it so.
+    answer_tokens = display_tokens(loaded, analysis.generated_ids)
+    return render(analysis, describe_target(target, target_k), hide_special, all_targets, answer_tokens,
+                  explained_answer_token(analysis, parsed_target))
 
 
 def head_figure(state: str | None, name: str, layer: float | None) -> Any:
@@ -478,7 +508,7 @@ def target_fields(target: str) -> list[Any]:
 
 SHARE_JS = """
 (prompt, model, methods, maxNew, steps, baseline, aggregation, target, k, text, contrast, answerMap, trust,
- hideSpecial) => {
+ hideSpecial, chat, system) => {
   const d = DEFAULTS_JSON;
   const params = new URLSearchParams();
   params.set("prompt", prompt ?? "");
@@ -497,6 +527,9 @@ SHARE_JS = """
   flag("answer_map", answerMap, d.all_targets);
   flag("trust", trust, d.trust);
   flag("hide_special", hideSpecial, d.hide_special);
+  // Another model has its own chat default: say chat then, so the link opens as shared.
+  if ((model ?? "") !== d.model || Boolean(chat) !== Boolean(d.chat)) params.set("chat", chat ? "1" : "0");
+  put("system", system ?? "", d.system);
   const url = window.location.origin + window.location.pathname + "?" + params.toString();
   if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(url).catch(() => {});
   return url;
@@ -529,11 +562,18 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
             with gr.Column(scale=3):
                 prompt = gr.Textbox(value=SEED_PROMPT, label="Prompt", lines=2, max_lines=8,
                                     placeholder="Type a question or sentence…", elem_id="prompt")
+                with gr.Row(equal_height=True):
+                    chat = gr.Checkbox(chat_default(default_model), label="Chat template", scale=1, min_width=200,
+                                       info="the prompt as the user message of the model's chat template "
+                                            "(ticked for chat models)", elem_id="chat")
+                    system = gr.Textbox(DEFAULTS["system"], label="System prompt", lines=1, max_lines=4, scale=3,
+                                        info="with the chat template; empty: the template's default",
+                                        placeholder="You are a helpful assistant.", elem_id="system")
             with gr.Column(scale=2, min_width=280):
                 model = gr.Dropdown(
                     choices, value=default_model, label="Model", allow_custom_value=not is_hosted(),
                     info=("models allowed on this Space" if is_hosted()
-                          else "or type a hub id or a local model folder"),
+                          else "or type a hub id, a local model folder or a .gguf file"),
                     elem_id="model",
                 )
                 analyze_button = gr.Button("Analyze", variant="primary", elem_id="analyze-button")
@@ -586,17 +626,23 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
         contrast_pick = gr.State(None)  # the foil picked from the list: {"id", "text"} (not part of the API)
 
         with gr.Row(equal_height=True):
-            outputs["answer"] = gr.Textbox(label="Generated answer", interactive=False, scale=3,
+            # The answer as text is the API's first output; the page shows it as clickable tokens instead.
+            outputs["answer"] = gr.Textbox(label="Generated answer", interactive=False, visible=False,
                                            elem_id="answer")
+            answer_tokens = gr.HighlightedText(
+                label="Generated answer: click a token to explain it", show_legend=False,
+                show_inline_category=False, combine_adjacent=False, color_map={EXPLAINED: "#f59e0b"}, scale=3,
+                elem_id="answer-tokens")
             outputs["explained"] = gr.Textbox(label="Explained token", interactive=False, scale=4,
                                               elem_id="explained")
             with gr.Column(scale=3, min_width=300):  # its own column: a Row's form would squeeze it
                 hide_special = gr.Checkbox(
                     DEFAULTS["hide_special"], label="Hide start/special tokens from colour scaling",
-                    info="BOS often soaks up attention (an attention sink); off: the seed's view",
+                    info="BOS often soaks up attention (an attention sink): grey, out of the scaling and the top 5; "
+                         "off: the seed's view",
                     elem_id="hide-special")
         setting_inputs = [prompt, model, methods, max_new_tokens, ig_steps, ig_baseline, aggregation, target,
-                          target_k, target_text, contrast_text, all_targets, trust, hide_special]
+                          target_k, target_text, contrast_text, all_targets, trust, hide_special, chat, system]
         inputs = [*setting_inputs, contrast_pick]
 
         with gr.Tabs(elem_id="method-tabs"):
@@ -612,7 +658,8 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                             "and analyze again", size="md", visible=False, elem_id="recommended-ig")
                     outputs[f"{name}:highlight"] = gr.HighlightedText(
                         label=f"{label}: prompt tokens coloured by score", show_legend=False,
-                        show_inline_category=False, combine_adjacent=False, elem_id=f"highlight-{name}")
+                        show_inline_category=False, combine_adjacent=False, elem_id=f"highlight-{name}",
+                        elem_classes=["token-scores"])
                     with gr.Row(equal_height=False):
                         outputs[f"{name}:bars"] = gr.Plot(label=f"{label}: bar chart", show_label=False,
                                                           scale=3, elem_id=f"bars-{name}")
@@ -638,7 +685,7 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                                                    elem_id="answer-map-token")
                 outputs["answer_map:highlight"] = gr.HighlightedText(
                     label=answer_map_label(None, 1), show_legend=False, show_inline_category=False,
-                    combine_adjacent=False, elem_id="answer-map-highlight")
+                    combine_adjacent=False, elem_id="answer-map-highlight", elem_classes=["token-scores"])
                 outputs["answer_map:heatmap"] = gr.Plot(label="Answer map (generated tokens × sources)",
                                                         show_label=False, elem_id="answer-map-heatmap")
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
@@ -685,7 +732,7 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
 
         output_components = [outputs[key] for key in OUTPUT_KEYS]
         # Progress (and an error) shows once, on the answer, instead of on every output.
-        progress_on = [outputs["answer"]]
+        progress_on = [answer_tokens]
         # preprocess=False: the inputs are plain JSON values and `analyze` (with the library) validates
         # every one, so an API caller's bad value (text in a number, NaN, out of range) gets a message
         # naming the setting instead of gradio's "the upstream Gradio app has raised an exception".
@@ -695,6 +742,8 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                       concurrency_id="model", concurrency_limit=1, show_progress_on=progress_on)
         target.change(target_fields, target, [target_k, target_text], queue=False,
                       api_visibility="private")
+        # Only the user's pick: a deep link sets the model and its own chat setting together.
+        model.input(chat_default, model, chat, queue=False, api_visibility="private")
 
         head_outputs = [component for _name, layer, heads in head_controls for component in (layer, heads)]
         if head_outputs:
@@ -710,8 +759,12 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
         answer_map_outputs = [outputs["answer_map:heatmap"], outputs["answer_map:highlight"]]
         state.change(after_analysis, [state, contrast_pick],
                      [answer_map_method, answer_map_token, contrast_choice, recommend_button,
-                      outputs["answer_map:highlight"]], api_visibility="private", concurrency_limit=None,
-                     show_progress="hidden")
+                      outputs["answer_map:highlight"], answer_tokens], api_visibility="private",
+                     concurrency_limit=None, show_progress="hidden")
+        answer_tokens.select(explain_answer_token, state, [target, target_k], queue=False,
+                             api_visibility="private").then(
+            analyze, inputs, output_components, api_visibility="private", preprocess=False,
+            concurrency_id="model", concurrency_limit=1, show_progress_on=progress_on)
         for picker in (answer_map_method, answer_map_token):
             picker.input(answer_map_views, [state, answer_map_method, answer_map_token, hide_special],
                          answer_map_outputs, api_visibility="private", concurrency_limit=None,
@@ -729,7 +782,8 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
             concurrency_id="model", concurrency_limit=1, show_progress_on=progress_on)
 
         share_button.click(None, setting_inputs, share_url, api_visibility="private",
-                           js=SHARE_JS.replace("DEFAULTS_JSON", json.dumps({**DEFAULTS, "model": default_model})))
+                           js=SHARE_JS.replace("DEFAULTS_JSON", json.dumps(
+                               {**DEFAULTS, "model": default_model, "chat": chat_default(default_model)})))
 
         choice_values = [value for _label, value in choices]
 
@@ -744,7 +798,8 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                 [[text, default_model, DEFAULTS["methods"], DEFAULTS["max_new_tokens"], DEFAULTS["ig_steps"],
                   DEFAULTS["ig_baseline"], DEFAULTS["aggregation"], DEFAULTS["target"], DEFAULTS["target_k"],
                   DEFAULTS["target_text"], DEFAULTS["contrast_text"], DEFAULTS["all_targets"], DEFAULTS["trust"],
-                  DEFAULTS["hide_special"]] for text in EXAMPLE_PROMPTS],
+                  DEFAULTS["hide_special"], chat_default(default_model), DEFAULTS["system"]]
+                 for text in EXAMPLE_PROMPTS],
                 setting_inputs, output_components, fn=analyze, cache_examples=cache_examples,
                 cache_mode="lazy" if cache_examples else None, visible_columns=[0], api_visibility="private",
                 label="Examples (the default settings)",

@@ -18,6 +18,7 @@ from .figure_style import (
     bold_title,
     cell_text,
     draw_heatmap,
+    excluded_tokens,
     figure_width,
     grey_excluded_ticks,
     is_signed,
@@ -33,14 +34,24 @@ from .tables import highlight_values
 MAX_ANNOTATED_CELLS = 200  # the answer map writes its values only for small maps (text is slow to draw)
 
 
-def source_special_tokens(special_tokens: np.ndarray, n_sources: int) -> np.ndarray:
-    """Special-token flags for an answer map's sources (prompt + generated tokens): the explained
-    input is always a prefix of them, so its flags carry over; the generated rest is content."""
-    special = np.asarray(special_tokens, dtype=bool)
+def source_flags(token_flags: np.ndarray, n_sources: int) -> np.ndarray:
+    """Per-token flags of the explained input (special tokens, chat-template tokens, tokens left out
+    of the scaling) for an answer map's sources (prompt + generated tokens): the explained input is
+    always a prefix of them, so its flags carry over; the generated rest is content."""
+    given = np.asarray(token_flags, dtype=bool)
     flags = np.zeros(n_sources, dtype=bool)
-    count = min(n_sources, special.shape[0])
-    flags[:count] = special[:count]
+    count = min(n_sources, given.shape[0])
+    flags[:count] = given[:count]
     return flags
+
+
+def source_exclusions(analysis: Analysis, table: AnswerMap, exclude_special: bool) -> tuple[np.ndarray, np.ndarray]:
+    """An answer map's sources left out of the scaling (`excluded_tokens`), and those the chat template
+    added. Only the prompt's flags carry over: an explained input that ends in generated tokens
+    (target k) flags those as not typed by the user, but on the map they are the answer's own tokens."""
+    n_prompt, n_sources = table.n_prompt, len(table.sources)
+    return (source_flags(excluded_tokens(analysis, exclude_special)[:n_prompt], n_sources),
+            source_flags(analysis.template_tokens[:n_prompt], n_sources))
 
 
 def answer_map_signed(analysis: Analysis, name: str) -> bool:
@@ -90,12 +101,14 @@ def answer_map_figure(
     *,
     signed: bool,
     exclude: np.ndarray | None = None,
+    template: np.ndarray | None = None,
     selected: int | None = None,
 ) -> Figure:
     """Generated tokens (rows) × sources (columns: the prompt, then the earlier generated tokens),
     each row scaled by its largest magnitude; a dark line separates prompt from generated sources.
     Signed methods use a diverging purple–white–red scale centred on 0. Grey: a source after the
-    explained token (a causal model cannot see it) or one left out of the scaling."""
+    explained token (a causal model cannot see it) or one left out of the scaling (`exclude`; `template`
+    flags which of those the chat template added, for the title)."""
     matrix = answer_map_matrix(table, exclude)
     n_targets, n_sources = matrix.shape
     n_prompt = table.n_prompt
@@ -134,7 +147,7 @@ def answer_map_figure(
     ax.set_ylabel("Generated token (explained)", fontsize=11)
     excluded = np.zeros(0, dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool)
     bold_title(ax, f"Answer map, {method_label(table.method)}: every generated token explained by the "
-                   f"tokens before it{scaling_note(excluded)}", pad=22)
+                   f"tokens before it{scaling_note(excluded, template)}", pad=22)
     scale = "score ÷ the row's largest |score|" if signed else "score ÷ the row's largest score"
     figure.colorbar(image, ax=ax, label=scale, pad=0.01)
     return figure

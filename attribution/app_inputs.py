@@ -1,17 +1,23 @@
 """The app's form values (and the same JSON values from `/analyze` API callers) → the library's arguments.
 
 The library validates every value itself; these only translate the UI's shape (three target fields,
-a checkbox, a picked foil, a selector, a deep link's query) and raise ValueError with the setting's name, which the app
-shows as its error message.
+a checkbox, a picked foil, a selector, a deep link's query, the model picker) and raise ValueError with
+the setting's name, which the app shows as its error message.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .gguf import PACKAGED_MODELS, packaged_gguf
 from .integrated_gradients import BASELINES
 from .methods import AGGREGATIONS, METHODS
+from .models import _CHAT_NAME, DEMO_MODEL_PATH
 from .targets import MAX_NEW_TOKENS_LIMIT, MAX_STEPS, validate_integer
+
+#: The real model the picker offers from the hub (gated: needs HF_TOKEN with the licence accepted).
+HUB_MODEL = "meta-llama/Llama-3.2-1B"
 
 #: The "Explain" radio: (label, value) pairs.
 TARGET_CHOICES = [
@@ -42,6 +48,19 @@ def parse_flag(value: Any, name: str) -> bool:
     raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
+def parse_system(system: Any, chat: bool) -> str | None:
+    """The library's `system` from the System prompt box: None (the template's default) when empty;
+    typed text needs the chat template, which is where a system prompt goes."""
+    if system is None or (isinstance(system, str) and not system.strip()):
+        return None
+    if not isinstance(system, str):
+        raise ValueError(f"system must be text ('' for the chat template's default), got {system!r}")
+    if not chat:
+        raise ValueError("a system prompt needs the chat template: tick Chat template (API: chat=True), "
+                         "or leave the system prompt empty")
+    return system
+
+
 def parse_contrast(contrast_text: Any, contrast_pick: Any = None) -> None | int | str:
     """The library's `contrast` from the UI: the picked token's id while the text box still shows the
     picked token (byte-level display text may not round-trip), else the typed text; '' means none."""
@@ -63,9 +82,52 @@ def token_index(value: Any, count: int) -> int:
     return min(max(index, 1), max(count, 1))
 
 
+def model_label(name: Any) -> str:
+    """How the model picker shows a model: the demo model and the built-in real models by what they
+    are (a built-in whose package is missing says how to install it), anything else by its name."""
+    if not isinstance(name, str):
+        return repr(name)
+    try:
+        if Path(name).expanduser().resolve() == DEMO_MODEL_PATH.resolve():
+            return "demo model (assets/demo-model, offline)"
+    except (OSError, ValueError, RuntimeError):  # no file system can hold the name: load_model says why
+        pass
+    packaged = PACKAGED_MODELS.get(name)
+    if packaged is None:
+        return name
+    kind = "chat model" if packaged.chat else "model"
+    try:
+        packaged_gguf(name)
+    except ValueError:  # offline it cannot load: say how to make it loadable
+        return f"{name} (built-in {kind}; offline it needs: {packaged.install})"
+    return f"{name} (built-in {kind}, offline)"
+
+
+def model_choices(default_model: str, *, hosted: bool, allowed: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The model picker's (label, name) pairs. Hosted: the default, the `allowed` hub ids and the
+    built-in real models (nothing else loads there); locally also the demo model and Llama-3.2-1B."""
+    if hosted:
+        names = [default_model, *allowed, *PACKAGED_MODELS]
+    else:
+        names = [default_model, str(DEMO_MODEL_PATH), HUB_MODEL, *PACKAGED_MODELS]
+    return [(model_label(name), name) for name in dict.fromkeys(names)]
+
+
+def chat_default(model: Any) -> bool:
+    """Whether the Chat template box starts ticked for a model, decided from its name without loading
+    it: a built-in model by its entry, any other by the rule `is_chat_model` applies once loaded
+    (an instruction-tuned name: -Instruct, -chat, -it). The demo model and base models: off."""
+    if not isinstance(model, str) or not model.strip():
+        return False
+    name = model.strip()
+    if name in PACKAGED_MODELS:
+        return PACKAGED_MODELS[name].chat
+    return bool(_CHAT_NAME.search(Path(name).name))
+
+
 #: A deep link's parameters, in the order of the app's setting inputs they fill.
 DEEP_LINK_KEYS = ("prompt", "model", "methods", "max_new_tokens", "steps", "baseline", "aggregation", "target",
-                  "k", "text", "contrast", "answer_map", "trust", "hide_special")
+                  "k", "text", "contrast", "answer_map", "trust", "hide_special", "chat", "system")
 
 
 def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_model: bool) -> dict[str, Any]:
@@ -74,10 +136,11 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
 
     Parameters: prompt, model (one of `models`, or any with `any_model`), methods (comma-separated),
     max_new_tokens, steps, baseline, aggregation, target (next | generated | text), k, text, contrast
-    (text), answer_map, trust and hide_special (0 or 1).
+    (text), answer_map, trust, hide_special and chat (0 or 1), system (text). A link that names a model
+    but not chat gets that model's `chat_default`, as picking the model in the page would.
     """
     settings: dict[str, Any] = {}
-    for key in ("prompt", "text", "contrast"):  # free text: the analysis validates it when it runs
+    for key in ("prompt", "text", "contrast", "system"):  # free text: the analysis validates it when it runs
         if key in query:
             settings[key] = query[key]
     model = query.get("model", "").strip()
@@ -98,8 +161,10 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
                        ("target", [value for _label, value in TARGET_CHOICES])):
         if query.get(key) in valid:
             settings[key] = query[key]
-    for key in ("answer_map", "trust", "hide_special"):
+    for key in ("answer_map", "trust", "hide_special", "chat"):
         flag = {"1": True, "0": False}.get(query.get(key, ""))
         if flag is not None:
             settings[key] = flag
+    if "model" in settings and "chat" not in settings:
+        settings["chat"] = chat_default(settings["model"])
     return settings

@@ -15,6 +15,7 @@ from .figure_style import (
     bold_title,
     cell_text,
     draw_heatmap,
+    excluded_tokens,
     figure_width,
     grey_excluded_ticks,
     method_color,
@@ -30,31 +31,25 @@ from .results import Analysis, normalize_min_max
 MAX_ANNOTATED_TOKENS = 40  # the comparison heatmap writes its values only while they still fit
 
 
-def _excluded(analysis: Analysis, exclude_special: bool) -> np.ndarray:
-    """Which input tokens are left out of the scaling: the special tokens when asked, else none."""
-    if exclude_special:
-        return np.asarray(analysis.special_tokens, dtype=bool)
-    return np.zeros(analysis.n_tokens, dtype=bool)
-
-
 def normalized_matrix(analysis: Analysis, exclude_special: bool = False) -> tuple[list[str], np.ndarray]:
     """Method names and their scores min–max normalised per method (the seed's comparison).
 
-    `exclude_special`: BOS and other special tokens (attention sinks) are left out of each method's
-    min and max and set to 0, so one sink does not flatten every other score.
+    A chat template's tokens, and with `exclude_special` BOS and other special tokens (attention
+    sinks), are left out of each method's min and max and set to 0, so they do not flatten every
+    other score.
     """
     names = list(analysis.methods)
     if not names:
         return names, np.zeros((0, analysis.n_tokens))
-    exclude = analysis.special_tokens if exclude_special else None
+    exclude = excluded_tokens(analysis, exclude_special)
     return names, np.vstack([normalize_min_max(analysis.methods[name].scores, exclude=exclude) for name in names])
 
 
 def comparison_heatmap_figure(analysis: Analysis, exclude_special: bool = False) -> Figure:
     """Methods × tokens, each row min–max normalised, values annotated (.2f), RdYlGn as the seed.
-    With `exclude_special`, special tokens are left out of the normalisation and drawn grey."""
+    Tokens left out of the normalisation (`excluded_tokens`) are drawn grey."""
     names, matrix = normalized_matrix(analysis, exclude_special)
-    excluded = _excluded(analysis, exclude_special)
+    excluded = excluded_tokens(analysis, exclude_special)
     tokens = analysis.input_tokens
     figure = Figure(figsize=(figure_width(len(tokens)), float(np.clip(0.6 * len(names) + 2.8, 3.8, 9.0))),
                     layout="constrained")
@@ -76,7 +71,8 @@ def comparison_heatmap_figure(analysis: Analysis, exclude_special: bool = False)
     ax.set_yticklabels([method_label(name) for name in names], fontsize=11)
     ax.set_xlabel("Input tokens", fontsize=11)
     ax.set_ylabel("Attribution method", fontsize=11)
-    bold_title(ax, f"Combined attribution heatmap: {analysis_target_phrase(analysis)}{scaling_note(excluded)}")
+    note = scaling_note(excluded, analysis.template_tokens)
+    bold_title(ax, f"Combined attribution heatmap: {analysis_target_phrase(analysis)}{note}")
     figure.colorbar(image, ax=ax, label="Normalized attribution score", pad=0.01)
     return figure
 
@@ -84,7 +80,7 @@ def comparison_heatmap_figure(analysis: Analysis, exclude_special: bool = False)
 def comparison_bars_figure(analysis: Analysis, exclude_special: bool = False) -> Figure:
     """One row of min–max normalised bars per method, sharing the token axis (the seed's comparison)."""
     names, matrix = normalized_matrix(analysis, exclude_special)
-    excluded = _excluded(analysis, exclude_special)
+    excluded = excluded_tokens(analysis, exclude_special)
     tokens = analysis.input_tokens
     rows = max(1, len(names))
     figure = Figure(figsize=(figure_width(len(tokens)), (2.3 if rows <= 3 else 1.6) * rows + 1.6),
@@ -103,7 +99,7 @@ def comparison_bars_figure(analysis: Analysis, exclude_special: bool = False) ->
     axes[-1].set_xlim(-0.6, len(tokens) - 0.4)
     axes[-1].set_xlabel("Input token", fontsize=11)
     figure.suptitle(wrap_title(f"Comparison of token attribution methods: {analysis_target_phrase(analysis)}"
-                               f"{scaling_note(excluded)}", figure.get_figwidth(), 14),
+                               f"{scaling_note(excluded, analysis.template_tokens)}", figure.get_figwidth(), 14),
                     fontsize=14, fontweight="bold")
     return figure
 

@@ -241,6 +241,7 @@ def analyze(
         user_tokens=user_tokens,
         held_tokens=held,
         chat=chat,
+        n_prompt_tokens=int(prompt_ids.numel()),
         system=system,
         answer_map=answer_map,
         trust=report,

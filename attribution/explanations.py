@@ -52,6 +52,12 @@ ANSWER_MAP_HELP = (
     "cells come after the explained token (a causal model cannot see them). Pick a method and a generated "
     "token to read one row as highlighted text."
 )
+CHAT_TEMPLATE_NOTE = (
+    "**Chat template:** the prompt went in as the user message of the model's chat template. The tokens "
+    "the template added (role markers, the system prompt) are grey: left out of the colour scaling and the "
+    "top 5, so that the prompt's own tokens get the colours. Their raw scores stay in the bar chart and the "
+    "downloads."
+)
 #: (baseline, aggregation): the seed notebook's IG settings, which the app starts with so that its
 #: numbers appear, and the recommended signed view (it converged on every model measured).
 SEED_IG_SETTINGS = ("zero", "l2")
@@ -163,11 +169,13 @@ def convergence_summary(result: Any) -> str:
     return "\n\n".join(lines)
 
 
-def method_notes(name: str, result: MethodScores, foil: Target | None = None) -> str:
-    """A method tab's notes: what the method measures, the colour legend, the contrast, and for IG its
-    settings and convergence."""
+def method_notes(name: str, result: MethodScores, foil: Target | None = None, chat: bool = False) -> str:
+    """A method tab's notes: what the method measures, the colour legend, the chat template (`chat`),
+    the contrast, and for IG its settings and convergence."""
     label = method_label(name)
     parts = [f"**{label}.** {method_help(name)}", highlight_legend(result, name)]
+    if chat:
+        parts.append(CHAT_TEMPLATE_NOTE)
     if foil is not None:
         if name in TARGET_FREE_METHODS:
             parts.append(f"**Contrast:** {label} does not depend on the explained token, so these scores are "

@@ -119,9 +119,20 @@ def grey_excluded_ticks(ax: Any, excluded: np.ndarray, *, axis: str = "x") -> No
             label.set_color(EXCLUDED_LABEL_COLOR)
 
 
-def scaling_note(excluded: np.ndarray) -> str:
-    """What a title adds when tokens were left out of the scaling."""
-    return " (special tokens left out of the scaling)" if excluded.any() else ""
+def excluded_tokens(analysis: Analysis, exclude_special: bool = False) -> np.ndarray:
+    """[n_tokens] bool: the tokens the views leave out of the colour scaling and the top 5, drawn grey.
+    A chat template's own tokens always (they are the same for every prompt, and the role markers soak
+    up attention); special tokens such as BOS only when asked (off is the seed notebook's view)."""
+    return analysis.context_tokens if exclude_special else analysis.template_tokens
+
+
+def scaling_note(excluded: np.ndarray, template: np.ndarray | None = None) -> str:
+    """What a title adds when tokens were left out of the scaling, naming which kind (`template`: bool
+    per token, the chat template's tokens; the other excluded tokens are special ones)."""
+    excluded = np.asarray(excluded, dtype=bool)
+    chat = np.zeros_like(excluded) if template is None else np.asarray(template, dtype=bool)
+    kinds = [kind for kind, flags in (("special", excluded & ~chat), ("chat-template", excluded & chat)) if flags.any()]
+    return f" ({' and '.join(kinds)} tokens left out of the scaling)" if kinds else ""
 
 
 def draw_heatmap(ax: Any, matrix: np.ndarray, cmap: Any, vmin: float | None = None,

@@ -16,6 +16,7 @@ from .figure_style import (
     bold_title,
     draw_heatmap,
     figure_width,
+    grey_excluded_ticks,
     is_signed,
     method_color,
     plain_text,
@@ -61,7 +62,8 @@ def score_axis_label(name: str, result: MethodScores) -> str:
 
 
 def bar_figure(analysis: Analysis, name: str) -> Figure:
-    """One method's raw scores as bars, tokens on the x axis (the seed's per-method chart)."""
+    """One method's raw scores as bars, tokens on the x axis (the seed's per-method chart); a chat
+    template's tokens keep their bars, with grey labels."""
     result = analysis.methods[name]
     tokens = analysis.input_tokens
     scores = result.scores
@@ -73,6 +75,7 @@ def bar_figure(analysis: Analysis, name: str) -> Figure:
     if is_signed(name, result):
         ax.axhline(0.0, color="0.35", linewidth=0.8)
     set_token_ticks(ax, tokens)
+    grey_excluded_ticks(ax, analysis.template_tokens)  # the template's raw scores stay visible here
     ax.set_xlim(-0.6, len(tokens) - 0.4)
     ax.set_xlabel("Input token", fontsize=11)
     ax.set_ylabel(score_axis_label(name, result), fontsize=11)
@@ -93,6 +96,7 @@ def layer_heatmap_figure(analysis: Analysis, name: str = "attention") -> Figure:
     ax = figure.add_subplot()
     image = draw_heatmap(ax, per_layer, "YlOrRd")  # colour range from the data, as seaborn
     set_token_ticks(ax, tokens)
+    grey_excluded_ticks(ax, analysis.template_tokens)
     ax.set_yticks(np.arange(n_layers))
     ax.set_yticklabels([f"Layer {layer}" for layer in range(n_layers)], fontsize=9)
     ax.set_xlabel("Input tokens", fontsize=11)

@@ -17,7 +17,7 @@ from typing import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from .answer_map_figures import answer_map_figure, answer_map_signed, source_special_tokens
+from .answer_map_figures import answer_map_figure, answer_map_signed, source_exclusions
 from .comparison_figures import agreement_figure, comparison_bars_figure, comparison_heatmap_figure
 from .labels import target_phrase
 from .method_figures import bar_figure, layer_heatmap_figure
@@ -36,9 +36,9 @@ def analysis_figures(analysis: Analysis, exclude_special: bool = False) -> Mappi
     figures["comparison_heatmap"] = comparison_heatmap_figure(analysis, exclude_special)
     figures["comparison_bars"] = comparison_bars_figure(analysis, exclude_special)
     for name, table in analysis.answer_map.items():
-        exclude = source_special_tokens(analysis.special_tokens, len(table.sources)) if exclude_special else None
+        exclude, template = source_exclusions(analysis, table, exclude_special)
         figures[f"answer_map_{name}"] = answer_map_figure(
-            table, signed=answer_map_signed(analysis, name), exclude=exclude, selected=1)
+            table, signed=answer_map_signed(analysis, name), exclude=exclude, template=template, selected=1)
     if analysis.trust is not None and len(analysis.methods) >= 2:
         foil = None if analysis.foil is None else analysis.foil.text
         figures["agreement_heatmap"] = agreement_figure(list(analysis.methods), analysis.trust.spearman,

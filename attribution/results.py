@@ -223,6 +223,8 @@ class Analysis:
     # [n_tokens] bool: context held fixed (first position, special and template tokens); None: special only
     held_tokens: np.ndarray | None = None
     chat: bool = False  # the prompt went through the model's chat template
+    # input tokens that come from the prompt; the rest are generated tokens before the target (target=k)
+    n_prompt_tokens: int | None = None
     system: str | None = None  # the system prompt given with chat (None: the template's default)
     answer_map: Mapping[str, AnswerMap] = field(default_factory=dict)
     trust: Any = None  # attribution.trust.TrustReport when requested
@@ -273,7 +275,10 @@ class Analysis:
     @property
     def template_tokens(self) -> np.ndarray:
         """[n_tokens] bool: what the chat template added (role markers, system text), not special tokens."""
-        return ~self.user_tokens & ~self.special_tokens if self.chat else np.zeros(self.n_tokens, dtype=bool)
+        if not self.chat:
+            return np.zeros(self.n_tokens, dtype=bool)
+        in_prompt = np.arange(self.n_tokens) < (self.n_tokens if self.n_prompt_tokens is None else self.n_prompt_tokens)
+        return ~self.user_tokens & ~self.special_tokens & in_prompt
 
     @property
     def context_tokens(self) -> np.ndarray:

@@ -36,12 +36,13 @@ def highlight_values(
             for token, value, hidden in zip(tokens, scaled, excluded)]
 
 
-def top_rows(analysis: Analysis, name: str, k: int = 5) -> list[list[Any]]:
-    """The k highest-scoring tokens of one method: [rank, token, position, raw score]."""
+def top_rows(analysis: Analysis, name: str, k: int = 5, exclude: np.ndarray | None = None) -> list[list[Any]]:
+    """The k highest-scoring tokens of one method: [rank, token, position, raw score]; tokens flagged in
+    `exclude` (those left out of the colour scaling) are left out."""
     scores = analysis.methods[name].scores
     return [
         [rank, token_label(analysis.input_tokens[index]), index, float(f"{scores[index]:.4g}")]
-        for rank, index in enumerate(top_k(scores, k), start=1)
+        for rank, index in enumerate(top_k(scores, k, exclude), start=1)
     ]
 
 

@@ -1,14 +1,14 @@
 """The app's stored result: what its views redraw from without running the model again.
 
-The per-head heatmaps, the colour scaling, the answer map and the contrast picker all read this JSON
-text. It is text, not an object, because gradio's example cache stores outputs as text. It holds only
-what those views need; `Analysis.to_dict()` is the full result for export.
+The per-head heatmaps, the colour scaling, the answer map, the contrast picker and the clickable answer
+all read this JSON text. It is text, not an object, because gradio's example cache stores outputs as
+text. It holds only what those views need; `Analysis.to_dict()` is the full result for export.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 from .answer_map_figures import answer_map_signed
 from .labels import prediction_label, quoted_token
@@ -16,9 +16,25 @@ from .method_figures import LAYERED_METHODS
 from .results import Analysis, AnswerMap, MethodScores, Prediction, Target
 
 
-def dump_view_state(analysis: Analysis) -> str:
-    """The analysis as the views' JSON text: tokens, ids, special tokens, target, foil, scores,
-    per-head attention ([layers][heads][tokens], rounded), answer maps, predictions and IG settings."""
+#: The category of the explained token in the clickable answer (the others have none).
+EXPLAINED = "explained"
+
+
+def explained_answer_token(analysis: Analysis, target: None | int | str) -> int | None:
+    """Which generated token (1 = the first) the analysis explains, for marking it in the answer:
+    k for target k; the first for the next token or a text's first token when that is what the model
+    generated there; None otherwise (nothing generated, or the text is not the model's token)."""
+    if isinstance(target, int):
+        return target
+    generated = analysis.generated_ids
+    return 1 if generated.size and int(generated[0]) == analysis.target.id else None
+
+
+def dump_view_state(analysis: Analysis, answer_tokens: Sequence[str] = (), explained: int | None = None) -> str:
+    """The analysis as the views' JSON text: tokens, ids, special, user-typed, held and chat flags, target,
+    foil, scores, per-head attention ([layers][heads][tokens], rounded), answer maps, predictions, IG
+    settings, and the generated answer's tokens (`answer_tokens`, display strings) with the explained
+    one (`explained`, 1 = the first; see `explained_answer_token`)."""
     per_head = {
         name: [[[round(float(value), 6) for value in head] for head in layer] for layer in result.per_head]
         for name, result in analysis.methods.items()
@@ -29,6 +45,10 @@ def dump_view_state(analysis: Analysis) -> str:
         "tokens": list(analysis.input_tokens),
         "ids": [int(value) for value in analysis.input_ids],
         "special": [bool(value) for value in analysis.special_tokens],
+        "user": [bool(value) for value in analysis.user_tokens],
+        "held": [bool(value) for value in analysis.held_tokens],
+        "chat": bool(analysis.chat),
+        "n_prompt": analysis.n_prompt_tokens,
         "target": analysis.target.text,
         "target_id": int(analysis.target.id),
         "foil": None if analysis.foil is None else analysis.foil.text,
@@ -39,6 +59,8 @@ def dump_view_state(analysis: Analysis) -> str:
         "answer_map_signed": {name: answer_map_signed(analysis, name) for name in analysis.answer_map},
         "predictions": [prediction.to_dict() for prediction in analysis.top_predictions],
         "ig": None if ig is None else [getattr(ig, "baseline", None), getattr(ig, "aggregation", None)],
+        "answer": list(answer_tokens),
+        "explained": explained,
     })
 
 
@@ -48,7 +70,8 @@ def load_view_state(state: str | None) -> dict[str, Any]:
 
 
 def analysis_from_view_state(data: dict[str, Any]) -> Analysis | None:
-    """The stored result as an Analysis for redrawing (scores, tokens, special tokens, target, foil)."""
+    """The stored result as an Analysis for redrawing (scores, tokens, special, user-typed, held and
+    chat flags, target, foil)."""
     if not data.get("scores"):
         return None
     tokens = data["tokens"]
@@ -60,7 +83,8 @@ def analysis_from_view_state(data: dict[str, Any]) -> Analysis | None:
         model="", prompt="", input_tokens=tokens, input_ids=data["ids"], generated_text="", generated_ids=[],
         target=Target(data["target"], int(data.get("target_id") or 0), position),
         methods={name: MethodScores(name, scores) for name, scores in data["scores"].items()},
-        foil=foil, special_tokens=data["special"],
+        foil=foil, special_tokens=data["special"], user_tokens=data.get("user"), held_tokens=data.get("held"),
+        chat=bool(data.get("chat")), n_prompt_tokens=data.get("n_prompt"),
     )
 
 
@@ -84,3 +108,10 @@ def contrast_options(data: dict[str, Any]) -> list[tuple[str, Any]]:
     if foil_id is not None and all(value != foil_id for _label, value in options):
         options.append((f"{quoted_token(data['foil'])} (the current contrast)", foil_id))
     return options
+
+
+def answer_view(data: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The generated answer as clickable tokens, the explained one marked EXPLAINED."""
+    explained = data.get("explained")
+    return [(token, EXPLAINED if index == explained else None)
+            for index, token in enumerate(data.get("answer", []), start=1)]

@@ -3,6 +3,8 @@ layer only ever sees these objects."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from attribution.results import (
@@ -75,3 +77,16 @@ def make_rich_analysis() -> Analysis:
                     methods=base.methods, foil=Target(" Tallinn", 98, len(TOKENS)),
                     top_predictions=(Prediction(" Riga", 99, 0.9), Prediction(" Tallinn", 98, 0.031)),
                     special_tokens=special, answer_map={"input_x_gradient": make_answer_map()}, trust=report)
+
+
+#: Which TOKENS make_chat_analysis pretends a chat template added (role words and the final line break).
+CHAT_TEMPLATE_POSITIONS = (1, 2, 9)
+
+
+def make_chat_analysis() -> Analysis:
+    """make_rich_analysis as if the prompt went through a chat template: BOS is special, the tokens at
+    CHAT_TEMPLATE_POSITIONS are the template's, the rest the user's."""
+    base = make_rich_analysis()
+    user = ~base.special_tokens
+    user[list(CHAT_TEMPLATE_POSITIONS)] = False
+    return dataclasses.replace(base, user_tokens=user, chat=True)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from attribution import answer_map_figures, labels
-from sample_analyses import GENERATED, TOKENS, make_answer_map, tick_texts
+from attribution.results import Analysis, Target
+from sample_analyses import CHAT_TEMPLATE_POSITIONS, GENERATED, TOKENS, make_answer_map, make_chat_analysis, tick_texts
 
 
 def test_answer_map_heatmap_is_targets_by_sources_with_a_prompt_separator():
@@ -38,7 +39,28 @@ def test_answer_map_row_as_highlighted_text():
     assert [token for token, _ in values] == list(TOKENS) + [" Riga"]
     scores = table.matrix[1, : len(TOKENS) + 1]
     assert [value for _, value in values] == pytest.approx(list(scores / np.max(np.abs(scores))), abs=1e-4)
-    hidden = answer_map_figures.answer_map_highlight(table, 1, answer_map_figures.source_special_tokens([True] + [False] * 9, 11))
+    bos_hidden = answer_map_figures.source_flags([True] + [False] * 9, 11)
+    hidden = answer_map_figures.answer_map_highlight(table, 1, bos_hidden)
     assert hidden[0] == (TOKENS[0], None)
     with pytest.raises(ValueError, match="out of range"):
         answer_map_figures.answer_map_highlight(table, 4)
+
+
+def test_answer_map_sources_carry_the_prompts_chat_template_flags_only():
+    analysis = make_chat_analysis()
+    table = analysis.answer_map["input_x_gradient"]
+    exclude, template = answer_map_figures.source_exclusions(analysis, table, exclude_special=False)
+    assert len(exclude) == len(table.sources)
+    assert list(np.flatnonzero(exclude)) == list(np.flatnonzero(template)) == list(CHAT_TEMPLATE_POSITIONS)
+    hidden, _template = answer_map_figures.source_exclusions(analysis, table, exclude_special=True)
+    assert list(np.flatnonzero(hidden)) == [0, *CHAT_TEMPLATE_POSITIONS]
+    # Explaining generated token 2: the input ends in the generated " Riga", which the user did not type;
+    # on the map it is an answer token, never a template one.
+    later = Analysis(model="tiny", prompt="", input_tokens=TOKENS + (" Riga",), input_ids=np.arange(len(TOKENS) + 1),
+                     generated_text="", generated_ids=[], target=Target(".", 7, len(TOKENS) + 1), methods={},
+                     special_tokens=np.append(analysis.special_tokens, False),
+                     user_tokens=np.append(analysis.user_tokens, False), chat=True)
+    exclude, template = answer_map_figures.source_exclusions(later, table, exclude_special=False)
+    assert list(np.flatnonzero(exclude)) == list(np.flatnonzero(template)) == list(CHAT_TEMPLATE_POSITIONS)
+    figure = answer_map_figures.answer_map_figure(table, signed=True, exclude=exclude, template=template)
+    assert "chat-template tokens left out" in figure.axes[0].get_title().replace("\n", " ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import socket
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from matplotlib.figure import Figure  # noqa: E402
 import app  # noqa: E402
 import attribution  # noqa: E402
 from attribution import app_inputs, tables, view_state  # noqa: E402
-from conftest import SEED_PROMPT  # noqa: E402
+from conftest import SEED_PROMPT, SMOLLM2  # noqa: E402
 
 RUN = tuple(app.DEFAULTS["methods"])  # the methods the app runs unless told otherwise
 
@@ -162,13 +163,14 @@ def test_deep_link_fills_valid_settings_and_ignores_the_rest():
         ["m"],
     )
     (prompt, model, methods, max_new, steps, baseline, aggregation, target, k, text, contrast, answer_map,
-     trust, hide_special) = values
+     trust, hide_special, chat, system) = values
     assert prompt == "Hello there" and methods == ["gradient"] and steps == 120 and baseline == "pad"
     assert max_new == keep and aggregation == keep and model == keep and k == keep
     assert target == "text" and text == " Riga"
     assert contrast == keep and answer_map == keep and trust == keep and hide_special == keep
+    assert chat == keep and system == keep  # no model named: the page's chat setting stays
     values = app.from_query({"contrast": " Tallinn", "answer_map": "0", "trust": "1", "hide_special": "yes"}, ["m"])
-    assert values[10:] == [" Tallinn", False, True, keep]
+    assert values[10:] == [" Tallinn", False, True, keep, keep, keep]
 
 
 def test_hosted_space_lists_only_allowed_models(monkeypatch, tiny_folder):
@@ -176,7 +178,7 @@ def test_hosted_space_lists_only_allowed_models(monkeypatch, tiny_folder):
     monkeypatch.setenv("MODEL_ID", "meta-llama/Llama-3.2-1B")
     monkeypatch.setenv("ALLOWED_MODELS", "meta-llama/Llama-3.2-1B,HuggingFaceTB/SmolLM2-135M")
     choices = [value for _label, value in app.model_choices("meta-llama/Llama-3.2-1B")]
-    assert choices == ["meta-llama/Llama-3.2-1B", "HuggingFaceTB/SmolLM2-135M"]
+    assert choices == ["meta-llama/Llama-3.2-1B", "HuggingFaceTB/SmolLM2-135M", SMOLLM2]
     with pytest.raises(gr.Error) as raised:
         app.analyze(SEED_PROMPT, str(tiny_folder))
     assert "cannot be loaded on the hosted Space" in raised.value.message
@@ -185,8 +187,9 @@ def test_hosted_space_lists_only_allowed_models(monkeypatch, tiny_folder):
 def test_local_model_picker_offers_demo_hub_and_custom(tiny_folder):
     choices = app.model_choices(str(tiny_folder))
     values = [value for _label, value in choices]
-    assert values == [str(tiny_folder), str(attribution.DEMO_MODEL_PATH), "meta-llama/Llama-3.2-1B"]
+    assert values == [str(tiny_folder), str(attribution.DEMO_MODEL_PATH), "meta-llama/Llama-3.2-1B", SMOLLM2]
     assert choices[1][0].startswith("demo model")
+    assert choices[3][0].startswith(f"{SMOLLM2} (built-in chat model")
 
 
 def test_server_settings(monkeypatch):
@@ -243,7 +246,7 @@ def test_answer_map_selector_redraws_from_the_stored_result(outputs, no_model_ru
     first = outputs["answer_map:highlight"]
     n_prompt = len(outputs["gradient:highlight"])
     assert len(first) == n_prompt  # generated token 1 is explained by the prompt alone
-    method, token, _contrast, _button, label = app.after_analysis(state, None)
+    method, token, _contrast, _button, label, _answer = app.after_analysis(state, None)
     assert [value for _label, value in method["choices"]] == [
         name for name in RUN if name in attribution.ANSWER_MAP_METHODS]
     assert method["value"] == "gradient" and token["value"] == 1 and len(token["choices"]) == 4
@@ -294,7 +297,7 @@ def test_contrast_by_picked_id_and_by_typed_text(outputs, tiny_folder, monkeypat
     assert values["explained"].startswith("explaining ") and "rather than" in values["explained"]
     assert "rather than" in values["gradient:notes"] and "does not depend" in values["attention:notes"]
     assert json.loads(Path(values["export:json"]).read_text(encoding="utf-8"))["contrast"]["foil"]["id"] == picked_id
-    _method, _token, contrast, _button, _label = app.after_analysis(values["state"], pick)
+    _method, _token, contrast, _button, _label, _answer = app.after_analysis(values["state"], pick)
     assert contrast["value"] == picked_id  # the picked foil stays selected after its analysis
     typed = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder), contrast_text=" Tallinn", **quick)))
     assert seen[-1]["contrast"] == " Tallinn"
@@ -316,7 +319,7 @@ def test_trust_panel_outputs_are_present_and_finite(outputs):
     assert "Integrated Gradients completeness" in outputs["compare:completeness"]
     notes = outputs["integrated_gradients:notes"]
     assert "the seed notebook's settings" in notes and "Use the recommended IG settings" in notes
-    *_, button, _label = app.after_analysis(outputs["state"], None)
+    *_, button, _label, _answer = app.after_analysis(outputs["state"], None)
     assert button["visible"] is True  # zero baseline, L2: the recommended settings are offered
 
 
@@ -326,6 +329,149 @@ def test_nothing_generated_skips_the_answer_map_with_a_note(tiny_folder):
     assert "no tokens were generated" in values["answer_map:notes"]
     with pytest.raises(gr.Error, match="all_targets must be true or false"):
         app.analyze(SEED_PROMPT, str(tiny_folder), all_targets="yes")
+
+
+# --- chat templates, the system prompt and the clickable answer -------------------------------------
+
+# A chat template shaped like SmolLM2's: a default system message, one line per role, the generation prompt.
+CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}<|begin_of_text|>system\nYou name capitals.<|end_of_text|>\n{% endif %}"
+    "{% for message in messages %}<|begin_of_text|>{{ message['role'] }}\n{{ message['content'] }}<|end_of_text|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|begin_of_text|>assistant\n{% endif %}"
+)
+QUICK = {"methods": ["gradient", "attention"], "max_new_tokens": 3, "all_targets": False, "trust": False}
+
+
+@pytest.fixture(scope="module")
+def chat_folder(tiny_folder, tmp_path_factory) -> Path:
+    """The tiny model with a chat template, in a folder named as instruction-tuned checkpoints are."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("chat") / "tiny-chat-Instruct"
+    shutil.copytree(tiny_folder, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def exported(values: dict) -> dict:
+    return json.loads(Path(values["export:json"]).read_text(encoding="utf-8"))
+
+
+def template_flags(data: dict) -> np.ndarray:
+    """Which input tokens the chat template added, from the exported JSON."""
+    return ~np.array(data["user_tokens"]) & ~np.array(data["special_tokens"])
+
+
+def test_chat_checkbox_starts_ticked_for_chat_models_only(chat_folder, tiny_folder):
+    assert app.chat_default(SMOLLM2) is True and app.chat_default(str(chat_folder)) is True
+    assert app.chat_default(str(attribution.DEMO_MODEL_PATH)) is False
+    assert app.chat_default("meta-llama/Llama-3.2-1B") is False and app.chat_default(str(tiny_folder)) is False
+
+    def checkbox(default_model):
+        demo = app.build_demo(default_model, cache_examples=False)
+        return next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "chat")
+
+    assert checkbox(str(chat_folder)).value is True and checkbox(str(tiny_folder)).value is False
+
+
+def test_chat_template_tokens_are_grey_and_out_of_the_scaling_and_top_5(chat_folder):
+    values = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(chat_folder), chat=True, **QUICK)))
+    data = exported(values)
+    user = np.array(data["user_tokens"])
+    special = np.array(data["special_tokens"])
+    template = template_flags(data)
+    assert data["chat"] is True and "system" not in data  # the template's default system prompt
+    assert "".join(np.array(data["input_tokens"])[user]) == SEED_PROMPT
+    assert "You name capitals." in "".join(data["input_tokens"]) and template.sum() > 5
+    for name in QUICK["methods"]:
+        scores = [score for _token, score in values[f"{name}:highlight"]]
+        assert [score is None for score in scores] == list(template)  # grey, uncoloured: the template only
+        assert max(abs(score) for score in scores if score is not None) == pytest.approx(1.0)
+        assert not template[list(values[f"{name}:top"]["position"])].any()
+        assert "**Chat template:**" in values[f"{name}:notes"]
+    # The view toggle adds the special tokens (each role line's BOS) to the template's; off, the template stays out.
+    views = dict(zip(app.SCALED_KEYS, app.scaled_views(values["state"], True, "gradient", 1)))
+    assert [score is None for _token, score in views["gradient:highlight"]] == list(template | special)
+    assert not (template | special)[list(views["gradient:top"]["position"])].any()
+    shown = views["compare:heatmap"].axes[0].get_images()[0].get_array()
+    assert list(np.ma.getmaskarray(shown)[0]) == list(template | special)
+    title = views["compare:heatmap"].axes[0].get_title().replace("\n", " ")
+    assert "special and chat-template tokens left out" in title
+    seed_view = dict(zip(app.SCALED_KEYS, app.scaled_views(values["state"], False, "gradient", 1)))
+    assert seed_view["gradient:highlight"] == values["gradient:highlight"]
+
+
+def test_system_prompt_reaches_the_template_and_needs_chat(chat_folder, tiny_folder):
+    data = exported(dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(chat_folder), chat=True,
+                                                          system="Answer in one word.", **QUICK))))
+    text = "".join(data["input_tokens"])
+    assert data["system"] == "Answer in one word." and "Answer in one word." in text
+    assert "You name capitals." not in text  # the given system prompt replaces the default
+    blank = exported(dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(chat_folder), chat=True, system="  ",
+                                                           **QUICK))))
+    assert "You name capitals." in "".join(blank["input_tokens"])  # blank: the template's default
+    with pytest.raises(gr.Error, match="a system prompt needs the chat template"):
+        app.analyze(SEED_PROMPT, str(chat_folder), system="Answer in one word.", **QUICK)
+    with pytest.raises(gr.Error, match="has no chat template"):
+        app.analyze(SEED_PROMPT, str(tiny_folder), chat=True, **QUICK)
+    with pytest.raises(gr.Error, match="chat must be true or false"):
+        app.analyze(SEED_PROMPT, str(chat_folder), chat="on", **QUICK)
+
+
+def test_clicking_a_generated_token_explains_it(tiny_folder):
+    first = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder), **QUICK)))
+    *_, answer = app.after_analysis(first["state"], None)
+    assert [category for _token, category in answer] == ["explained", None, None]  # the next token = the first
+    click = gr.SelectData(None, {"index": 2, "value": [answer[2][0], None]})
+    assert app.explain_answer_token(None, click) == [gr.update(), gr.update()]  # no answer yet: nothing to pick
+    target, k = app.explain_answer_token(first["state"], click)
+    assert (target, k) == ("generated", 3)
+    second = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder), target=target, target_k=k,
+                                                   **QUICK)))
+    assert "generated token 3" in second["explained"] and second["answer"] == first["answer"]
+    assert json.loads(second["state"])["target"] == answer[2][0]  # the clicked token is the one explained
+    *_, marked = app.after_analysis(second["state"], None)
+    assert [category for _token, category in marked] == [None, None, "explained"]
+    assert [token for token, _category in marked] == [token for token, _category in answer]
+
+
+def test_deep_link_carries_chat_system_and_the_clicked_token():
+    keys = list(app_inputs.DEEP_LINK_KEYS)
+    linked = dict(zip(keys, app.from_query({"prompt": "Hi", "model": SMOLLM2}, [SMOLLM2])))
+    assert linked["model"] == SMOLLM2 and linked["chat"] is True  # the linked model's own default
+    linked = dict(zip(keys, app.from_query({"model": SMOLLM2, "chat": "0", "system": "Be brief."}, [SMOLLM2])))
+    assert linked["chat"] is False and linked["system"] == "Be brief."
+    linked = dict(zip(keys, app.from_query({"model": str(attribution.DEMO_MODEL_PATH), "chat": "1"}, [])))
+    assert linked["chat"] is True
+    linked = dict(zip(keys, app.from_query({"target": "generated", "k": "7"}, [])))
+    assert linked["target"] == "generated" and linked["k"] == 7
+    # The share link writes the same keys (a clicked token is target=generated with its k).
+    for key in ("chat", "system", "target", "k"):
+        assert f'"{key}"' in app.SHARE_JS
+
+
+@pytest.mark.slow
+def test_built_in_smollm2_chats_by_default_answers_riga_and_greys_its_template(real_model):
+    # real_model (conftest) has loaded SmolLM2 into this process's model cache, where the app finds it.
+    chat = app.chat_default(SMOLLM2)  # what the page ticks when SmolLM2 is picked
+    assert chat is True
+    values = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, SMOLLM2, methods=["gradient"], max_new_tokens=8,
+                                                   all_targets=False, trust=False, chat=chat)))
+    assert "Riga" in values["answer"]
+    data = exported(values)
+    template = template_flags(data)
+    assert "".join(np.array(data["input_tokens"])[np.array(data["user_tokens"])]) == SEED_PROMPT
+    assert "SmolLM" in "".join(np.array(data["input_tokens"])[template])  # the default system prompt
+    assert [score is None for _token, score in values["gradient:highlight"]] == list(template)
+    assert not template[list(values["gradient:top"]["position"])].any()
+    *_, answer = app.after_analysis(values["state"], None)
+    tokens = [token for token, _category in answer]
+    assert "".join(tokens).strip() == values["answer"].strip()
+    riga = next(index for index, token in enumerate(tokens) if "Rig" in token)
+    click = gr.SelectData(None, {"index": riga, "value": [tokens[riga], None]})
+    assert app.explain_answer_token(values["state"], click) == ["generated", riga + 1]
 
 
 # --- the public API, served for real on a free port ------------------------------------------------
@@ -375,6 +521,9 @@ def test_api_lists_analyze_and_hides_internal_events(client):
     assert defaults["contrast_text"] == "" and "contrast_pick" not in defaults
     assert defaults["all_targets"] is app.DEFAULTS["all_targets"] and defaults["trust"] is app.DEFAULTS["trust"]
     assert defaults["hide_special"] is False
+    # Added after every older parameter, so positional calls written before chat templates still fit.
+    assert [parameter["parameter_name"] for parameter in parameters[-2:]] == ["chat", "system"]
+    assert defaults["chat"] is False and defaults["system"] == ""
 
 
 def test_client_call_with_contrast_answer_map_and_trust(client):
@@ -398,3 +547,17 @@ def test_bad_input_through_the_api_is_a_clear_error_and_the_app_keeps_serving(cl
         client.predict(SEED_PROMPT, "/no/such/model", api_name="/analyze")
     result = client.predict("The capital of France is", methods=["gradient"], api_name="/analyze")
     assert result[list(app.OUTPUT_KEYS).index("gradient:highlight")]
+
+
+def test_client_positional_calls_from_before_chat_still_work_and_chat_goes_through(client, tiny_folder, chat_folder):
+    keys = [key for key in app.OUTPUT_KEYS if key != "state"]
+    older = [SEED_PROMPT, str(tiny_folder), ["gradient"], 2, 2, "zero", "l2", "next", 1, "", "", False, False, False]
+    data = exported(dict(zip(keys, client.predict(*older, api_name="/analyze"))))
+    assert data["chat"] is False and list(data["methods"]) == ["gradient"]
+    data = exported(dict(zip(keys, client.predict(SEED_PROMPT, str(chat_folder), ["gradient"], 2, 2, "zero", "l2",
+                                                  "next", 1, "", "", False, False, False, True, "Be brief.",
+                                                  api_name="/analyze"))))
+    assert data["chat"] is True and data["system"] == "Be brief." and "Be brief." in "".join(data["input_tokens"])
+    with pytest.raises(Exception, match="has no chat template"):
+        client.predict(SEED_PROMPT, chat=True, methods=["gradient"], api_name="/analyze")
+    assert client.predict(SEED_PROMPT, methods=["gradient"], max_new_tokens=1, api_name="/analyze")[0] is not None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from attribution import app_inputs
+from attribution.gguf import PACKAGED_MODELS
+from attribution.models import DEMO_MODEL_PATH
+from conftest import SMOLLM2
 
 
 def test_targets_from_the_settings():
@@ -37,6 +40,40 @@ def test_deep_link_keeps_only_valid_settings():
              "k": "x", "answer_map": "0", "hide_special": "yes"}
     settings = app_inputs.deep_link_settings(query, ["m"], any_model=True)
     assert settings == {"prompt": "Hello", "model": "someone/model", "methods": ["gradient"], "steps": 120,
-                        "baseline": "pad", "target": "text", "answer_map": False}
+                        "baseline": "pad", "target": "text", "answer_map": False,
+                        "chat": False}  # the named model's chat default
     assert "model" not in app_inputs.deep_link_settings(query, ["m"], any_model=False)  # a Space: listed only
     assert set(settings) <= set(app_inputs.DEEP_LINK_KEYS)
+
+
+def test_system_prompt_is_none_when_empty_and_needs_chat_otherwise():
+    assert app_inputs.parse_system("", True) is None and app_inputs.parse_system(" \n", False) is None
+    assert app_inputs.parse_system(None, False) is None
+    assert app_inputs.parse_system("Be brief.", True) == "Be brief."
+    with pytest.raises(ValueError, match="needs the chat template"):
+        app_inputs.parse_system("Be brief.", False)
+    with pytest.raises(ValueError, match="system must be text"):
+        app_inputs.parse_system(3, True)
+
+
+def test_chat_default_follows_the_model_name():
+    assert app_inputs.chat_default(SMOLLM2) is PACKAGED_MODELS[SMOLLM2].chat is True
+    assert app_inputs.chat_default("Qwen/Qwen2.5-0.5B-Instruct") is True
+    assert app_inputs.chat_default("/models/gemma-2-2b-it.Q4_K_M.gguf") is True  # a local GGUF file's name
+    assert app_inputs.chat_default(str(DEMO_MODEL_PATH)) is False
+    assert app_inputs.chat_default("meta-llama/Llama-3.2-1B") is False
+    assert app_inputs.chat_default("") is False and app_inputs.chat_default(None) is False
+
+
+def test_model_picker_lists_the_built_in_model_and_says_how_to_install_it(monkeypatch):
+    local = app_inputs.model_choices("someone/model", hosted=False)
+    assert [name for _label, name in local] == ["someone/model", str(DEMO_MODEL_PATH), app_inputs.HUB_MODEL, SMOLLM2]
+    hosted = app_inputs.model_choices(app_inputs.HUB_MODEL, hosted=True, allowed=["a/b", app_inputs.HUB_MODEL])
+    assert [name for _label, name in hosted] == [app_inputs.HUB_MODEL, "a/b", SMOLLM2]
+
+    def missing(hub_id):
+        raise ValueError(f"{hub_id} is not installed")
+
+    monkeypatch.setattr(app_inputs, "packaged_gguf", missing)
+    label = app_inputs.model_label(SMOLLM2)
+    assert label.startswith(SMOLLM2) and PACKAGED_MODELS[SMOLLM2].install in label

@@ -146,7 +146,7 @@ BAD_INPUTS = [
     ("steps-negative", {"ig_steps": -1}, {}, "n_steps must be from 1 to 1000, got -1"),
     ("steps-million", {"ig_steps": 10**6}, {}, "n_steps must be from 1 to 1000, got 1000000"),
     ("steps-fraction", {"ig_steps": 2.5}, {}, "n_steps must be a whole number from 1 to 1000, got 2.5"),
-    ("steps-text", {"ig_steps": "fifty"}, {}, "n_steps must be a whole number from 1 to 1000, got 'fifty'"),
+    ("steps-text", {"ig_steps": "fifty"}, {}, "n_steps must be a whole number from 1 to 1000 or 'auto', got 'fifty'"),
     ("max-new-tokens-text", {"max_new_tokens": "ten"}, {}, "max_new_tokens must be a whole number"),
     ("max-new-tokens-negative", {"max_new_tokens": -1}, {}, "max_new_tokens must be from 0 to 256, got -1"),
     ("max-new-tokens-huge", {"max_new_tokens": 10**6}, {}, "max_new_tokens must be from 0 to 256"),

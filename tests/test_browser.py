@@ -91,6 +91,7 @@ def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
     page.locator("#analyze-button").click()
     tokens = page.locator("#highlight-gradient .token")
     tokens.first.wait_for(timeout=TIMEOUT_MS)
+    page.locator("#answer-tokens .token").first.wait_for(timeout=TIMEOUT_MS)  # so the screenshots show the answer
     assert "Latvia" in page.locator("#highlight-gradient").inner_text()
     assert page.locator("#explained textarea, #explained input").first.input_value().endswith(")")
 
@@ -222,3 +223,55 @@ def test_clicking_an_example_runs_it_and_caches_it(page_url, browser):
             timeout=TIMEOUT_MS)
     page.close()
 
+
+
+def test_clicking_an_answer_token_explains_it_and_the_link_keeps_it(page_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(page_url)
+    # Picking a chat model ticks Chat template; picking the demo model again unticks it (no model is loaded).
+    chat = page.locator("#chat input")
+    assert not chat.is_checked()
+    page.locator("#model input").click()
+    page.get_by_role("option", name="SmolLM2-135M-Instruct", exact=False).click()
+    page.wait_for_function("() => document.querySelector('#chat input').checked", timeout=TIMEOUT_MS)
+    page.locator("#model input").click()
+    page.get_by_role("option", name="demo model", exact=False).click()
+    page.wait_for_function("() => !document.querySelector('#chat input').checked", timeout=TIMEOUT_MS)
+
+    page.locator("#analyze-button").click()
+    answer = page.locator("#answer-tokens .token")
+    answer.nth(1).wait_for(timeout=TIMEOUT_MS)  # the demo model answers " Riga" and then its end token
+    assert "Riga" in answer.nth(0).inner_text() and "highlighted" in answer.nth(0).get_attribute("class")
+    answer.nth(1).click()
+    explained = page.locator("#explained textarea, #explained input").first
+    page.wait_for_function("el => el.value.includes('generated token 2')", arg=explained.element_handle(),
+                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#answer-tokens .token')[1]?.classList.contains('highlighted')",
+        timeout=TIMEOUT_MS)
+    assert "highlighted" not in answer.nth(0).get_attribute("class")
+
+    # Tokens left out of the colour scaling are drawn grey (here BOS, once special tokens are hidden).
+    page.locator("#hide-special input").check()
+    first = page.locator("#highlight-gradient .score-token").first
+    page.wait_for_function("el => !el.classList.contains('highlighted')", arg=first.element_handle(),
+                           timeout=TIMEOUT_MS)
+    assert float(first.evaluate("el => getComputedStyle(el).opacity")) < 1
+    page.locator("#hide-special input").uncheck()
+
+    page.locator("#share-button").click()
+    share_box = page.locator("#share-url textarea, #share-url input").first
+    page.wait_for_function("el => el.value.includes('prompt=')", arg=share_box.element_handle(), timeout=TIMEOUT_MS)
+    link = share_box.input_value()
+    assert "target=generated" in link and "k=2" in link
+    assert "chat=" not in link and "system=" not in link  # the default model with its own chat default
+    opened = browser.new_page(viewport={"width": 1400, "height": 1000})
+    opened.goto(link)
+    explained = opened.locator("#explained textarea, #explained input").first
+    opened.wait_for_function("el => el.value.includes('generated token 2')", arg=explained.element_handle(),
+                             timeout=TIMEOUT_MS)
+    opened.close()
+    assert not errors, errors
+    page.close()

@@ -7,7 +7,14 @@ import pytest
 
 import attribution
 from attribution import comparison_figures, figure_style, labels
-from sample_analyses import TOKENS, make_analysis, make_rich_analysis, tick_texts
+from sample_analyses import (
+    CHAT_TEMPLATE_POSITIONS,
+    TOKENS,
+    make_analysis,
+    make_chat_analysis,
+    make_rich_analysis,
+    tick_texts,
+)
 
 
 def test_comparison_heatmap_is_min_max_normalised_and_annotated():
@@ -66,3 +73,21 @@ def test_agreement_heatmap_is_a_symmetric_methods_by_methods_matrix():
     assert np.isnan(matrix[1, 2]) and np.ma.getmaskarray(shown)[1, 2]
     assert "n/a" in [text.get_text() for text in ax.texts]
     assert [label.get_text() for label in ax.get_yticklabels()] == ["Gradient", "Attention", "Integrated Gradients"]
+
+
+def test_chat_template_tokens_stay_out_of_the_comparison_by_default():
+    analysis = make_chat_analysis()
+    template = list(CHAT_TEMPLATE_POSITIONS)
+    names, matrix = comparison_figures.normalized_matrix(analysis)
+    scores = analysis.methods["gradient"].scores
+    np.testing.assert_allclose(matrix[0], attribution.normalize_min_max(scores, exclude=analysis.template_tokens))
+    assert np.all(matrix[:, template] == 0)
+    ax = comparison_figures.comparison_heatmap_figure(analysis).axes[0]
+    masked = np.ma.getmaskarray(ax.get_images()[0].get_array())
+    assert list(np.flatnonzero(masked[0])) == template  # BOS stays in: the seed's view of special tokens
+    assert [ax.get_xticklabels()[index].get_color() for index in template] == [figure_style.EXCLUDED_LABEL_COLOR] * 3
+    title = ax.get_title().replace("\n", " ")
+    assert "(chat-template tokens left out" in title
+    hidden = comparison_figures.comparison_heatmap_figure(analysis, exclude_special=True).axes[0]
+    assert list(np.flatnonzero(np.ma.getmaskarray(hidden.get_images()[0].get_array())[0])) == [0, *template]
+    assert "special and chat-template tokens left out" in hidden.get_title().replace("\n", " ")

@@ -35,3 +35,9 @@ def test_completeness_summary_in_words():
 def test_signed_methods_get_the_signed_legend_even_when_all_scores_are_positive():
     occlusion = MethodScores("occlusion", np.linspace(0.1, 1.0, len(TOKENS)))
     assert "purple" in explanations.highlight_legend(occlusion, "occlusion")
+
+
+def test_method_notes_explain_the_grey_chat_template_tokens():
+    analysis = make_analysis()
+    assert "Chat template" in explanations.method_notes("gradient", analysis.methods["gradient"], chat=True)
+    assert "Chat template" not in explanations.method_notes("gradient", analysis.methods["gradient"])

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from attribution import figure_style, labels, method_figures
 from attribution.results import Analysis, MethodScores, Target
-from sample_analyses import TOKENS, make_analysis, make_rich_analysis, tick_texts
+from sample_analyses import TOKENS, make_analysis, make_chat_analysis, make_rich_analysis, tick_texts
 
 
 @pytest.mark.parametrize("name", ["gradient", "attention", "integrated_gradients"])
@@ -98,3 +98,14 @@ def test_signed_methods_get_a_zero_line_even_when_all_scores_are_positive():
                         generated_ids=np.array([], dtype=int), target=base.target, methods={"occlusion": occlusion})
     ax = method_figures.bar_figure(analysis, "occlusion").axes[0]
     assert any(list(line.get_ydata()) == [0.0, 0.0] for line in ax.get_lines())
+
+
+def test_bars_keep_the_chat_templates_raw_scores_with_grey_labels():
+    analysis = make_chat_analysis()
+    ax = method_figures.bar_figure(analysis, "gradient").axes[0]
+    np.testing.assert_allclose([patch.get_height() for patch in ax.patches], analysis.methods["gradient"].scores)
+    grey = [index for index, label in enumerate(ax.get_xticklabels())
+            if label.get_color() == figure_style.EXCLUDED_LABEL_COLOR]
+    assert grey == list(np.flatnonzero(analysis.template_tokens)) and grey
+    plain = method_figures.bar_figure(make_rich_analysis(), "gradient").axes[0]
+    assert all(label.get_color() != figure_style.EXCLUDED_LABEL_COLOR for label in plain.get_xticklabels())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from attribution import labels, tables
-from sample_analyses import TOKENS, make_analysis, make_rich_analysis
+from sample_analyses import CHAT_TEMPLATE_POSITIONS, TOKENS, make_analysis, make_chat_analysis, make_rich_analysis
 
 
 @pytest.mark.parametrize("aggregation", ["l2", "sum"])
@@ -55,3 +55,13 @@ def test_hiding_special_tokens_leaves_them_out_of_the_highlight_scaling():
     values = tables.highlight_values(TOKENS, scores, exclude=analysis.special_tokens)
     assert values[0] == (TOKENS[0], None)
     assert max(abs(value) for _, value in values[1:]) == pytest.approx(1.0)
+
+
+def test_top_rows_leave_out_the_excluded_tokens():
+    analysis = make_chat_analysis()
+    scores = analysis.methods["gradient"].scores
+    rows = tables.top_rows(analysis, "gradient", k=5, exclude=analysis.template_tokens)
+    positions = [row[2] for row in rows]
+    assert not set(positions) & set(CHAT_TEMPLATE_POSITIONS)
+    kept = [index for index in np.argsort(-scores, kind="stable") if index not in CHAT_TEMPLATE_POSITIONS]
+    assert positions == kept[:5]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from attribution import view_state
@@ -30,3 +32,28 @@ def test_contrast_options_leave_out_the_explained_token_and_keep_the_current_foi
     assert view_state.contrast_options(data) == [("(none)", ""), ('" Tallinn" (3.1%)', 98)]
     data["predictions"] = []
     assert view_state.contrast_options(data)[-1] == ('" Tallinn" (the current contrast)', 98)
+
+
+def test_view_state_keeps_the_chat_flags_and_the_clickable_answer():
+    base = make_rich_analysis()
+    user = ~base.special_tokens
+    user[1:3] = False  # "What is" stands in for tokens a chat template added
+    analysis = dataclasses.replace(base, user_tokens=user, chat=True)
+    data = view_state.load_view_state(view_state.dump_view_state(analysis, (" Riga", ".", "<|end_of_text|>"), 2))
+    restored = view_state.analysis_from_view_state(data)
+    assert restored.chat is True
+    np.testing.assert_array_equal(restored.template_tokens, analysis.template_tokens)
+    np.testing.assert_array_equal(restored.context_tokens, analysis.context_tokens)
+    assert list(np.flatnonzero(restored.template_tokens)) == [1, 2]
+    assert view_state.answer_view(data) == [(" Riga", None), (".", view_state.EXPLAINED), ("<|end_of_text|>", None)]
+    assert view_state.answer_view({}) == []
+
+
+def test_the_explained_answer_token():
+    analysis = make_rich_analysis()  # explains " Riga" (id 99), the first generated token
+    assert view_state.explained_answer_token(analysis, None) == 1
+    assert view_state.explained_answer_token(analysis, " Riga") == 1  # a text whose token the model generated
+    assert view_state.explained_answer_token(analysis, 3) == 3
+    other = dataclasses.replace(analysis, generated_ids=np.array([5, 99]))
+    assert view_state.explained_answer_token(other, " Riga") is None  # not what the model generated there
+    assert view_state.explained_answer_token(dataclasses.replace(analysis, generated_ids=[]), None) is None
