@@ -94,6 +94,7 @@ class Plan:
     settings: Mapping[str, Any]  # what settings.json records (and a restart must match)
     loaded: LoadedModel
     chunk_size: int
+    done: frozenset[str]  # ids (as JSON) with a result from an earlier run: skipped
 
 
 def assign_gpus(environ: MutableMapping[str, str], device_count: int) -> None:
@@ -184,8 +185,11 @@ def prepare(arguments: argparse.Namespace) -> Plan:
     check_output_folder(arguments.output, settings)
     loaded = load_from_arguments(arguments)
     validate_options(loaded, options)
+    # Every process reads the done-set before any of them writes a part (the barrier in `main`), so
+    # all agree on the pending rows and split them without overlap, whatever the earlier runs' sizes.
+    done = frozenset(done_keys(arguments.output))
     return Plan(table=table, output=arguments.output, options=options, settings=settings, loaded=loaded,
-                chunk_size=arguments.chunk_size)
+                chunk_size=arguments.chunk_size, done=done)
 
 
 def distributed_state():
@@ -326,7 +330,11 @@ def process_share(plan: Plan, share: list[InputRow], rank: int, world: int) -> t
 
 def finish(plan: Plan) -> int:
     """Merge every part into results.parquet and errors.jsonl, then the summary (rank 0 only)."""
-    merged = merge_parts(plan.output, plan.table)
+    try:
+        merged = merge_parts(plan.output, plan.table)
+    except ValueError as error:  # a part file damaged after it was written (e.g. by hand)
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if merged.missing:
         print(f"error: {merged.missing} rows of {len(plan.table.rows)} are not finished (a process stopped "
               "early); run the same command again to finish them", file=sys.stderr)
@@ -356,22 +364,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     state = distributed_state()
     rank, world = state.process_index, state.num_processes
-    # Every process reads the done-set before any of them writes a part (the barrier below), so all
-    # agree on the pending rows and split them without overlap, whatever the earlier runs' sizes.
-    done = done_keys(plan.output)
-    pending = [row for row in plan.table.rows if row.key not in done]
+    pending = [row for row in plan.table.rows if row.key not in plan.done]
     share = my_share(plan.loaded, pending, rank, world)
     if state.is_main_process:
         plan.output.mkdir(parents=True, exist_ok=True)
         write_settings(plan.output, plan.settings)
     state.wait_for_everyone()
-    count, seconds = process_share(plan, share, rank, world)
+    try:
+        count, seconds = process_share(plan, share, rank, world)
+    except _Stop:
+        print(f"rank {rank}/{world}: stopped; the rows it finished are saved, and running the same command "
+              "again continues with the others", file=sys.stderr)
+        return 128 + signal.SIGTERM
     rate = 60.0 * count / seconds if seconds > 0 else float("nan")
     print(f"rank {rank}/{world}: {count} rows in {seconds:.1f} s ({rate:.1f} rows/minute); "
-          f"{len(done)} done before", file=sys.stderr)
+          f"{len(plan.done)} done before", file=sys.stderr)
     state.wait_for_everyone()
     status = finish(plan) if state.is_main_process else 0
     state.wait_for_everyone()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return status
 
 

@@ -253,8 +253,8 @@ def read_parts(folder: Path, columns: list[str] | None = None) -> pa.Table | Non
         try:
             tables.append(pq.read_table(path, columns=columns))
         except (OSError, pa.ArrowException) as error:
-            raise RuntimeError(f"the part file {str(path)!r} cannot be read ({error}); delete it and run again "
-                               "to recompute its rows") from None
+            raise ValueError(f"the part file {str(path)!r} cannot be read ({error}); delete it and run again "
+                             "to recompute its rows") from None
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 

@@ -9,51 +9,19 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
 
+from .bootstrap import LEVEL, Interval, mean_interval  # noqa: F401 (Interval: part of this module's API)
 from .figure_style import method_color, plain_text
 from .labels import method_label, token_label
 
-LEVEL = 0.95
-RESAMPLES = 2000
 TOP_TOKENS = 10
 COMPLETENESS_TOLERANCE = 0.05  # the trust panel's threshold (attribution.trust), repeated for the table
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A mean over rows with its percentile-bootstrap interval (seeded: the same data, the same bounds)."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-
-    def text(self, digits: int = 3) -> str:
-        return f"{self.mean:.{digits}g} [{self.low:.{digits}g}, {self.high:.{digits}g}]"
-
-
-def mean_interval(values: Iterable[Any], level: float = LEVEL, resamples: int = RESAMPLES) -> Interval | None:
-    """None when no finite value is given."""
-    sample = np.array([float(value) for value in values if value is not None and math.isfinite(value)])
-    if sample.size == 0:
-        return None
-    rng = np.random.default_rng(0)
-    means = np.empty(resamples)
-    # Blocks keep the index matrix small for large datasets (resamples × n would not fit).
-    block = max(1, 2_000_000 // sample.size)
-    for start in range(0, resamples, block):
-        stop = min(resamples, start + block)
-        means[start:stop] = sample[rng.integers(0, sample.size, size=(stop - start, sample.size))].mean(axis=1)
-    tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return Interval(float(sample.mean()), float(low), float(high), int(sample.size))
 
 
 @dataclass(frozen=True)
@@ -180,10 +148,10 @@ def summary_markdown(summary: Summary, settings: Mapping[str, Any]) -> str:
         ]
         for item in summary.methods:
             beats = "—" if item.beats_random is None else f"{item.beats_random:.0%}"
-            lines.append(
-                f"| {method_label(item.method)} | {_cell(item.comprehensiveness)} | {_cell(item.random_comprehensiveness)} "
-                f"| {_cell(item.comprehensiveness_gain)} | {beats} | {_cell(item.sufficiency)} "
-                f"| {_cell(item.random_sufficiency)} | {_cell(item.sufficiency_gain)} |")
+            cells = [method_label(item.method), _cell(item.comprehensiveness), _cell(item.random_comprehensiveness),
+                     _cell(item.comprehensiveness_gain), beats, _cell(item.sufficiency),
+                     _cell(item.random_sufficiency), _cell(item.sufficiency_gain)]
+            lines.append("| " + " | ".join(cells) + " |")
     else:
         lines.append("Not computed: run with `--trust`.")
     lines += ["", "## Integrated Gradients completeness", ""]
@@ -191,7 +159,8 @@ def summary_markdown(summary: Summary, settings: Mapping[str, Any]) -> str:
         errors = np.array(summary.completeness)
         lines += [
             "Relative error |Σ attributions − (F(x) − F(x′))| / |F(x) − F(x′)| per row.", "",
-            f"| rows | median | 90th percentile | worst | within {COMPLETENESS_TOLERANCE:.0%} |", "|---|---|---|---|---|",
+            f"| rows | median | 90th percentile | worst | within {COMPLETENESS_TOLERANCE:.0%} |",
+            "|---|---|---|---|---|",
             f"| {errors.size} | {np.median(errors):.2%} | {np.quantile(errors, 0.9):.2%} | {errors.max():.2%} "
             f"| {np.mean(errors <= COMPLETENESS_TOLERANCE):.0%} |",
         ]
@@ -210,7 +179,8 @@ def summary_markdown(summary: Summary, settings: Mapping[str, Any]) -> str:
               "averaged over all rows per token text.", ""]
     for item in summary.methods:
         lines += [f"**{method_label(item.method)}**", "", "| token | mean share | rows |", "|---|---|---|"]
-        lines += [f"| {_markdown_token(share.token)} | {share.mean_share:.2%} | {share.rows} |" for share in item.top_tokens]
+        lines += [f"| {_markdown_token(share.token)} | {share.mean_share:.2%} | {share.rows} |"
+                  for share in item.top_tokens]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -226,7 +196,8 @@ def _interval_bars(ax: Any, labels: list[str], intervals: list[Interval | None],
                    width: float, hatch: str | None = None) -> None:
     positions = np.arange(len(labels)) + offset
     means = [np.nan if item is None else item.mean for item in intervals]
-    errors = np.array([[0, 0] if item is None else [item.mean - item.low, item.high - item.mean] for item in intervals]).T
+    errors = np.array([[0, 0] if item is None else [item.mean - item.low, item.high - item.mean]
+                       for item in intervals]).T  # [2, bars]: below and above the mean
     ax.bar(positions, means, width=width, color=colors, hatch=hatch, edgecolor="white",
            yerr=errors, capsize=3, error_kw={"ecolor": "0.25"})
 

@@ -120,8 +120,9 @@ def test_every_good_row_once_and_every_bad_row_in_errors(tiny_folder, tmp_path, 
     # Run again: nothing done is recomputed (failed rows are retried), and each id is still listed once.
     done_before = {path.name for path in output.glob("part-*.parquet")}
     assert batch.main(arguments) == 0
-    new_parts = [pq.read_table(path).to_pylist() for path in output.glob("part-*.parquet") if path.name not in done_before]
-    assert {record["id_json"] for part in new_parts for record in part} == {json.dumps(row["id"]) for row in errors}
+    redone = [record["id_json"] for path in output.glob("part-*.parquet") if path.name not in done_before
+              for record in pq.read_table(path).to_pylist()]
+    assert sorted(redone) == sorted(json.dumps(row["id"]) for row in errors)
     assert results_of(output) == results
     assert errors_of(output) == errors
 
@@ -212,6 +213,26 @@ def test_a_killed_run_restarted_on_two_processes_ends_with_every_row_once(tiny_f
     computed = [record["id_json"] for record in records]
     assert len(computed) == len(set(computed)) == len(rows)  # nothing done before the kill was redone
     assert not list(output.glob(".*.tmp-*"))
+
+
+def test_sigterm_saves_the_rows_finished_in_the_chunk_in_progress(tiny_folder, tmp_path):
+    """torchrun stops the other processes with SIGTERM when one fails: their finished rows are kept."""
+    data = write_jsonl(tmp_path / "rows.jsonl", capital_prompts(400))
+    output = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attribution.batch", str(data), "--output", str(output), "--model", str(tiny_folder),
+         "--steps", "64", "--max-new-tokens", "3", "--trust", "--chunk-size", "100000"],
+        cwd=REPO_ROOT, env=module_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (output / "settings.json").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(1.5)  # rows are being analysed; none is written yet (one chunk holds them all)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    saved = part_records(output)
+    assert 0 < len(saved) < 400 and not (output / "results.parquet").exists()
+    assert len({record["id_json"] for record in saved}) == len(saved)
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
