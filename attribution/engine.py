@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from .integrated_gradients import BASELINES
 from .methods import AGGREGATIONS, METHODS
 from .integrated_gradients import AUTO_FIRST_INTERVALS
-from .passes import SCORES, AttributionRequest
+from .passes import SCORES, AttributionRequest, SharedWork
 from .models import LoadedModel
 from .prompts import encode_prompt, held_context
 from .answer_map import compute_answer_map
@@ -105,10 +106,30 @@ def top_predictions(
     return [Prediction(text, int(token), float(value)) for text, token, value in zip(texts, ids, values)]
 
 
-def run_order(chosen: tuple[str, ...]) -> list[str]:
-    """Integrated Gradients first: its batches also yield the input's plain gradient, which the
-    gradient methods then reuse instead of running a forward and backward of their own."""
-    return sorted(chosen, key=lambda name: name != "integrated_gradients")
+@dataclass(frozen=True)
+class Progress:
+    """One stage of `analyze`, as its `progress` callback receives it."""
+
+    kind: str  # "generate" | "method" | "answer_map" | "trust"
+    index: int  # 0-based among the analysis's stages
+    total: int  # how many stages this analysis has
+    method: str | None = None  # kind "method": the method's registered name
+
+    @property
+    def fraction(self) -> float:
+        """The share of stages done before this one starts, in [0, 1)."""
+        return self.index / self.total
+
+    @property
+    def description(self) -> str:
+        if self.kind == "method":
+            return f"computing {self.method}"
+        return _STAGE_DESCRIPTIONS[self.kind]
+
+
+_STAGE_DESCRIPTIONS = {
+    "generate": "generating the answer", "answer_map": "building the answer map", "trust": "assessing trust",
+}
 
 
 def analyze(
@@ -130,7 +151,7 @@ def analyze(
     trust: bool = False,
     chat: bool = False,
     system: str | None = None,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> Analysis:
     """Explain which input tokens drove one predicted token.
 
@@ -151,7 +172,8 @@ def analyze(
     `chat`: make the prompt the user message of the model's chat template (with the generation prompt);
     `system` replaces the template's default system prompt. Attribution covers every input token;
     `Analysis.user_tokens` says which ones the user typed.
-    `progress(fraction, description)` is called as each stage starts (for progress bars).
+    `progress(Progress)` is called as each stage starts (for progress bars), with its kind, method,
+    index and fraction.
     """
     prompt = validate_prompt(prompt)
     chosen = validate_methods(methods, METHODS)
@@ -169,17 +191,19 @@ def analyze(
     if system is not None:
         system = validate_prompt(system, what="system prompt")
 
-    stages = ["generating the answer", *(f"computing {name}" for name in run_order(chosen))]
-    stages += ["building the answer map"] * all_targets + ["assessing trust"] * trust
+    # The methods run in the order asked: work they share (IG's integration gives the gradient methods
+    # their input gradient) lives in the request's SharedWork, computed by whichever asks first.
+    stages = [("generate", None), *(("method", name) for name in chosen)]
+    stages += [("answer_map", None)] * all_targets + [("trust", None)] * trust
 
-    def report_stage(description: str) -> None:
+    def report_stage(kind: str, method: str | None = None) -> None:
         if progress is not None:
-            progress(stages.index(description) / len(stages), description)
+            progress(Progress(kind, stages.index((kind, method)), len(stages), method))
 
     with loaded.lock, cpu_threads_for(loaded):
         encoded = encode_prompt(loaded, prompt, chat=chat, system=system)
         prompt_ids = encoded.ids  # [n_prompt]
-        report_stage("generating the answer")
+        report_stage("generate")
         generated_ids, step_logits = generate_with_logits(loaded, prompt_ids, max_new_tokens)  # [n_generated]
         resolved = resolve_target(loaded, prompt_ids, generated_ids, target)
         # Generation step k saw the prompt and k generated tokens: for the k-th target, the same input.
@@ -203,23 +227,23 @@ def analyze(
             held=torch.from_numpy(held) if hold_context else None,
             target_error=target_error,
             max_steps=max_steps,
+            work=SharedWork(with_integration="integrated_gradients" in chosen),
         )
-        computed = {}
-        for name in run_order(chosen):
-            report_stage(f"computing {name}")
-            computed[name] = METHODS[name](loaded, request)
-        results = {name: computed[name] for name in chosen}
+        results = {}
+        for name in chosen:
+            report_stage("method", name)
+            results[name] = METHODS[name](loaded, request)
         tokens = tuple(display_tokens(loaded, resolved.input_ids.tolist()))
         answer_map = {}
         if all_targets:
-            report_stage("building the answer map")
+            report_stage("answer_map")
             answer_map = compute_answer_map(
                 loaded, prompt_ids, generated_ids, chosen, request=request,
                 held=held[: prompt_ids.numel()] if hold_context else None,
             )
         report = None
         if trust:
-            report_stage("assessing trust")
+            report_stage("trust")
             # Held context (the first position, special and template tokens): faithfulness never hides it,
             # agreement and the verdict leave it out.
             report = assess(loaded, request, tokens, results, held)

@@ -11,16 +11,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .integrated_gradients import integrate
 from .models import LoadedModel
-from .passes import (
-    AttributionRequest,
-    at_least_fp32,
-    embed,
-    input_gradients,
-    log_probability_scores,
-    shared_attention_maps,
-)
+from .passes import AttributionRequest, at_least_fp32, embed, log_probability_scores
+from .shared import input_gradients, integration, shared_attention_maps
 from .results import AttentionScores, IntegratedGradientsScores, MethodScores
 
 AGGREGATIONS = {
@@ -95,17 +88,9 @@ def occlusion(loaded: LoadedModel, request: AttributionRequest) -> MethodScores:
 
 def integrated_gradients(loaded: LoadedModel, request: AttributionRequest) -> IntegratedGradientsScores:
     """Integrated Gradients on the input embeddings (the seed's method C), steps batched."""
-    last = torch.tensor([request.input_ids.numel() - 1])
-    foils = None if request.foil_id is None else torch.tensor([request.foil_id])
-    integration = integrate(
-        loaded, request.input_ids, request.baseline, request.n_steps, last,
-        torch.tensor([request.target_id]), foils, request.internal_batch_size,
-        score=request.score, held=request.held, target_error=request.target_error, max_steps=request.max_steps,
-    )
-    # The input's own gradient came out of the same batches: the gradient methods reuse it.
-    request.shared.setdefault("input_gradients", at_least_fp32(integration.input_gradients[0]))
-    attributions = integration.attributions
-    input_output, baseline_output = integration.input_values, integration.baseline_values
+    result = integration(loaded, request)
+    attributions = result.attributions
+    input_output, baseline_output = result.input_values, result.baseline_values
     delta = float(attributions[0].double().sum()) - float(input_output[0] - baseline_output[0])
     return IntegratedGradientsScores(
         method="integrated_gradients",
@@ -113,7 +98,7 @@ def integrated_gradients(loaded: LoadedModel, request: AttributionRequest) -> In
         convergence_delta=delta,
         input_output=float(input_output[0]),
         baseline_output=float(baseline_output[0]),
-        n_steps=integration.n_points,
+        n_steps=result.n_points,
         baseline=request.baseline,
         aggregation=request.aggregation,
         score=request.score,

@@ -3,7 +3,7 @@ maps, masked forwards, and sizing batches to free memory.
 
 Work that two methods need (input gradients for gradient and input×gradient — which Integrated
 Gradients also yields from its own batches —, the eager attention pass for attention and rollout) is
-computed once per request and kept in `request.shared`.
+computed once per request and kept in the request's `SharedWork` (see `attribution.shared`).
 """
 
 from __future__ import annotations
@@ -41,12 +41,26 @@ class AttributionRequest:
     held: torch.Tensor | None = None  # [seq] bool on the CPU: context IG's baseline keeps at the input
     target_error: float = 0.01  # n_steps="auto": the relative completeness error to reach
     max_steps: int = 1000  # n_steps="auto": the most path points to spend
-    shared: dict = field(default_factory=dict, compare=False, repr=False)  # passes reused across methods
+    # Passes more than one method needs, computed at most once for this request (attribution.shared).
+    work: "SharedWork" = field(default_factory=lambda: SharedWork(), compare=False, repr=False)
 
-    def reuse(self, key: str, compute: Callable[[], object]) -> object:
-        if key not in self.shared:
-            self.shared[key] = compute()
-        return self.shared[key]
+
+class SharedWork:
+    """What methods of one request share, each piece computed at most once, in any method order.
+
+    `with_integration`: Integrated Gradients is among the request's methods. Its batches carry the
+    input itself as one row, so the input gradient (gradient, input × gradient) is then read from
+    IG's integration instead of a pass of its own — whichever method asks first.
+    """
+
+    def __init__(self, with_integration: bool = False) -> None:
+        self.with_integration = with_integration
+        self._done: dict[str, object] = {}
+
+    def once(self, key: str, compute: Callable[[], object]) -> object:
+        if key not in self._done:
+            self._done[key] = compute()
+        return self._done[key]
 
 
 def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
@@ -98,17 +112,14 @@ def logits_at(loaded: LoadedModel, embeddings: torch.Tensor, positions: torch.Te
     return at_least_fp32(logits[rows, column])  # [batch, vocab]
 
 
-def input_gradients(loaded: LoadedModel, request: AttributionRequest) -> torch.Tensor:
-    """d(explained score)/d(input embeddings) [seq, d_model], from one forward and backward."""
-
-    def compute() -> torch.Tensor:
-        embeddings = embed(loaded, request.input_ids).requires_grad_(True)  # [1, seq, d_model]
-        with torch.enable_grad():
-            score = target_logit(loaded, embeddings, request.target_id, request.foil_id, score=request.score)
-            (gradients,) = torch.autograd.grad(score.sum(), embeddings)
-        return at_least_fp32(gradients[0])
-
-    return request.reuse("input_gradients", compute)
+def input_gradient_pass(loaded: LoadedModel, request: AttributionRequest) -> torch.Tensor:
+    """d(explained score)/d(input embeddings) [seq, d_model], from one forward and backward of its own
+    (`attribution.shared.input_gradients` reuses IG's batches instead when IG runs too)."""
+    embeddings = embed(loaded, request.input_ids).requires_grad_(True)  # [1, seq, d_model]
+    with torch.enable_grad():
+        score = target_logit(loaded, embeddings, request.target_id, request.foil_id, score=request.score)
+        (gradients,) = torch.autograd.grad(score.sum(), embeddings)
+    return at_least_fp32(gradients[0])
 
 
 @dataclass(frozen=True)
@@ -133,10 +144,6 @@ def attention_maps(loaded: LoadedModel, input_ids: torch.Tensor) -> AttentionMap
     last_rows = torch.stack([at_least_fp32(layer[0, :, -1, :]).cpu() for layer in attentions])
     head_mean = torch.stack([at_least_fp32(layer[0]).mean(dim=0).cpu() for layer in attentions])
     return AttentionMaps(last_rows=last_rows, head_mean=head_mean)
-
-
-def shared_attention_maps(loaded: LoadedModel, request: AttributionRequest) -> AttentionMaps:
-    return request.reuse("attention_maps", lambda: attention_maps(loaded, request.input_ids))
 
 
 def log_probability_scores(

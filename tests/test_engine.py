@@ -164,19 +164,20 @@ def test_top_predictions_from_generation_equal_a_fresh_forward(tiny_loaded, targ
 def test_progress_reports_every_stage_in_order(tiny_loaded):
     seen = []
     attribution.analyze(tiny_loaded, SEED_PROMPT, max_new_tokens=2, n_steps=4, all_targets=True, trust=True,
-                        progress=lambda fraction, description: seen.append((fraction, description)))
-    # Integrated Gradients runs first (its batches also give the gradient method its gradient).
-    assert [description for _, description in seen] == [
-        "generating the answer", "computing integrated_gradients", "computing gradient", "computing attention",
-        "building the answer map", "assessing trust",
+                        progress=seen.append)
+    # The methods run in the order asked (IG's shared integration does not need to come first).
+    assert [(stage.kind, stage.method) for stage in seen] == [
+        ("generate", None), ("method", "gradient"), ("method", "attention"), ("method", "integrated_gradients"),
+        ("answer_map", None), ("trust", None),
     ]
-    assert [fraction for fraction, _ in seen] == sorted(fraction for fraction, _ in seen) and seen[0][0] == 0
+    assert [stage.index for stage in seen] == list(range(len(seen))) and {stage.total for stage in seen} == {6}
+    assert [stage.fraction for stage in seen] == sorted(stage.fraction for stage in seen) and seen[0].fraction == 0
 
 
 def test_small_cpu_models_run_on_one_thread_and_restore_the_setting(tiny_loaded):
     before = torch.get_num_threads()
     inside = []
     attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["gradient"], max_new_tokens=1,
-                        progress=lambda fraction, description: inside.append(torch.get_num_threads()))
+                        progress=lambda stage: inside.append(torch.get_num_threads()))
     assert inside and set(inside) == {1}
     assert torch.get_num_threads() == before

@@ -11,7 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import attribution
 from attribution.methods import integrated_gradients
-from attribution.passes import AttributionRequest, input_gradients, target_logit
+from attribution.passes import AttributionRequest, SharedWork, input_gradient_pass, target_logit
+from attribution.shared import input_gradients
 from attribution.models import LoadedModel
 from benchmarks import notebook_reference as notebook
 from conftest import SEED_PROMPT
@@ -171,13 +172,14 @@ def test_attention_rows_sum_to_one(model_folder):
 def test_ig_input_row_gives_the_plain_gradient_and_forward(tiny_loaded, foil, batch_size):
     """IG's batches also hold the input itself: its gradient (reused by the gradient methods) and its
     score must equal a forward and backward of their own."""
-    request = _request(tiny_loaded, n_steps=8, baseline="pad", internal_batch_size=batch_size)
-    if foil:
-        request = AttributionRequest(input_ids=request.input_ids, target_id=request.target_id, foil_id=7,
-                                     n_steps=8, baseline="pad", internal_batch_size=batch_size)
+    base = _request(tiny_loaded)
+    request = AttributionRequest(input_ids=base.input_ids, target_id=base.target_id, foil_id=7 if foil else None,
+                                 n_steps=8, baseline="pad", internal_batch_size=batch_size,
+                                 work=SharedWork(with_integration=True))
     result = integrated_gradients(tiny_loaded, request)
     standalone = AttributionRequest(input_ids=request.input_ids, target_id=request.target_id, foil_id=request.foil_id)
-    torch.testing.assert_close(request.shared["input_gradients"], input_gradients(tiny_loaded, standalone),
+    # With IG in the request, the gradient methods' input gradient comes from IG's input row.
+    torch.testing.assert_close(input_gradients(tiny_loaded, request), input_gradient_pass(tiny_loaded, standalone),
                                rtol=1e-5, atol=1e-7)
     embeddings = tiny_loaded.model.get_input_embeddings()(request.input_ids[None])
     with torch.no_grad():

@@ -18,7 +18,8 @@ from captum.attr import IntegratedGradients
 
 import attribution
 from attribution.models import LoadedModel, eager_attention
-from attribution.passes import AttributionRequest, input_gradients, target_logit
+from attribution.passes import AttributionRequest, target_logit
+from attribution.shared import input_gradients
 from attribution.prompts import encode_prompt
 from conftest import SEED_PROMPT
 

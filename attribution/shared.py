@@ -1,0 +1,46 @@
+"""Work shared between the methods of one request, each piece computed at most once and in any method
+order: IG's integration (whose input row also yields the plain input gradient), the input gradient,
+and the eager attention pass (attention and rollout).
+
+Methods call these accessors instead of running the passes themselves; the request's `SharedWork`
+remembers the results, so the order in which the engine runs the methods does not matter.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .integrated_gradients import Integration, integrate
+from .models import LoadedModel
+from .passes import AttentionMaps, AttributionRequest, at_least_fp32, attention_maps, input_gradient_pass
+
+
+def integration(loaded: LoadedModel, request: AttributionRequest) -> Integration:
+    """IG for the request's one target at the last input position (the integration's rows also give
+    F(input), F(baseline) and the plain input gradient)."""
+
+    def compute() -> Integration:
+        last = torch.tensor([request.input_ids.numel() - 1])
+        foils = None if request.foil_id is None else torch.tensor([request.foil_id])
+        return integrate(
+            loaded, request.input_ids, request.baseline, request.n_steps, last,
+            torch.tensor([request.target_id]), foils, request.internal_batch_size,
+            score=request.score, held=request.held, target_error=request.target_error, max_steps=request.max_steps,
+        )
+
+    return request.work.once("integration", compute)
+
+
+def input_gradients(loaded: LoadedModel, request: AttributionRequest) -> torch.Tensor:
+    """d(explained score)/d(input embeddings) [seq, d_model]: from IG's integration when IG is part of
+    the request (no pass of its own), else from one forward and backward."""
+    if request.work.with_integration:
+        return request.work.once(
+            "input_gradients", lambda: at_least_fp32(integration(loaded, request).input_gradients[0])
+        )
+    return request.work.once("input_gradients", lambda: input_gradient_pass(loaded, request))
+
+
+def shared_attention_maps(loaded: LoadedModel, request: AttributionRequest) -> AttentionMaps:
+    """The eager attention pass over the request's input, run once for attention and rollout."""
+    return request.work.once("attention_maps", lambda: attention_maps(loaded, request.input_ids))
