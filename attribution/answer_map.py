@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .catalog import ANSWER_MAP_METHODS
 from .integrated_gradients import integrate
 from .methods import aggregate
 from .models import LoadedModel
@@ -27,8 +28,8 @@ from .passes import (
 from .results import AnswerMap
 from .targets import display_tokens
 
-#: Methods the answer map supports (occlusion and rollout would need one pass per target).
-ANSWER_MAP_METHODS = ("gradient", "input_x_gradient", "integrated_gradients", "attention")
+# Methods the answer map supports (the catalog's `answer_map`; occlusion and rollout would need one
+# pass per target).
 
 
 def _target_gradients(

@@ -6,6 +6,7 @@ target, the target id, settings) and returns a `MethodScores` with one score per
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 
 from .models import LoadedModel
 from .passes import AttributionRequest, at_least_fp32, embed, log_probability_scores
+from .catalog import CATALOG, METHOD_DESCRIPTIONS, METHOD_LABELS  # noqa: F401 (re-exported)
 from .shared import input_gradients, integration, shared_attention_maps
 from .results import AttentionScores, IntegratedGradientsScores, MethodScores
 
@@ -107,30 +109,14 @@ def integrated_gradients(loaded: LoadedModel, request: AttributionRequest) -> In
     )
 
 
-#: The registry the CLI and the UI read: name → method(loaded, request) → MethodScores.
+def _resolve(path: str) -> Callable[[LoadedModel, AttributionRequest], MethodScores]:
+    """"module:function" inside this package → the function (a new method lives in a file of its own)."""
+    module_name, function_name = path.split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module_name}"), function_name)
+
+
+#: The registry the CLI and the UI read: name → method(loaded, request) → MethodScores, in the
+#: catalog's order (the catalog holds every other fact about each method).
 METHODS: dict[str, Callable[[LoadedModel, AttributionRequest], MethodScores]] = {
-    "gradient": gradient,
-    "attention": attention,
-    "integrated_gradients": integrated_gradients,
-    "input_x_gradient": input_x_gradient,
-    "attention_rollout": attention_rollout,
-    "occlusion": occlusion,
-}
-
-METHOD_LABELS: dict[str, str] = {
-    "gradient": "Gradient",
-    "attention": "Attention",
-    "integrated_gradients": "Integrated Gradients",
-    "input_x_gradient": "Input × Gradient",
-    "attention_rollout": "Attention Rollout",
-    "occlusion": "Occlusion",
-}
-
-METHOD_DESCRIPTIONS: dict[str, str] = {
-    "gradient": "L2 norm of d(target logit)/d(token embedding): how sensitive the prediction is to each token.",
-    "attention": "Attention from the last position, averaged over all layers and heads.",
-    "integrated_gradients": "Gradients integrated along a path from a baseline to the input (Sundararajan et al. 2017).",
-    "input_x_gradient": "Embedding × gradient, summed: signed first-order contribution of each token.",
-    "attention_rollout": "Attention composed through the layers with the residual path (Abnar & Zuidema 2020).",
-    "occlusion": "Drop in the target's log-probability when the token is hidden (leave one out).",
+    name: _resolve(info.function) for name, info in CATALOG.items()
 }

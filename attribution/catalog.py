@@ -1,0 +1,156 @@
+"""The method catalog: every fact about every attribution method, in one entry each.
+
+Torch-free on purpose: the display layer (figures, tables, text) reads labels, colours and signedness
+from here without importing the engine. The engine's registry `attribution.methods.METHODS` maps the
+same names to the functions named in `function`, and a test checks that both list the same methods
+and that every entry is complete. Adding a method: one new file with its function, one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str  # the registered name, as in METHODS and the JSON
+    function: str  # "module:function" inside the attribution package, for the engine's registry
+    label: str  # display name
+    description: str  # one sentence: what the number measures
+    help: str  # a paragraph for the app's tab
+    color: str  # matplotlib colour of its bars and lines
+    signed: bool  # scores can be negative by construction (IG: decided by its aggregation)
+    target_dependent: bool  # a contrast (or another target) changes the scores
+    layered: bool  # its result keeps per-layer and per-head weights (a layers × tokens heatmap)
+    answer_map: bool  # supported by the answer map (every generated token at once)
+    axis_label: str  # the bar chart's y-axis label; "{label}" and "{aggregation}" are filled in
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, str) and not value.strip():
+                raise ValueError(f"method catalog entry {self.name!r} has an empty {item.name}")
+
+
+CATALOG: dict[str, MethodInfo] = {
+    info.name: info
+    for info in (
+        MethodInfo(
+            name="gradient",
+            function="methods:gradient",
+            label="Gradient",
+            description="L2 norm of d(target logit)/d(token embedding): how sensitive the prediction is to each token.",
+            help=(
+                "How sensitive the explained token's logit is to each input token: the L2 norm of the "
+                "gradient with respect to that token's embedding (the seed's method A). Fast, but noisy."
+            ),
+            color="steelblue",
+            signed=False,
+            target_dependent=True,
+            layered=False,
+            answer_map=True,
+            axis_label="Attribution score (gradient L2 norm)",
+        ),
+        MethodInfo(
+            name="attention",
+            function="methods:attention",
+            label="Attention",
+            description="Attention from the last position, averaged over all layers and heads.",
+            help=(
+                "How much the last position attends to each input token, averaged over every head and layer "
+                "(the seed's method B). It shows where information is read from, not how it is used; the first "
+                "token often soaks up attention that means little."
+            ),
+            color="coral",
+            signed=False,
+            target_dependent=False,
+            layered=True,
+            answer_map=True,
+            axis_label="Attention weight (mean of heads and layers)",
+        ),
+        MethodInfo(
+            name="integrated_gradients",
+            function="methods:integrated_gradients",
+            label="Integrated Gradients",
+            description="Gradients integrated along a path from a baseline to the input (Sundararajan et al. 2017).",
+            help=(
+                "Gradients averaged along a straight path from a baseline (an input with the information "
+                "removed; see Settings) to the real prompt, times the difference (the seed's method C, with "
+                "Captum's rule). Slower, but its signed scores account for the whole change in the logit: see "
+                "the check below."
+            ),
+            color="mediumseagreen",
+            signed=False,
+            target_dependent=True,
+            layered=False,
+            answer_map=True,
+            axis_label="{label} score ({aggregation})",
+        ),
+        MethodInfo(
+            name="input_x_gradient",
+            function="methods:input_x_gradient",
+            label="Input × Gradient",
+            description="Embedding × gradient, summed: signed first-order contribution of each token.",
+            help=(
+                "Each token's embedding times the gradient, summed: a signed first-order estimate of how much "
+                "the token adds to (red) or takes from (purple) the explained token's logit. Fast."
+            ),
+            color="goldenrod",
+            signed=True,
+            target_dependent=True,
+            layered=False,
+            answer_map=True,
+            axis_label="{label} score",
+        ),
+        MethodInfo(
+            name="attention_rollout",
+            function="methods:attention_rollout",
+            label="Attention Rollout",
+            description="Attention composed through the layers with the residual path (Abnar & Zuidema 2020).",
+            help=(
+                "Attention composed through every layer with the residual path (Abnar & Zuidema 2020): how much "
+                "of the last position's representation flows from each token. Never negative."
+            ),
+            color="teal",
+            signed=False,
+            target_dependent=False,
+            layered=False,
+            answer_map=False,
+            axis_label="Rollout share of the last position",
+        ),
+        MethodInfo(
+            name="occlusion",
+            function="methods:occlusion",
+            label="Occlusion",
+            description="Drop in the target's log-probability when the token is hidden (leave one out).",
+            help=(
+                "Hide one token at a time (by the attention mask) and measure how much the explained token's "
+                "log-probability drops: red tokens were needed, purple ones were in the way. One forward pass "
+                "per token, batched."
+            ),
+            color="slategray",
+            signed=True,
+            target_dependent=True,
+            layered=False,
+            answer_map=False,
+            axis_label="Log-probability drop when hidden",
+        ),
+    )
+}
+
+#: Display facts as plain dicts, for the modules that read one fact for many methods.
+METHOD_LABELS: dict[str, str] = {name: info.label for name, info in CATALOG.items()}
+METHOD_DESCRIPTIONS: dict[str, str] = {name: info.description for name, info in CATALOG.items()}
+METHOD_HELP: dict[str, str] = {name: info.help for name, info in CATALOG.items()}
+METHOD_COLORS: dict[str, str] = {name: info.color for name, info in CATALOG.items()}
+SIGNED_METHODS = frozenset(name for name, info in CATALOG.items() if info.signed)
+TARGET_FREE_METHODS = tuple(name for name, info in CATALOG.items() if not info.target_dependent)
+LAYERED_METHODS = tuple(name for name, info in CATALOG.items() if info.layered)
+ANSWER_MAP_METHODS = tuple(name for name, info in CATALOG.items() if info.answer_map)
+
+
+def method_info(name: str) -> MethodInfo:
+    """The catalog entry of a registered method; ValueError listing the valid names otherwise."""
+    if name not in CATALOG:
+        raise ValueError(f"unknown method {name!r}; valid choices: {', '.join(CATALOG)}")
+    return CATALOG[name]
