@@ -37,22 +37,24 @@ from attribution import exports
 from attribution.answer_map_figures import answer_map_figure, answer_map_highlight, source_exclusions
 from attribution.app_inputs import (
     DEEP_LINK_KEYS,
+    PRESET_FIELDS,
     TARGET_CHOICES,
     chat_default,
     deep_link_settings,
     model_label,
     parse_contrast,
     parse_flag,
+    parse_steps,
     parse_system,
     parse_target,
+    preset_settings,
     token_index,
 )
 from attribution.app_inputs import model_choices as picker_choices
 from attribution.comparison_figures import comparison_bars_figure, comparison_heatmap_figure
 from attribution.explanations import (
     ANSWER_MAP_HELP,
-    RECOMMENDED_IG_SETTINGS,
-    SEED_IG_SETTINGS,
+    RECOMMENDED_IG_TEXT,
     answer_map_label,
     answer_map_notes,
     completeness_summary,
@@ -61,6 +63,7 @@ from attribution.explanations import (
     explained_line,
     method_help,
     method_notes,
+    pad_token_label,
     stage_text,
 )
 from attribution.figure_style import excluded_tokens
@@ -76,7 +79,13 @@ from attribution.tables import (
     highlight_values,
     top_rows,
 )
-from attribution.targets import MAX_NEW_TOKENS_LIMIT, MAX_STEPS, display_tokens, validate_prompt
+from attribution.targets import (
+    DEFAULT_TARGET_ERROR,
+    MAX_NEW_TOKENS_LIMIT,
+    MAX_STEPS,
+    display_tokens,
+    validate_prompt,
+)
 from attribution.view_state import (
     EXPLAINED,
     analysis_from_view_state,
@@ -97,15 +106,16 @@ EXAMPLE_PROMPTS = (
     "Which city is the capital of Germany?",
     "The Eiffel Tower is located in the city of",
 )
+SEED = attribution.PRESETS["seed"]
 DEFAULTS = {
     # Every registered method, so every tab has something to show. This also keeps the cached examples
     # free of empty outputs: gradio's example cache writes None as '' and cannot read it back.
     "methods": list(attribution.METHODS),
     "max_new_tokens": 20,
-    "ig_steps": 50,
-    # The seed notebook's IG settings, so that its numbers appear.
-    "ig_baseline": SEED_IG_SETTINGS[0],
-    "aggregation": SEED_IG_SETTINGS[1],
+    # The seed notebook's IG settings (the seed preset's), so that its numbers appear.
+    "ig_steps": SEED["n_steps"],
+    "ig_baseline": SEED["baseline"],
+    "aggregation": SEED["aggregation"],
     "target": "next",
     "target_k": 1,
     "target_text": "",
@@ -114,11 +124,18 @@ DEFAULTS = {
     # answer map and 0.2 s for the trust panel, on top of 0.1 s for the six methods), so both are on.
     "all_targets": True,
     "trust": True,
-    "hide_special": False,  # the seed's view: every token, BOS included, in the colour scaling
+    # Display only (the scores are the same either way): the held context (first position, special and
+    # template tokens) stays grey, out of the colour scaling, so one attention sink does not wash out every
+    # other colour. The Seed settings button unticks it: the seed's view, every token scaled.
+    "hide_special": True,
     # The API's defaults: the raw prompt, as before chat templates. The page ticks Chat template for chat
     # models (chat_default) instead.
     "chat": False,
     "system": "",  # "" = the chat template's default system prompt
+    "ig_auto": False,  # True: IG steps to `target_error` (n_steps="auto")
+    "target_error": DEFAULT_TARGET_ERROR,
+    "score": SEED["score"],
+    "hold_context": SEED["hold_context"],
 }
 TRUST_HELP = (
     "**Faithfulness** (ERASER, averaged over hiding k = 1, 2, 20% and 50% of the content tokens): "
@@ -135,8 +152,9 @@ AGREEMENT_HELP = (
 COMPARE_HELP = (
     "Each method's scores are min–max normalised as in the seed notebook: 1 is that method's most "
     "important token and 0 its least, so compare which tokens each method ranks high rather than raw "
-    "values. Methods that were not run are left out. Tick *Hide start/special tokens from colour "
-    "scaling* (above the tabs) to leave attention sinks such as BOS out of the normalisation."
+    "values. Methods that were not run are left out. The held context (first position, special and "
+    "chat-template tokens; grey) is left out of the normalisation: untick *Leave held context out of the "
+    "colour scaling* (above the tabs) for the seed's view."
 )
 INTRO = (
     "# Token attribution\n"
@@ -191,7 +209,11 @@ OUTPUT_KEYS = (
        "compare:overlap", "compare:completeness"]
     + ["export:json", "export:csv", "export:png", "state"]
 )
-#: The outputs redrawn from the stored result when "Hide start/special tokens" changes (no model run).
+#: The settings inputs (the /analyze parameters, in order: new ones only ever appended) by DEFAULTS name.
+SETTING_KEYS = ("prompt", "model", "methods", "max_new_tokens", "ig_steps", "ig_baseline", "aggregation", "target",
+                "target_k", "target_text", "contrast_text", "all_targets", "trust", "hide_special", "chat", "system",
+                "ig_auto", "target_error", "score", "hold_context")
+#: The outputs redrawn from the stored result when "Leave held context out" changes (no model run).
 SCALED_KEYS = ([f"{name}:{part}" for name in attribution.METHODS for part in ("highlight", "top")]
                + ["compare:heatmap", "compare:bars", "answer_map:heatmap", "answer_map:highlight"])
 
@@ -208,7 +230,7 @@ def gpu(function: Callable) -> Callable:
 
 @gpu
 def compute(model_name: str, prompt: str, settings: dict[str, Any],
-            stage: Callable[[float, str], None] | None = None) -> attribution.Analysis:
+            stage: Callable[[Any], None] | None = None) -> attribution.Analysis:
     """Generation and every attribution method: the only GPU work. Returns CPU numpy data, which
     pickles back from the ZeroGPU worker process."""
     loaded = attribution.load_model(model_name)
@@ -245,7 +267,7 @@ def answer_map_views(state: str | None, method: Any, token: Any, hide_special: A
 
 def scaled_views(state: str | None, hide_special: Any, method: Any, token: Any) -> list[Any]:
     """Everything the colour scaling touches (SCALED_KEYS order: highlights, top 5s, comparison and
-    answer map), redrawn from the stored result when "Hide start/special tokens from colour scaling"
+    answer map), redrawn from the stored result when "Leave held context out of the colour scaling"
     changes: the model is not run again."""
     data = load_view_state(state)
     analysis = analysis_from_view_state(data)
@@ -288,7 +310,7 @@ def after_analysis(state: str | None, contrast_pick: Any) -> list[Any]:
     in_use = picked is not None and picked == data.get("foil_id")
     contrast_update = gr.update(choices=options, value=picked if in_use else "")
     ig = data.get("ig")
-    recommend_update = gr.update(visible=ig is not None and tuple(ig) != RECOMMENDED_IG_SETTINGS)
+    recommend_update = gr.update(visible=ig is not None and ig.get("preset") != "recommended")
     table = answer_map_from_view_state(data, methods[0]) if methods else None
     label_update = gr.update(label=answer_map_label(table, 1))
     return [method_update, token_update, contrast_update, recommend_update, label_update, answer_view(data)]
@@ -338,10 +360,11 @@ def trust_views(analysis: attribution.Analysis, plots: dict[str, Any]) -> dict[s
 
 
 def render(analysis: attribution.Analysis, target_description: str, hide_special: bool = False,
-           all_targets: bool = True, answer_tokens: Sequence[str] = (), explained: int | None = None) -> list[Any]:
+           all_targets: bool = True, answer_tokens: Sequence[str] = (), explained: int | None = None,
+           score: str = "logit", pad_token: str | None = None) -> list[Any]:
     """Every output of the analyze event, in OUTPUT_KEYS order. `answer_tokens` (the generated tokens'
     display strings) and `explained` (which of them is explained) go into the stored result, for the
-    clickable answer."""
+    clickable answer; `score` (the one analyzed) and `pad_token` (`pad_token_label`) go into the notes."""
     folder = exports.new_export_dir()
     hide_special = bool(hide_special)
     plots = {key: save_png(figure, folder / f"{key}.png")
@@ -361,7 +384,9 @@ def render(analysis: attribution.Analysis, target_description: str, hide_special
             values[f"{name}:bars"] = None
             values[f"{name}:top"] = pd.DataFrame([], columns=TOP_HEADERS)
         else:
-            values[f"{name}:notes"] = method_notes(name, result, analysis.foil, analysis.chat)
+            values[f"{name}:notes"] = method_notes(
+                name, result, analysis.foil, analysis.chat, score=score, pad_token=pad_token,
+                generated_inputs=analysis.n_tokens - (analysis.n_prompt_tokens or analysis.n_tokens))
             values[f"{name}:highlight"] = highlight_values(analysis.input_tokens, result.scores, exclude)
             values[f"{name}:bars"] = plots[f"{name}_bars"]
             values[f"{name}:top"] = top_table(analysis, name, exclude)
@@ -404,6 +429,10 @@ def analyze(
     hide_special: bool = DEFAULTS["hide_special"],
     chat: bool = DEFAULTS["chat"],
     system: str = DEFAULTS["system"],
+    ig_auto: bool = DEFAULTS["ig_auto"],
+    target_error: float = DEFAULTS["target_error"],
+    score: str = DEFAULTS["score"],
+    hold_context: bool = DEFAULTS["hold_context"],
     contrast_pick: dict[str, Any] | None = None,
     progress: gr.Progress = gr.Progress(),
 ) -> list[Any]:
@@ -411,10 +440,14 @@ def analyze(
 
     `contrast_text`: explain the token rather than this alternative ("why Riga rather than Tallinn?";
     its first token is the foil, '' for none). `all_targets`: also the answer map (every generated
-    token × the tokens before it). `trust`: also the trust panel. `hide_special`: leave BOS and other
-    special tokens out of the colour scaling. `chat`: send the prompt as the user message of the model's
-    chat template (its tokens are then shown grey, out of the colour scaling and the top 5); `system`: the
-    system prompt with chat ('' = the template's default). (`contrast_pick`, the UI's picked foil id, is
+    token × the tokens before it). `trust`: also the trust panel. `hide_special` (display only): leave the
+    held context (first position, special and chat-template tokens) out of the colour scaling, the top 5
+    and the comparison; False is the seed's view. `chat`: send the prompt as the user message of the
+    model's chat template (its tokens are then shown grey, out of the colour scaling and the top 5);
+    `system`: the system prompt with chat ('' = the template's default). `ig_auto` (or ig_steps="auto"):
+    IG refines its steps until its completeness error is at most `target_error` (0.01 = 1%). `score`:
+    what the gradient methods and IG explain (logit | probability | log_probability). `hold_context`: IG's
+    baseline keeps the held context at its real embeddings. (`contrast_pick`, the UI's picked foil id, is
     not part of the API.)
 
     Returns the generated answer, the explained token, then per method its notes, highlighted tokens
@@ -436,20 +469,25 @@ def analyze(
         hide_special = parse_flag(hide_special, "hide_special")
         chat = parse_flag(chat, "chat")
         system = parse_system(system, chat)
+        n_steps = parse_steps(ig_steps, ig_auto)
+        hold_context = parse_flag(hold_context, "hold_context")
         progress(0.05, desc=f"Loading {model_label(model)}…")
         loaded = attribution.load_model(model)  # cached after the first call; a ValueError names the problem
         progress(0.15, desc=f"Generating up to {display_number(max_new_tokens)} tokens and computing the "
                             "attributions…")
 
-        def stage(fraction: float, description: str) -> None:
-            progress(0.15 + 0.75 * fraction, desc=stage_text(description, ig_steps))
+        def stage(step: Any) -> None:  # an attribution.engine.Progress
+            progress(0.15 + 0.75 * step.fraction, desc=stage_text(step, n_steps))
 
         analysis = compute(model, prompt, {
             "methods": methods,
             "max_new_tokens": max_new_tokens,
-            "n_steps": ig_steps,
+            "n_steps": n_steps,
+            "target_error": target_error,
             "baseline": ig_baseline,
             "aggregation": aggregation,
+            "score": score,
+            "hold_context": hold_context,
             "target": parsed_target,
             "contrast": contrast,
             # Nothing generated, nothing to map: the answer map is skipped rather than refused.
@@ -458,13 +496,15 @@ def analyze(
             "chat": chat,
             "system": system,
         }, stage if spaces is None else None)  # the ZeroGPU worker is another process: stages only here
+        # Which token a pad baseline repeats depends on the model's tokenizer: the notes name it.
+        pad_token = pad_token_label(loaded) if str(ig_baseline).startswith("pad") else None
     except ValueError as error:
         raise gr.Error(str(error)) from None
     progress(0.9, desc="Drawing figures…")
     # The clickable answer shows one token per generated id: only the tokenizer can split it so.
     answer_tokens = display_tokens(loaded, analysis.generated_ids)
     return render(analysis, describe_target(target, target_k), hide_special, all_targets, answer_tokens,
-                  explained_answer_token(analysis, parsed_target))
+                  explained_answer_token(analysis, parsed_target), score, pad_token)
 
 
 def head_figure(state: str | None, name: str, layer: float | None) -> Any:
@@ -506,9 +546,21 @@ def target_fields(target: str) -> list[Any]:
     return [gr.update(visible=target == "generated"), gr.update(visible=target == "text")]
 
 
+def step_fields(auto: Any) -> list[Any]:
+    """IG steps is a fixed count unless Auto steps is ticked; then the target error is what counts."""
+    return [gr.update(interactive=not auto), gr.update(visible=bool(auto))]
+
+
+def fill_preset(name: str, fields: Sequence[str] = PRESET_FIELDS) -> list[Any]:
+    """`attribution.PRESETS[name]` as values for the settings controls named in `fields` (nothing runs);
+    a control the preset leaves alone (IG steps under auto) is not updated."""
+    values = preset_settings(name)
+    return [values[field] if field in values else gr.update() for field in fields]
+
+
 SHARE_JS = """
 (prompt, model, methods, maxNew, steps, baseline, aggregation, target, k, text, contrast, answerMap, trust,
- hideSpecial, chat, system) => {
+ hideSpecial, chat, system, auto, targetError, score, holdContext) => {
   const d = DEFAULTS_JSON;
   const params = new URLSearchParams();
   params.set("prompt", prompt ?? "");
@@ -530,6 +582,10 @@ SHARE_JS = """
   // Another model has its own chat default: say chat then, so the link opens as shared.
   if ((model ?? "") !== d.model || Boolean(chat) !== Boolean(d.chat)) params.set("chat", chat ? "1" : "0");
   put("system", system ?? "", d.system);
+  flag("auto", auto, d.ig_auto);
+  if (auto) put("target_error", targetError, d.target_error);
+  put("score", score, d.score);
+  flag("hold_context", holdContext, d.hold_context);
   const url = window.location.origin + window.location.pathname + "?" + params.toString();
   if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(url).catch(() => {});
   return url;
@@ -579,6 +635,12 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                 analyze_button = gr.Button("Analyze", variant="primary", elem_id="analyze-button")
         examples_slot = gr.Column()  # filled at the end, once the outputs the examples fill exist
         with gr.Accordion("Settings", open=False, elem_id="settings"):
+            with gr.Row(equal_height=True):
+                gr.Markdown("**Presets** fill the settings below (methods and IG's); nothing runs until you press "
+                            "**Analyze**, and anything you change afterwards wins.", elem_classes=["legend-note"])
+                seed_button = gr.Button("Seed settings", size="md", elem_id="preset-seed")
+                recommended_button = gr.Button("Recommended (trustworthy on real models)", size="md",
+                                               variant="secondary", elem_id="preset-recommended")
             with gr.Row():
                 methods = gr.CheckboxGroup(
                     [(method_label(name), name) for name in attribution.METHODS],
@@ -586,17 +648,38 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                 )
                 max_new_tokens = gr.Slider(0, MAX_NEW_TOKENS_LIMIT, value=DEFAULTS["max_new_tokens"], step=1,
                                            label="Max new tokens", info="greedy tokens generated for the answer")
-                ig_steps = gr.Slider(1, MAX_STEPS, value=DEFAULTS["ig_steps"], step=1, label="IG steps",
-                                     info="more steps: a more exact integral, slower")
+            with gr.Row(equal_height=True):
+                ig_steps = gr.Slider(1, MAX_STEPS, value=DEFAULTS["ig_steps"], step=1, label="IG steps", scale=2,
+                                     info="more steps: a more exact integral, slower", elem_id="ig-steps")
+                ig_auto = gr.Checkbox(DEFAULTS["ig_auto"], label="Auto steps", scale=1, min_width=160,
+                                      info="refine until the completeness error is under the target",
+                                      elem_id="ig-auto")
+                target_error = gr.Number(DEFAULTS["target_error"], label="Target error (auto)", minimum=0,
+                                         maximum=1, step=0.001, scale=1, min_width=160, visible=DEFAULTS["ig_auto"],
+                                         info="a fraction: 0.01 = 1%", elem_id="target-error")
             with gr.Row():
                 ig_baseline = gr.Radio(
                     [(attribution.BASELINE_LABELS.get(key, key), key) for key in attribution.BASELINES],
                     value=DEFAULTS["ig_baseline"], label="IG baseline",
+                    info="pad = the EOS token's embedding (the seed sets pad = eos); the IG notes name the "
+                         "model's token", elem_id="ig-baseline",
                 )
                 aggregation = gr.Radio(
                     [(description, key) for key, description in attribution.AGGREGATIONS.items()],
                     value=DEFAULTS["aggregation"], label="IG aggregation",
                 )
+            with gr.Row():
+                score = gr.Radio(
+                    [(description, key) for key, description in attribution.SCORES.items()],
+                    value=DEFAULTS["score"], label="Score explained (gradient, input × gradient, IG)",
+                    info="occlusion always uses the log-probability and faithfulness the probability",
+                    elem_id="score")
+                hold_context = gr.Checkbox(
+                    DEFAULTS["hold_context"], label="Hold context (IG)",
+                    info="the baseline keeps the first position, special and chat-template tokens at their real "
+                         "embeddings (they get exactly 0). Generated tokens before the explained one are not "
+                         "held: holding them made IG less complete on SmolLM2 (32% → 68% error)",
+                    elem_id="hold-context")
             with gr.Row():
                 target = gr.Radio(TARGET_CHOICES, value=DEFAULTS["target"], label="Explain")
                 target_k = gr.Number(DEFAULTS["target_k"], precision=0, minimum=1, label="Generated token k",
@@ -637,12 +720,18 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                                               elem_id="explained")
             with gr.Column(scale=3, min_width=300):  # its own column: a Row's form would squeeze it
                 hide_special = gr.Checkbox(
-                    DEFAULTS["hide_special"], label="Hide start/special tokens from colour scaling",
-                    info="BOS often soaks up attention (an attention sink): grey, out of the scaling and the top 5; "
-                         "off: the seed's view",
+                    DEFAULTS["hide_special"],
+                    label="Leave held context (first position, special, template tokens) out of colour scaling",
+                    info="the first token often soaks up attention (an attention sink): grey, out of the scaling, "
+                         "the top 5 and the comparison; scores unchanged. Off: the seed's view",
                     elem_id="hide-special")
         setting_inputs = [prompt, model, methods, max_new_tokens, ig_steps, ig_baseline, aggregation, target,
-                          target_k, target_text, contrast_text, all_targets, trust, hide_special, chat, system]
+                          target_k, target_text, contrast_text, all_targets, trust, hide_special, chat, system,
+                          ig_auto, target_error, score, hold_context]
+        preset_controls = [{"methods": methods, "ig_steps": ig_steps, "ig_auto": ig_auto, "target_error": target_error,
+                            "ig_baseline": ig_baseline, "aggregation": aggregation, "score": score,
+                            "hold_context": hold_context, "hide_special": hide_special}[field]
+                           for field in PRESET_FIELDS]
         inputs = [*setting_inputs, contrast_pick]
 
         with gr.Tabs(elem_id="method-tabs"):
@@ -654,8 +743,8 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
                         label=f"{label}: notes", elem_classes=["legend-note"])
                     if name == "integrated_gradients":
                         recommend_button = gr.Button(
-                            f"Use the recommended IG settings ({RECOMMENDED_IG_SETTINGS[0]} baseline, signed sum) "
-                            "and analyze again", size="md", visible=False, elem_id="recommended-ig")
+                            f"Use the recommended IG settings ({RECOMMENDED_IG_TEXT}) and analyze again",
+                            size="md", visible=False, elem_id="recommended-ig")
                     outputs[f"{name}:highlight"] = gr.HighlightedText(
                         label=f"{label}: prompt tokens coloured by score", show_legend=False,
                         show_inline_category=False, combine_adjacent=False, elem_id=f"highlight-{name}",
@@ -757,6 +846,8 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
         # Views redrawn from the stored result (the model is not run again).
         state = outputs["state"]
         answer_map_outputs = [outputs["answer_map:heatmap"], outputs["answer_map:highlight"]]
+        scaled_inputs = [state, hide_special, answer_map_method, answer_map_token]
+        scaled_outputs = [outputs[key] for key in SCALED_KEYS]
         state.change(after_analysis, [state, contrast_pick],
                      [answer_map_method, answer_map_token, contrast_choice, recommend_button,
                       outputs["answer_map:highlight"], answer_tokens], api_visibility="private",
@@ -769,21 +860,30 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
             picker.input(answer_map_views, [state, answer_map_method, answer_map_token, hide_special],
                          answer_map_outputs, api_visibility="private", concurrency_limit=None,
                          trigger_mode="always_last", show_progress="minimal")
-        hide_special.input(scaled_views, [state, hide_special, answer_map_method, answer_map_token],
-                           [outputs[key] for key in SCALED_KEYS], api_visibility="private",
+        hide_special.input(scaled_views, scaled_inputs, scaled_outputs, api_visibility="private",
                            concurrency_limit=None, trigger_mode="always_last", show_progress="minimal")
         contrast_choice.input(pick_contrast, [contrast_choice, state], [contrast_text, contrast_pick],
                               queue=False, api_visibility="private")
         contrast_text.input(lambda: ["", None], None, [contrast_choice, contrast_pick], queue=False,
                             api_visibility="private")
-        recommend_button.click(lambda: list(RECOMMENDED_IG_SETTINGS), None, [ig_baseline, aggregation], queue=False,
+        ig_auto.change(step_fields, ig_auto, [ig_steps, target_error], queue=False, api_visibility="private")
+        for name, button in (("seed", seed_button), ("recommended", recommended_button)):
+            # Filled, not run; the colour scaling is display only, so the current views follow it at once.
+            button.click(lambda _name=name: fill_preset(_name), None, preset_controls, queue=False,
+                         api_visibility="private").then(
+                scaled_views, scaled_inputs, scaled_outputs, api_visibility="private", concurrency_limit=None,
+                show_progress="minimal")
+        # The IG tab's offer: the recommended IG settings (the methods as they are), then run.
+        ig_fields = [field for field in PRESET_FIELDS if field != "methods"]
+        recommend_button.click(lambda: fill_preset("recommended", ig_fields), None,
+                               [preset_controls[PRESET_FIELDS.index(field)] for field in ig_fields], queue=False,
                                api_visibility="private").then(
             analyze, inputs, output_components, api_visibility="private", preprocess=False,
             concurrency_id="model", concurrency_limit=1, show_progress_on=progress_on)
 
+        page_defaults = {**DEFAULTS, "model": default_model, "chat": chat_default(default_model)}
         share_button.click(None, setting_inputs, share_url, api_visibility="private",
-                           js=SHARE_JS.replace("DEFAULTS_JSON", json.dumps(
-                               {**DEFAULTS, "model": default_model, "chat": chat_default(default_model)})))
+                           js=SHARE_JS.replace("DEFAULTS_JSON", json.dumps(page_defaults)))
 
         choice_values = [value for _label, value in choices]
 
@@ -795,11 +895,7 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
 
         with examples_slot:
             gr.Examples(
-                [[text, default_model, DEFAULTS["methods"], DEFAULTS["max_new_tokens"], DEFAULTS["ig_steps"],
-                  DEFAULTS["ig_baseline"], DEFAULTS["aggregation"], DEFAULTS["target"], DEFAULTS["target_k"],
-                  DEFAULTS["target_text"], DEFAULTS["contrast_text"], DEFAULTS["all_targets"], DEFAULTS["trust"],
-                  DEFAULTS["hide_special"], chat_default(default_model), DEFAULTS["system"]]
-                 for text in EXAMPLE_PROMPTS],
+                [[{**page_defaults, "prompt": text}[key] for key in SETTING_KEYS] for text in EXAMPLE_PROMPTS],
                 setting_inputs, output_components, fn=analyze, cache_examples=cache_examples,
                 cache_mode="lazy" if cache_examples else None, visible_columns=[0], api_visibility="private",
                 label="Examples (the default settings)",

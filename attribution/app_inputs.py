@@ -14,7 +14,9 @@ from .gguf import PACKAGED_MODELS, packaged_gguf
 from .integrated_gradients import BASELINES
 from .methods import AGGREGATIONS, METHODS
 from .models import _CHAT_NAME, DEMO_MODEL_PATH
-from .targets import MAX_NEW_TOKENS_LIMIT, MAX_STEPS, validate_integer
+from .passes import SCORES
+from .presets import preset
+from .targets import DEFAULT_TARGET_ERROR, MAX_NEW_TOKENS_LIMIT, MAX_STEPS, validate_integer
 
 #: The real model the picker offers from the hub (gated: needs HF_TOKEN with the licence accepted).
 HUB_MODEL = "meta-llama/Llama-3.2-1B"
@@ -46,6 +48,12 @@ def parse_flag(value: Any, name: str) -> bool:
     if isinstance(value, (int, float)) and value in (0, 1):
         return bool(value)
     raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def parse_steps(ig_steps: Any, ig_auto: Any) -> Any:
+    """The library's `n_steps`: "auto" when the Auto steps box is ticked (API callers may also send
+    ig_steps="auto"), else the IG steps number as given (the library validates it)."""
+    return "auto" if parse_flag(ig_auto, "ig_auto") else ig_steps
 
 
 def parse_system(system: Any, chat: bool) -> str | None:
@@ -125,9 +133,40 @@ def chat_default(model: Any) -> bool:
     return bool(_CHAT_NAME.search(Path(name).name))
 
 
+#: The settings controls a preset fills, by the app's input names (`preset_settings`).
+PRESET_FIELDS = ("methods", "ig_steps", "ig_auto", "target_error", "ig_baseline", "aggregation", "score",
+                 "hold_context", "hide_special")
+#: The colour scaling each preset shows: the seed's view puts every token in the scaling; the
+#: recommended one leaves the held context out, as its IG gives those tokens exactly 0 anyway.
+PRESET_VIEWS = {"seed": False, "recommended": True}
+
+
+def preset_settings(name: str) -> dict[str, Any]:
+    """`attribution.PRESETS[name]` as the app's settings controls (PRESET_FIELDS names → values): a fixed
+    step count fills IG steps and unticks Auto steps; "auto" ticks it and leaves IG steps as it is. A
+    preset without a target error gets the library's default, so every preset sets every field but
+    IG steps; `hide_special` follows PRESET_VIEWS. ValueError for an unknown name."""
+    settings = preset(name)
+    auto = settings["n_steps"] == "auto"
+    values = {
+        "methods": list(settings["methods"]),
+        "ig_auto": auto,
+        "target_error": settings.get("target_error", DEFAULT_TARGET_ERROR),
+        "ig_baseline": settings["baseline"],
+        "aggregation": settings["aggregation"],
+        "score": settings["score"],
+        "hold_context": settings["hold_context"],
+        "hide_special": PRESET_VIEWS[name],
+    }
+    if not auto:
+        values["ig_steps"] = settings["n_steps"]
+    return values
+
+
 #: A deep link's parameters, in the order of the app's setting inputs they fill.
 DEEP_LINK_KEYS = ("prompt", "model", "methods", "max_new_tokens", "steps", "baseline", "aggregation", "target",
-                  "k", "text", "contrast", "answer_map", "trust", "hide_special", "chat", "system")
+                  "k", "text", "contrast", "answer_map", "trust", "hide_special", "chat", "system", "auto",
+                  "target_error", "score", "hold_context")
 
 
 def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_model: bool) -> dict[str, Any]:
@@ -135,9 +174,11 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
     is left out, so its input stays as it is. Values only ever fill inputs.
 
     Parameters: prompt, model (one of `models`, or any with `any_model`), methods (comma-separated),
-    max_new_tokens, steps, baseline, aggregation, target (next | generated | text), k, text, contrast
-    (text), answer_map, trust, hide_special and chat (0 or 1), system (text). A link that names a model
-    but not chat gets that model's `chat_default`, as picking the model in the page would.
+    max_new_tokens, steps (a number, or "auto" = auto=1), baseline, aggregation, target (next |
+    generated | text), k, text, contrast (text), answer_map, trust, hide_special and chat (0 or 1),
+    system (text), auto (0 or 1: IG steps to a target error), target_error (between 0 and 1), score,
+    hold_context (0 or 1). A link that names a model but not chat gets that model's `chat_default`, as
+    picking the model in the page would.
     """
     settings: dict[str, Any] = {}
     for key in ("prompt", "text", "contrast", "system"):  # free text: the analysis validates it when it runs
@@ -157,11 +198,19 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
             continue
         if low <= value <= high:
             settings[key] = value
+    try:
+        target_error = float(query["target_error"])
+    except (KeyError, ValueError):
+        target_error = None
+    if target_error is not None and 0 < target_error < 1:  # NaN fails both comparisons
+        settings["target_error"] = target_error
     for key, valid in (("baseline", list(BASELINES)), ("aggregation", list(AGGREGATIONS)),
-                       ("target", [value for _label, value in TARGET_CHOICES])):
+                       ("target", [value for _label, value in TARGET_CHOICES]), ("score", list(SCORES))):
         if query.get(key) in valid:
             settings[key] = query[key]
-    for key in ("answer_map", "trust", "hide_special", "chat"):
+    if query.get("steps") == "auto":  # the library's spelling: the same as auto=1
+        settings["auto"] = True
+    for key in ("answer_map", "trust", "hide_special", "chat", "auto", "hold_context"):
         flag = {"1": True, "0": False}.get(query.get(key, ""))
         if flag is not None:
             settings[key] = flag

@@ -11,6 +11,7 @@ import json
 from typing import Any, Sequence
 
 from .answer_map_figures import answer_map_signed
+from .explanations import ig_preset
 from .labels import prediction_label, quoted_token
 from .method_figures import LAYERED_METHODS
 from .results import Analysis, AnswerMap, MethodScores, Prediction, Target
@@ -32,8 +33,8 @@ def explained_answer_token(analysis: Analysis, target: None | int | str) -> int 
 
 def dump_view_state(analysis: Analysis, answer_tokens: Sequence[str] = (), explained: int | None = None) -> str:
     """The analysis as the views' JSON text: tokens, ids, special, user-typed, held and chat flags, target,
-    foil, scores, per-head attention ([layers][heads][tokens], rounded), answer maps, predictions, IG
-    settings, and the generated answer's tokens (`answer_tokens`, display strings) with the explained
+    foil, scores, per-head attention ([layers][heads][tokens], rounded), answer maps, predictions, the
+    preset IG ran with, and the generated answer's tokens (`answer_tokens`, display strings) with the explained
     one (`explained`, 1 = the first; see `explained_answer_token`)."""
     per_head = {
         name: [[[round(float(value), 6) for value in head] for head in layer] for layer in result.per_head]
@@ -58,7 +59,8 @@ def dump_view_state(analysis: Analysis, answer_tokens: Sequence[str] = (), expla
         "answer_map": {name: table.to_dict() for name, table in analysis.answer_map.items()},
         "answer_map_signed": {name: answer_map_signed(analysis, name) for name in analysis.answer_map},
         "predictions": [prediction.to_dict() for prediction in analysis.top_predictions],
-        "ig": None if ig is None else [getattr(ig, "baseline", None), getattr(ig, "aggregation", None)],
+        # Which preset's IG settings ran (None: others): the IG tab offers the recommended ones otherwise.
+        "ig": None if ig is None else {"preset": ig_preset(ig)},
         "answer": list(answer_tokens),
         "explained": explained,
     })

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import app  # noqa: E402
 import attribution  # noqa: E402
-from attribution import app_inputs, tables, view_state  # noqa: E402
+from attribution import app_inputs, explanations, tables, view_state  # noqa: E402
 from conftest import SEED_PROMPT, SMOLLM2  # noqa: E402
 
 RUN = tuple(app.DEFAULTS["methods"])  # the methods the app runs unless told otherwise
@@ -53,7 +53,8 @@ def test_handler_returns_highlights_figures_and_tables_for_every_method_run(outp
     for name in RUN:
         highlight = outputs[f"{name}:highlight"]
         assert "".join(token for token, _ in highlight).endswith(SEED_PROMPT)
-        assert all(-1.0 <= score <= 1.0 for _, score in highlight)
+        assert highlight[0][1] is None  # the held first position (BOS): grey, out of the scaling by default
+        assert all(-1.0 <= score <= 1.0 for _, score in highlight[1:])
         assert outputs[f"{name}:bars"].plot.startswith("data:image/png;base64,")
         top = outputs[f"{name}:top"]
         assert list(top.columns) == ["rank", "token", "position", "score"]
@@ -120,6 +121,11 @@ def test_analysis_survives_pickling_for_the_gpu_worker(tiny_loaded):
         ({"model": 42}, "model name must be"),
         ({"target": "generated", "target_k": 99}, "out of range"),
         ({"target": "text", "target_text": ""}, "target text is empty"),
+        ({"target_error": 0}, "target_error must be between 0 and 1 (e.g. 0.01 for 1%), got 0"),
+        ({"ig_auto": True, "target_error": "1%"}, "target_error must be a number between 0 and 1"),
+        ({"score": "energy"}, "unknown score 'energy'; valid choices: logit, probability, log_probability"),
+        ({"hold_context": "yes"}, "hold_context must be true or false"),
+        ({"ig_auto": "sometimes"}, "ig_auto must be true or false"),
     ],
 )
 def test_bad_input_raises_a_clear_gr_error(tiny_folder, kwargs, message):
@@ -163,14 +169,17 @@ def test_deep_link_fills_valid_settings_and_ignores_the_rest():
         ["m"],
     )
     (prompt, model, methods, max_new, steps, baseline, aggregation, target, k, text, contrast, answer_map,
-     trust, hide_special, chat, system) = values
+     trust, hide_special, chat, system, auto, target_error, score, hold_context) = values
     assert prompt == "Hello there" and methods == ["gradient"] and steps == 120 and baseline == "pad"
     assert max_new == keep and aggregation == keep and model == keep and k == keep
     assert target == "text" and text == " Riga"
     assert contrast == keep and answer_map == keep and trust == keep and hide_special == keep
     assert chat == keep and system == keep  # no model named: the page's chat setting stays
+    assert auto == keep and target_error == keep and score == keep and hold_context == keep
     values = app.from_query({"contrast": " Tallinn", "answer_map": "0", "trust": "1", "hide_special": "yes"}, ["m"])
-    assert values[10:] == [" Tallinn", False, True, keep, keep, keep]
+    assert values[10:] == [" Tallinn", False, True, keep, keep, keep, keep, keep, keep, keep]
+    values = app.from_query({"steps": "auto", "target_error": "1.5", "score": "energy", "hold_context": "2"}, ["m"])
+    assert values[4] == keep and values[16:] == [True, keep, keep, keep]  # steps=auto is auto=1
 
 
 def test_hosted_space_lists_only_allowed_models(monkeypatch, tiny_folder):
@@ -263,17 +272,26 @@ def test_answer_map_selector_redraws_from_the_stored_result(outputs, no_model_ru
     assert empty_figure is None and empty_highlight["value"] is None
 
 
-def test_hiding_special_tokens_redraws_scaling_from_the_stored_result(outputs, no_model_runs):
+def test_the_held_context_toggle_redraws_scaling_from_the_stored_result(outputs, no_model_runs):
     views = dict(zip(app.SCALED_KEYS, app.scaled_views(outputs["state"], True, "gradient", 2)))
     for name in RUN:
         highlight = views[f"{name}:highlight"]
-        assert highlight[0][1] is None  # BOS: left out of the scaling, uncoloured
+        assert highlight[0][1] is None  # BOS, the held first position: left out of the scaling, uncoloured
         assert max(abs(score) for _, score in highlight[1:]) == pytest.approx(1.0)
+        assert highlight == outputs[f"{name}:highlight"]  # the default view
+        assert 0 not in list(views[f"{name}:top"]["position"])
     heatmap = views["compare:heatmap"].axes[0].get_images()[0].get_array()
     assert np.ma.getmaskarray(heatmap)[:, 0].all()
     assert views["answer_map:highlight"]["value"][0][1] is None
+    # Unticked: the seed's view, every token in the scaling; the stored scores are the same either way.
     seed_view = dict(zip(app.SCALED_KEYS, app.scaled_views(outputs["state"], False, "gradient", 2)))
-    assert seed_view["gradient:highlight"] == outputs["gradient:highlight"]  # the default is the seed's view
+    scores = json.loads(outputs["state"])["scores"]
+    for name in RUN:
+        highlight = seed_view[f"{name}:highlight"]
+        assert all(score is not None for _token, score in highlight)
+        largest = max(abs(value) for value in scores[name])
+        assert [score for _token, score in highlight] == [round(value / largest, 4) for value in scores[name]]
+    assert not np.ma.getmaskarray(seed_view["compare:heatmap"].axes[0].get_images()[0].get_array()).any()
 
 
 def test_contrast_by_picked_id_and_by_typed_text(outputs, tiny_folder, monkeypatch):
@@ -318,7 +336,7 @@ def test_trust_panel_outputs_are_present_and_finite(outputs):
     assert all(value == "n/a" or -1.0 <= float(value) <= 1.0 for value in overlap["Spearman ρ"])
     assert "Integrated Gradients completeness" in outputs["compare:completeness"]
     notes = outputs["integrated_gradients:notes"]
-    assert "the seed notebook's settings" in notes and "Use the recommended IG settings" in notes
+    assert "the **Seed settings**" in notes and "Use the recommended IG settings" in notes
     *_, button, _label, _answer = app.after_analysis(outputs["state"], None)
     assert button["visible"] is True  # zero baseline, L2: the recommended settings are offered
 
@@ -329,6 +347,153 @@ def test_nothing_generated_skips_the_answer_map_with_a_note(tiny_folder):
     assert "no tokens were generated" in values["answer_map:notes"]
     with pytest.raises(gr.Error, match="all_targets must be true or false"):
         app.analyze(SEED_PROMPT, str(tiny_folder), all_targets="yes")
+
+
+# --- presets, auto steps, the score and the held context -----------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(attribution.PRESETS))
+def test_preset_buttons_fill_the_controls_with_exactly_the_presets_values(name):
+    preset = attribution.PRESETS[name]
+    values = dict(zip(app_inputs.PRESET_FIELDS, app.fill_preset(name)))
+    assert values["methods"] == list(preset["methods"])
+    assert (values["ig_baseline"], values["aggregation"], values["score"], values["hold_context"]) == (
+        preset["baseline"], preset["aggregation"], preset["score"], preset["hold_context"])
+    if preset["n_steps"] == "auto":
+        assert values["ig_auto"] is True and values["target_error"] == preset["target_error"]
+        assert values["ig_steps"] == gr.update()  # the step count is left as it is
+    else:
+        assert values["ig_auto"] is False and values["ig_steps"] == preset["n_steps"]
+    assert values["hide_special"] is (name == "recommended")  # the seed's view scales every token
+    # The IG tab's button fills the same IG settings and leaves the methods alone.
+    fields = [field for field in app_inputs.PRESET_FIELDS if field != "methods"]
+    assert app.fill_preset(name, fields) == [values[field] for field in fields]
+
+
+def test_preset_buttons_are_wired_to_the_settings_controls(tiny_folder):
+    demo = app.build_demo(str(tiny_folder), cache_examples=False)
+    by_id = {block._id: getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    controls = {"methods": None, "ig_steps": "ig-steps", "ig_auto": "ig-auto", "target_error": "target-error",
+                "ig_baseline": "ig-baseline", "aggregation": None, "score": "score", "hold_context": "hold-context",
+                "hide_special": "hide-special"}
+    for button in ("preset-seed", "preset-recommended"):
+        button_id = next(key for key, elem_id in by_id.items() if elem_id == button)
+        fill = next(dependency for dependency in demo.config["dependencies"]
+                    if [button_id, "click"] in [list(trigger) for trigger in dependency["targets"]])
+        assert [by_id[output] for output in fill["outputs"]] == [controls[field] for field in app_inputs.PRESET_FIELDS]
+        assert fill["api_visibility"] == "private" and "analyze" not in str(fill.get("api_name"))
+
+
+def test_the_recommended_preset_through_the_app_gives_the_librarys_numbers(tiny_folder, tiny_loaded, no_extra):
+    settings = app_inputs.preset_settings("recommended")
+    values = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder), max_new_tokens=2, **no_extra,
+                                                   **settings)))
+    library = attribution.analyze(tiny_loaded, SEED_PROMPT, max_new_tokens=2, **attribution.PRESETS["recommended"])
+    data = exported(values)
+    assert list(data["methods"]) == list(attribution.PRESETS["recommended"]["methods"])
+    for name, result in library.methods.items():
+        np.testing.assert_allclose(data["methods"][name]["scores"], result.scores, rtol=1e-6, atol=1e-9)
+    ig = library.methods["integrated_gradients"]
+    assert data["methods"]["integrated_gradients"]["n_steps"] == ig.n_steps
+    notes = values["integrated_gradients:notes"]
+    assert "the **Recommended** settings" in notes and "**Context held:**" in notes
+    assert f"**Steps:** auto: {ig.n_steps} path points" in notes
+    *_, button, _label, _answer = app.after_analysis(values["state"], None)
+    assert button["visible"] is False  # nothing better to offer
+    assert values["gradient:highlight"][0][1] is None  # the recommended view: the held context out of the scaling
+
+
+@pytest.fixture
+def no_extra():
+    return {"all_targets": False, "trust": False}
+
+
+def test_auto_steps_report_the_points_and_the_error_reached(tiny_folder, no_extra):
+    run = {"methods": ["integrated_gradients"], "max_new_tokens": 1, "ig_baseline": "pad", "aggregation": "sum",
+           **no_extra}
+    values = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder), ig_auto=True, **run)))
+    ig = exported(values)["methods"]["integrated_gradients"]
+    assert ig["auto_steps"] is True and ig["reached_target"] is True
+    assert ig["relative_completeness_error"] <= 0.01
+    notes = values["integrated_gradients:notes"]
+    reached = explanations.percent(ig["relative_completeness_error"])
+    assert f"**Steps:** auto: {ig['n_steps']} path points, {reached} error (target 1%)." in notes
+    assert "**Pad baseline** = \"<|end_of_text|>\" (EOS, token id 1)" in notes  # the tiny model's EOS
+    # ig_steps="auto" is the same request; an unreachable target spends the budget and says so.
+    same = exported(dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder), ig_steps="auto", **run))))
+    assert same["methods"]["integrated_gradients"] == ig
+    missed = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder), ig_auto=True, target_error=1e-12,
+                                                   **run)))
+    ig = exported(missed)["methods"]["integrated_gradients"]
+    assert ig["reached_target"] is False and ig["n_steps"] == max(attribution.integrated_gradients.auto_levels(
+        app_inputs.MAX_STEPS))
+    assert (f"auto did **NOT** reach the {explanations.percent(1e-12)} target: "
+            f"{explanations.percent(ig['relative_completeness_error'])} at {ig['n_steps']} path points") in (
+        missed["integrated_gradients:notes"])
+
+
+def test_score_and_held_context_reach_the_library_and_the_notes(tiny_folder, no_extra):
+    values = dict(zip(app.OUTPUT_KEYS, app.analyze(
+        SEED_PROMPT, str(tiny_folder), methods=["gradient", "integrated_gradients", "occlusion"], max_new_tokens=3,
+        target="generated", target_k=3, ig_steps=8, ig_baseline="mean", aggregation="sum", score="probability",
+        hold_context=True, **no_extra)))
+    data = exported(values)
+    ig = data["methods"]["integrated_gradients"]
+    assert ig["score"] == "probability" and ig["held_context"] is True
+    held = np.array(data["held_tokens"])
+    assert held[0] and not held[-2:].any()  # the two generated tokens before the target are not held
+    assert np.all(np.array(ig["scores"])[held] == 0)  # held at their real embeddings: exactly 0
+    notes = values["integrated_gradients:notes"]
+    assert "**Score:** the target's probability" in notes and "Occlusion always uses the log-probability" in notes
+    assert "**Context held:**" in notes and "Generated tokens before the explained one (here 2) are not held" in notes
+    assert "target probability changes" in notes
+    assert "**Score:** not the logit but the target's probability" in values["gradient:notes"]
+    assert "**Score:**" not in values["occlusion:notes"]  # occlusion never follows the setting
+    seed = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(tiny_folder), methods=["integrated_gradients"],
+                                                 max_new_tokens=1, ig_steps=8, **no_extra)))
+    assert "**Context not held:**" in seed["integrated_gradients:notes"]
+    assert "**Steps:**" not in seed["integrated_gradients:notes"] and "Pad baseline" not in seed[
+        "integrated_gradients:notes"]
+
+
+def test_auto_steps_and_the_step_slider_follow_each_other():
+    slider, target_error = app.step_fields(True)
+    assert slider["interactive"] is False and target_error["visible"] is True
+    slider, target_error = app.step_fields(False)
+    assert slider["interactive"] is True and target_error["visible"] is False
+
+
+def share_link(values: dict, defaults: dict) -> str:
+    """The share button's JavaScript run in node on `values` (SETTING_KEYS names)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    # A page's window and a navigator without a clipboard, as arguments so they shadow any node globals.
+    script = (f"((window, navigator) => {{\n"
+              f"  const share = {app.SHARE_JS.replace('DEFAULTS_JSON', json.dumps(defaults))};\n"
+              f"  console.log(share(...{json.dumps([values[key] for key in app.SETTING_KEYS])}));\n"
+              "})({location: {origin: 'http://app', pathname: '/'}, isSecureContext: false}, {});\n")
+    import subprocess  # the test's own JavaScript, run with fixed arguments
+
+    return subprocess.run([node, "-e", script], capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+
+def test_share_link_and_deep_link_round_trip_the_new_settings():
+    from urllib.parse import parse_qsl, urlsplit
+
+    defaults = {**app.DEFAULTS, "model": "m", "chat": False}
+    shared = {**defaults, "prompt": "Hi", "ig_auto": True, "target_error": 0.005, "score": "log_probability",
+              "hold_context": True, "hide_special": False, "ig_baseline": "mean", "aggregation": "sum"}
+    link = share_link(shared, defaults)
+    query = dict(parse_qsl(urlsplit(link).query))
+    assert query == {"prompt": "Hi", "auto": "1", "target_error": "0.005", "score": "log_probability",
+                     "hold_context": "1", "hide_special": "0", "baseline": "mean", "aggregation": "sum"}
+    opened = dict(zip(app_inputs.DEEP_LINK_KEYS, app.from_query(query, ["m"])))
+    names = dict(zip(app_inputs.DEEP_LINK_KEYS, app.SETTING_KEYS))
+    for key, value in opened.items():  # what the link names comes back; the rest stays at the page's defaults
+        assert value == (shared[names[key]] if key in query else gr.update()), key
+    # Settings left at their defaults stay out of the link.
+    assert dict(parse_qsl(urlsplit(share_link({**defaults, "prompt": "Hi"}, defaults)).query)) == {"prompt": "Hi"}
 
 
 # --- chat templates, the system prompt and the clickable answer -------------------------------------
@@ -380,27 +545,28 @@ def test_chat_template_tokens_are_grey_and_out_of_the_scaling_and_top_5(chat_fol
     values = dict(zip(app.OUTPUT_KEYS, app.analyze(SEED_PROMPT, str(chat_folder), chat=True, **QUICK)))
     data = exported(values)
     user = np.array(data["user_tokens"])
-    special = np.array(data["special_tokens"])
+    held = np.array(data["held_tokens"])
     template = template_flags(data)
     assert data["chat"] is True and "system" not in data  # the template's default system prompt
     assert "".join(np.array(data["input_tokens"])[user]) == SEED_PROMPT
     assert "You name capitals." in "".join(data["input_tokens"]) and template.sum() > 5
+    assert held[0] and not (held & user).any() and held[template].all()  # the held context: all but the prompt
     for name in QUICK["methods"]:
         scores = [score for _token, score in values[f"{name}:highlight"]]
-        assert [score is None for score in scores] == list(template)  # grey, uncoloured: the template only
+        assert [score is None for score in scores] == list(held)  # grey, uncoloured: the held context
         assert max(abs(score) for score in scores if score is not None) == pytest.approx(1.0)
-        assert not template[list(values[f"{name}:top"]["position"])].any()
+        assert not held[list(values[f"{name}:top"]["position"])].any()
         assert "**Chat template:**" in values[f"{name}:notes"]
-    # The view toggle adds the special tokens (each role line's BOS) to the template's; off, the template stays out.
-    views = dict(zip(app.SCALED_KEYS, app.scaled_views(values["state"], True, "gradient", 1)))
-    assert [score is None for _token, score in views["gradient:highlight"]] == list(template | special)
-    assert not (template | special)[list(views["gradient:top"]["position"])].any()
-    shown = views["compare:heatmap"].axes[0].get_images()[0].get_array()
-    assert list(np.ma.getmaskarray(shown)[0]) == list(template | special)
-    title = views["compare:heatmap"].axes[0].get_title().replace("\n", " ")
+    shown = dict(zip(app.SCALED_KEYS, app.scaled_views(values["state"], True, "gradient", 1)))
+    assert shown["gradient:highlight"] == values["gradient:highlight"]  # the toggle's default
+    heatmap = shown["compare:heatmap"].axes[0].get_images()[0].get_array()
+    assert list(np.ma.getmaskarray(heatmap)[0]) == list(held)
+    title = shown["compare:heatmap"].axes[0].get_title().replace("\n", " ")
     assert "special and chat-template tokens left out" in title
+    # Unticked, the special tokens (each role line's BOS) come back into the scaling; the template stays out.
     seed_view = dict(zip(app.SCALED_KEYS, app.scaled_views(values["state"], False, "gradient", 1)))
-    assert seed_view["gradient:highlight"] == values["gradient:highlight"]
+    assert [score is None for _token, score in seed_view["gradient:highlight"]] == list(template)
+    assert not template[list(seed_view["gradient:top"]["position"])].any()
 
 
 def test_system_prompt_reaches_the_template_and_needs_chat(chat_folder, tiny_folder):
@@ -464,8 +630,10 @@ def test_built_in_smollm2_chats_by_default_answers_riga_and_greys_its_template(r
     template = template_flags(data)
     assert "".join(np.array(data["input_tokens"])[np.array(data["user_tokens"])]) == SEED_PROMPT
     assert "SmolLM" in "".join(np.array(data["input_tokens"])[template])  # the default system prompt
-    assert [score is None for _token, score in values["gradient:highlight"]] == list(template)
-    assert not template[list(values["gradient:top"]["position"])].any()
+    held = np.array(data["held_tokens"])
+    assert held[template].all() and not (held & np.array(data["user_tokens"])).any()
+    assert [score is None for _token, score in values["gradient:highlight"]] == list(held)
+    assert not held[list(values["gradient:top"]["position"])].any()
     *_, answer = app.after_analysis(values["state"], None)
     tokens = [token for token, _category in answer]
     assert "".join(tokens).strip() == values["answer"].strip()
@@ -503,7 +671,8 @@ def test_client_predict_returns_highlights_and_figures_for_all_methods(client):
     for name in RUN:
         highlight = values[f"{name}:highlight"]
         assert len(highlight) >= 9
-        assert all(-1.0 <= item["class_or_confidence"] <= 1.0 for item in highlight)
+        assert highlight[0]["class_or_confidence"] is None  # the held first position, by default
+        assert all(-1.0 <= item["class_or_confidence"] <= 1.0 for item in highlight[1:])
         assert values[f"{name}:bars"]["plot"].startswith("data:image/png;base64,")
     assert values["attention:layers"]["plot"].startswith("data:image/png;base64,")
     assert values["compare:heatmap"]["plot"].startswith("data:image/png;base64,")
@@ -520,10 +689,16 @@ def test_api_lists_analyze_and_hides_internal_events(client):
     defaults = {parameter["parameter_name"]: parameter["parameter_default"] for parameter in parameters}
     assert defaults["contrast_text"] == "" and "contrast_pick" not in defaults
     assert defaults["all_targets"] is app.DEFAULTS["all_targets"] and defaults["trust"] is app.DEFAULTS["trust"]
-    assert defaults["hide_special"] is False
-    # Added after every older parameter, so positional calls written before chat templates still fit.
-    assert [parameter["parameter_name"] for parameter in parameters[-2:]] == ["chat", "system"]
+    assert defaults["hide_special"] is True  # display only: the held context out of the colour scaling
+    # Added after every older parameter, so positional calls written for older versions still fit.
+    assert [parameter["parameter_name"] for parameter in parameters] == list(app.SETTING_KEYS)
+    assert list(app.SETTING_KEYS[-6:]) == ["chat", "system", "ig_auto", "target_error", "score", "hold_context"]
     assert defaults["chat"] is False and defaults["system"] == ""
+    seed = attribution.PRESETS["seed"]
+    assert (defaults["ig_steps"], defaults["ig_baseline"], defaults["aggregation"], defaults["score"],
+            defaults["hold_context"]) == (seed["n_steps"], seed["baseline"], seed["aggregation"], seed["score"],
+                                          seed["hold_context"])
+    assert defaults["ig_auto"] is False and defaults["target_error"] == 0.01
 
 
 def test_client_call_with_contrast_answer_map_and_trust(client):
@@ -551,13 +726,23 @@ def test_bad_input_through_the_api_is_a_clear_error_and_the_app_keeps_serving(cl
 
 def test_client_positional_calls_from_before_chat_still_work_and_chat_goes_through(client, tiny_folder, chat_folder):
     keys = [key for key in app.OUTPUT_KEYS if key != "state"]
-    older = [SEED_PROMPT, str(tiny_folder), ["gradient"], 2, 2, "zero", "l2", "next", 1, "", "", False, False, False]
+    older = [SEED_PROMPT, str(tiny_folder), ["integrated_gradients"], 2, 2, "zero", "l2", "next", 1, "", "", False,
+             False, False]
     data = exported(dict(zip(keys, client.predict(*older, api_name="/analyze"))))
-    assert data["chat"] is False and list(data["methods"]) == ["gradient"]
+    assert data["chat"] is False and list(data["methods"]) == ["integrated_gradients"]
+    ig = data["methods"]["integrated_gradients"]  # the newer settings at their defaults: the seed's
+    assert ig["n_steps"] == 2 and "auto_steps" not in ig and ig["score"] == "logit" and ig["held_context"] is False
     data = exported(dict(zip(keys, client.predict(SEED_PROMPT, str(chat_folder), ["gradient"], 2, 2, "zero", "l2",
                                                   "next", 1, "", "", False, False, False, True, "Be brief.",
                                                   api_name="/analyze"))))
     assert data["chat"] is True and data["system"] == "Be brief." and "Be brief." in "".join(data["input_tokens"])
+    # Every parameter, positionally: auto steps to 5%, the mean baseline, probability, the context held.
+    data = exported(dict(zip(keys, client.predict(SEED_PROMPT, str(tiny_folder), ["integrated_gradients"], 2, 2,
+                                                  "mean", "sum", "next", 1, "", "", False, False, True, False, "",
+                                                  True, 0.05, "probability", True, api_name="/analyze"))))
+    ig = data["methods"]["integrated_gradients"]
+    assert ig["auto_steps"] is True and ig["target_error"] == 0.05 and ig["score"] == "probability"
+    assert ig["held_context"] is True and ig["baseline"] == "mean"
     with pytest.raises(Exception, match="has no chat template"):
         client.predict(SEED_PROMPT, chat=True, methods=["gradient"], api_name="/analyze")
     assert client.predict(SEED_PROMPT, methods=["gradient"], max_new_tokens=1, api_name="/analyze")[0] is not None

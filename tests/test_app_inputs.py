@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import attribution
 from attribution import app_inputs
 from attribution.gguf import PACKAGED_MODELS
 from attribution.models import DEMO_MODEL_PATH
@@ -77,3 +78,34 @@ def test_model_picker_lists_the_built_in_model_and_says_how_to_install_it(monkey
     monkeypatch.setattr(app_inputs, "packaged_gguf", missing)
     label = app_inputs.model_label(SMOLLM2)
     assert label.startswith(SMOLLM2) and PACKAGED_MODELS[SMOLLM2].install in label
+
+
+def test_auto_steps_from_the_checkbox_or_the_steps_value():
+    assert app_inputs.parse_steps(50, False) == 50 and app_inputs.parse_steps(50.0, 0) == 50.0
+    assert app_inputs.parse_steps(50, True) == "auto" and app_inputs.parse_steps("auto", False) == "auto"
+    with pytest.raises(ValueError, match="ig_auto must be true or false"):
+        app_inputs.parse_steps(50, "auto")
+
+
+def test_presets_as_the_apps_controls():
+    seed = app_inputs.preset_settings("seed")
+    assert seed == {"methods": list(attribution.PRESETS["seed"]["methods"]), "ig_steps": 50, "ig_auto": False,
+                    "target_error": 0.01, "ig_baseline": "zero", "aggregation": "l2", "score": "logit",
+                    "hold_context": False, "hide_special": False}
+    recommended = app_inputs.preset_settings("recommended")
+    assert "ig_steps" not in recommended and recommended["ig_auto"] is True
+    assert recommended["target_error"] == attribution.PRESETS["recommended"]["target_error"]
+    assert recommended["hold_context"] is True and recommended["hide_special"] is True
+    assert set(seed) == set(app_inputs.PRESET_FIELDS) == set(recommended) | {"ig_steps"}
+    with pytest.raises(ValueError, match="unknown preset 'fast'"):
+        app_inputs.preset_settings("fast")
+
+
+def test_deep_link_carries_auto_steps_target_error_score_and_held_context():
+    settings = app_inputs.deep_link_settings(
+        {"steps": "auto", "target_error": "0.005", "score": "log_probability", "hold_context": "1"}, [], False)
+    assert settings == {"auto": True, "target_error": 0.005, "score": "log_probability", "hold_context": True}
+    assert app_inputs.deep_link_settings({"steps": "auto", "auto": "0"}, [], False) == {"auto": False}
+    for bad in ("0", "1", "nan", "inf", "-0.1", "1%"):
+        assert "target_error" not in app_inputs.deep_link_settings({"target_error": bad}, [], False), bad
+    assert app_inputs.deep_link_settings({"score": "energy", "hold_context": "yes"}, [], False) == {}

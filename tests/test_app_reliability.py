@@ -147,6 +147,14 @@ BAD_INPUTS = [
     ("steps-million", {"ig_steps": 10**6}, {}, "n_steps must be from 1 to 1000, got 1000000"),
     ("steps-fraction", {"ig_steps": 2.5}, {}, "n_steps must be a whole number from 1 to 1000, got 2.5"),
     ("steps-text", {"ig_steps": "fifty"}, {}, "n_steps must be a whole number from 1 to 1000 or 'auto', got 'fifty'"),
+    ("target-error-zero", {"target_error": 0}, {}, "target_error must be between 0 and 1 (e.g. 0.01 for 1%), got 0"),
+    ("target-error-one", {"ig_auto": True, "target_error": 1}, {}, "target_error must be between 0 and 1"),
+    ("target-error-percent-text", {"ig_auto": True, "target_error": "1%"}, {},
+     "target_error must be a number between 0 and 1 (e.g. 0.01 for 1%), got '1%'"),
+    ("target-error-missing", {"ig_auto": True, "target_error": None}, {}, "target_error must be a number"),
+    ("ig-auto-not-boolean", {"ig_auto": "auto"}, {}, "ig_auto must be true or false, got 'auto'"),
+    ("unknown-score", {"score": "energy"}, {}, "unknown score 'energy'; valid choices: logit, probability"),
+    ("hold-context-not-boolean", {"hold_context": "yes"}, {}, "hold_context must be true or false, got 'yes'"),
     ("max-new-tokens-text", {"max_new_tokens": "ten"}, {}, "max_new_tokens must be a whole number"),
     ("max-new-tokens-negative", {"max_new_tokens": -1}, {}, "max_new_tokens must be from 0 to 256, got -1"),
     ("max-new-tokens-huge", {"max_new_tokens": 10**6}, {}, "max_new_tokens must be from 0 to 256"),
@@ -304,8 +312,10 @@ def test_unusual_scripts_work_through_the_app(client, text):
     for name in ("gradient", "attention"):
         highlight = values[f"{name}:highlight"]
         assert len(highlight) == len(data["input_ids"]) == len(data["methods"][name]["scores"])
+        # The held context (BOS here) is grey, without a score, by default; every other token has one.
+        assert [item["class_or_confidence"] is None for item in highlight] == data["held_tokens"]
         assert all(math.isfinite(item["class_or_confidence"]) and -1 <= item["class_or_confidence"] <= 1
-                   for item in highlight)
+                   for item in highlight if item["class_or_confidence"] is not None)
         assert all(math.isfinite(value) for value in data["methods"][name]["scores"])
 
 

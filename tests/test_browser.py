@@ -141,17 +141,18 @@ def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
     assert "completeness" in page.locator("#completeness").inner_text()
     page.screenshot(path=str(ARTIFACTS / "tab-compare.png"), full_page=True)
 
-    # Hiding BOS from the colour scaling redraws the comparison from the stored result.
+    # Putting the held context (BOS) back into the colour scaling, the seed's view, redraws the comparison
+    # from the stored result.
     before = [page.locator(f"{selector} img").first.get_attribute("src")
               for selector in ("#compare-heatmap", "#compare-bars")]
-    page.locator("#hide-special input").check()
+    page.locator("#hide-special input").uncheck()
     page.wait_for_function(
         "(before) => ['#compare-heatmap', '#compare-bars'].every("
         "  (selector, index) => document.querySelector(selector + ' img')?.getAttribute('src') !== before[index])",
         arg=before, timeout=TIMEOUT_MS)
     page.wait_for_timeout(300)  # let the pending overlay fade before the screenshot
-    page.screenshot(path=str(ARTIFACTS / "tab-compare-hide-special.png"), full_page=True)
-    page.locator("#hide-special input").uncheck()
+    page.screenshot(path=str(ARTIFACTS / "tab-compare-seed-view.png"), full_page=True)
+    page.locator("#hide-special input").check()
 
     assert page.locator("#download-png").get_by_text("comparison_heatmap", exact=True).count() == 1
     page.locator("#share-button").click()
@@ -191,6 +192,28 @@ def test_deep_link_fills_the_settings_and_runs(page_url, browser):
     page.locator("#highlight-gradient .token").first.wait_for(timeout=TIMEOUT_MS)
     assert page.locator("#prompt textarea").input_value() == "The capital of France is"
     assert "France" in page.locator("#highlight-gradient").inner_text()
+    page.close()
+
+
+def test_preset_buttons_fill_the_settings_and_the_link_carries_them(page_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(page_url)
+    page.locator("#settings").click()
+    checked = {name: page.locator(f"#{name} input") for name in ("ig-auto", "hold-context", "hide-special")}
+    page.locator("#preset-recommended").click()
+    page.wait_for_function("() => document.querySelector('#ig-auto input')?.checked", timeout=TIMEOUT_MS)
+    assert checked["hold-context"].is_checked() and checked["hide-special"].is_checked()
+    page.locator("#target-error input").first.wait_for(state="visible", timeout=TIMEOUT_MS)  # auto: it counts
+    assert page.locator("#ig-baseline input[value='mean']").is_checked()
+    page.locator("#share-button").click()
+    share_box = page.locator("#share-url textarea, #share-url input").first
+    page.wait_for_function("el => el.value.includes('auto=1')", arg=share_box.element_handle(), timeout=TIMEOUT_MS)
+    assert "hold_context=1" in share_box.input_value() and "baseline=mean" in share_box.input_value()
+    page.locator("#preset-seed").click()
+    page.wait_for_function("() => !document.querySelector('#ig-auto input')?.checked", timeout=TIMEOUT_MS)
+    assert not checked["hold-context"].is_checked() and not checked["hide-special"].is_checked()
+    assert page.locator("#ig-baseline input[value='zero']").is_checked()
+    page.locator("#target-error").wait_for(state="hidden", timeout=TIMEOUT_MS)
     page.close()
 
 
@@ -253,13 +276,11 @@ def test_clicking_an_answer_token_explains_it_and_the_link_keeps_it(page_url, br
         timeout=TIMEOUT_MS)
     assert "highlighted" not in answer.nth(0).get_attribute("class")
 
-    # Tokens left out of the colour scaling are drawn grey (here BOS, once special tokens are hidden).
-    page.locator("#hide-special input").check()
+    # Tokens left out of the colour scaling are drawn grey (here BOS, the held first position, by default).
     first = page.locator("#highlight-gradient .score-token").first
     page.wait_for_function("el => !el.classList.contains('highlighted')", arg=first.element_handle(),
                            timeout=TIMEOUT_MS)
     assert float(first.evaluate("el => getComputedStyle(el).opacity")) < 1
-    page.locator("#hide-special input").uncheck()
 
     page.locator("#share-button").click()
     share_box = page.locator("#share-url textarea, #share-url input").first

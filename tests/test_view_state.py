@@ -25,6 +25,7 @@ def test_view_state_round_trip_keeps_what_the_views_redraw_from():
     np.testing.assert_allclose(table.matrix, analysis.answer_map["input_x_gradient"].matrix)
     assert view_state.answer_map_from_view_state(data, "gradient") is None
     assert view_state.load_view_state(None) == {} and view_state.analysis_from_view_state({}) is None
+    assert data["ig"] == {"preset": "seed"}  # 50 steps, zero baseline, L2: the seed's IG settings
 
 
 def test_contrast_options_leave_out_the_explained_token_and_keep_the_current_foil():
