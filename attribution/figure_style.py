@@ -128,10 +128,11 @@ def excluded_tokens(analysis: Analysis, exclude_special: bool = False) -> np.nda
 
 def scaling_note(excluded: np.ndarray, template: np.ndarray | None = None) -> str:
     """What a title adds when tokens were left out of the scaling, naming which kind (`template`: bool
-    per token, the chat template's tokens; the other excluded tokens are special ones)."""
+    per token, the chat template's tokens; the other excluded tokens are the held start — the first
+    position, the attention sink, which is a typed word when the model adds no BOS — and special ones)."""
     excluded = np.asarray(excluded, dtype=bool)
     chat = np.zeros_like(excluded) if template is None else np.asarray(template, dtype=bool)
-    kinds = [kind for kind, flags in (("special", excluded & ~chat), ("chat-template", excluded & chat)) if flags.any()]
+    kinds = [kind for kind, flags in (("start/special", excluded & ~chat), ("chat-template", excluded & chat)) if flags.any()]
     return f" ({' and '.join(kinds)} tokens left out of the scaling)" if kinds else ""
 
 

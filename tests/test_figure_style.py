@@ -29,6 +29,6 @@ def test_excluded_tokens_are_the_chat_template_and_special_tokens_on_request():
     assert not figure_style.excluded_tokens(raw).any()  # the seed's view: nothing left out
     assert list(np.flatnonzero(figure_style.excluded_tokens(raw, exclude_special=True))) == [0]
     assert figure_style.scaling_note(np.zeros(3, dtype=bool)) == ""
-    assert figure_style.scaling_note(np.array([True, False])) == " (special tokens left out of the scaling)"
+    assert figure_style.scaling_note(np.array([True, False])) == " (start/special tokens left out of the scaling)"
     assert figure_style.scaling_note(np.array([False, True]), np.array([False, True])) == (
         " (chat-template tokens left out of the scaling)")
