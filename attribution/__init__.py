@@ -10,7 +10,7 @@ from .answer_map import ANSWER_MAP_METHODS
 from .engine import DEFAULT_METHODS, analyze, generate, top_predictions
 from .integrated_gradients import BASELINE_LABELS, BASELINES, RECOMMENDED_BASELINE
 from .methods import AGGREGATIONS, METHOD_DESCRIPTIONS, METHOD_LABELS, METHODS
-from .passes import SCORES, AttributionRequest
+from .passes import SCORES, AttributionRequest, choose_batch_size
 from .presets import PRESETS, preset
 from .models import DEMO_MODEL_PATH, LoadedModel, clear_cache, default_model_name, load_model
 from .trust import Completeness, Faithfulness, TrustReport
@@ -29,7 +29,7 @@ from .results import (
 
 __all__ = [
     "ANSWER_MAP_METHODS", "AnswerMap", "Completeness", "Faithfulness", "Prediction", "TrustReport",
-    "top_predictions", "PRESETS", "SCORES", "preset",
+    "top_predictions", "PRESETS", "SCORES", "choose_batch_size", "preset",
     "AGGREGATIONS", "BASELINES", "BASELINE_LABELS", "METHOD_DESCRIPTIONS", "RECOMMENDED_BASELINE", "DEFAULT_METHODS", "DEMO_MODEL_PATH", "METHODS", "METHOD_LABELS",
     "Analysis", "AttentionScores", "AttributionRequest", "IntegratedGradientsScores", "LoadedModel",
     "MethodScores", "Target", "analyze", "clear_cache", "default_model_name", "generate", "load_model",

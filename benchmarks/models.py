@@ -18,11 +18,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_MODEL_PATH = REPO_ROOT / "assets" / "demo-model"
+from attribution import DEMO_MODEL_PATH
+from attribution.testing import CORPUS, SEED_PROMPT, byte_level_bpe, random_llama
+
 DEFAULT_CACHE = Path(os.environ.get("BENCH_MODEL_CACHE", "/tmp/attribution-bench-models"))
-SEED_PROMPT = "What is the Capital City of Latvia?"
-BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 
 # Words that make up long prompts. Each appears in the tokenizer's training text often enough to be
 # one token (with its leading space), so prompts of an exact token count are easy to build.
@@ -32,16 +31,8 @@ FILLER_WORDS = (
     "maps show borders that moved over time so the answer to a simple question can change"
 ).split()
 
-_CORPUS = [
-    SEED_PROMPT + " Riga",
-    "What is the Capital City of Estonia? Tallinn",
-    "What is the Capital City of Lithuania? Vilnius",
-    "The capital of France is Paris, and the capital of Spain is Madrid.",
-    "Which city is the capital of Germany? Berlin is the answer.",
-    "numbers 0 1 2 3 4 5 6 7 8 9 and punctuation , . ! ? ; : ' \" ( )",
-    " ".join(FILLER_WORDS),
-    " " + " ".join(FILLER_WORDS),
-]
+# The tests' sentences (the seed prompt first) plus the filler words, alone and space-prefixed.
+_CORPUS = [*CORPUS, " ".join(FILLER_WORDS), " " + " ".join(FILLER_WORDS)]
 
 
 @dataclass(frozen=True)
@@ -89,32 +80,9 @@ MODEL_NAMES = ("demo", *SHAPES)
 
 
 def build_tokenizer(vocab_size: int, trained_size: int = 400):
-    """A byte-level BPE (BOS added automatically) padded with reserved tokens to `vocab_size` ids."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=min(trained_size, vocab_size), special_tokens=[BOS, EOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tokenizer.train_from_iterator(_CORPUS * 8, trainer)
-    # Pad to the model's vocabulary (as Llama 3's reserved tokens do): every id then decodes, and the
-    # decoded text encodes back to the same id (Inseq works on text).
-    tokenizer.add_tokens([
-        AddedToken(f"<|reserved_{token_id}|>", normalized=False, special=False)
-        for token_id in range(tokenizer.get_vocab_size(), vocab_size)
-    ])
-    bos_id = tokenizer.token_to_id(BOS)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
-    )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS)
-    if len(fast) != vocab_size:
-        raise RuntimeError(f"tokenizer has {len(fast)} ids, wanted {vocab_size}")
-    return fast
+    """A byte-level BPE (BOS added automatically) padded with reserved tokens to `vocab_size` ids: every
+    id then decodes, and the decoded text encodes back to the same id (Inseq works on text)."""
+    return byte_level_bpe(_CORPUS * 8, min(trained_size, vocab_size), padded_to=vocab_size)
 
 
 def _fingerprint(shape: Shape, seed: int) -> str:
@@ -136,9 +104,6 @@ def model_folder(name: str, cache_dir: Path = DEFAULT_CACHE, seed: int = 0, log=
         return folder
     import time
 
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     started = time.perf_counter()
     log(f"  building {name} (random weights, seed {seed}) in {folder} ...")
     partial = folder.with_name(folder.name + ".partial")
@@ -146,10 +111,7 @@ def model_folder(name: str, cache_dir: Path = DEFAULT_CACHE, seed: int = 0, log=
     partial.mkdir(parents=True)
     tokenizer = build_tokenizer(shape.config["vocab_size"])
     tokenizer.save_pretrained(partial)
-    config = LlamaConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         **shape.config)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = random_llama(tokenizer, seed, **shape.config)
     count = sum(parameter.numel() for parameter in model.parameters())
     if shape.expected_parameters is not None and count != shape.expected_parameters:
         raise RuntimeError(f"{name}: built {count:,} parameters, the real model has {shape.expected_parameters:,}")

@@ -21,9 +21,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 import attribution  # noqa: E402
+from attribution.testing import build_model_folder  # noqa: E402
 
 COUNTRIES = ["Latvia", "France", "Japan", "Kenya", "Peru", "Norway", "Egypt", "Chile", "India", "Spain"]
 RANDOM_SHAPES = {
@@ -49,16 +49,11 @@ SETTINGS = {
 
 def random_model_folder(root: Path, name: str, shape: dict) -> Path:
     """A seeded random Llama that reuses the demo model's tokenizer (no download)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(attribution.DEMO_MODEL_PATH)
     folder = root / name.replace(" ", "_").replace("/", "-")
-    config = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=True, **shape,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_model_folder(folder, tokenizer, seed=0, tie_word_embeddings=True, **shape)
 
 
 def cases(model_kind: str, count: int) -> list[tuple[str, dict]]:
@@ -74,11 +69,8 @@ def cases(model_kind: str, count: int) -> list[tuple[str, dict]]:
 
 def capital_target(loaded, prompt: str) -> int:
     """The generated position (1-based) right after " is" in the chat answer "The capital ... is Riga"."""
-    from attribution.engine import generate
-    from attribution.prompts import encode_prompt
-
-    generated = generate(loaded, encode_prompt(loaded, prompt, chat=True).ids, 16).tolist()
-    pieces = [loaded.tokenizer.decode([token]) for token in generated]
+    answer = attribution.analyze(loaded, prompt, chat=True, max_new_tokens=16, methods=["attention"])
+    pieces = [loaded.tokenizer.decode([token]) for token in answer.generated_ids.tolist()]
     for index, piece in enumerate(pieces[:-1]):
         if piece.strip() == "is":
             return index + 2

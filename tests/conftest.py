@@ -22,22 +22,13 @@ import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-SEED_PROMPT = "What is the Capital City of Latvia?"
-
-_CORPUS = [
-    "What is the Capital City of Latvia? Riga",
-    "What is the Capital City of Estonia? Tallinn",
-    "What is the Capital City of Lithuania? Vilnius",
-    "The capital of France is Paris, and the capital of Spain is Madrid.",
-    "Which city is the capital of Germany? Berlin is the answer.",
-    "numbers 0 1 2 3 4 5 6 7 8 9 and punctuation , . ! ? ; : ' \" ( )",
-]
+from attribution import testing  # noqa: E402
+from attribution.testing import SEED_PROMPT  # noqa: E402,F401  (tests import it from here)
 
 # name → LlamaConfig overrides: different widths, GQA ratios, depths, tied and untied heads.
 MODEL_SHAPES = {
@@ -53,42 +44,15 @@ MODEL_SHAPES = {
 
 
 def build_tokenizer(folder: Path):
-    """A byte-level BPE with Llama-3 special tokens; BOS added automatically."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    bos, eos = "<|begin_of_text|>", "<|end_of_text|>"
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=[bos, eos], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tokenizer.train_from_iterator(_CORPUS * 4, trainer)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.token_to_id(bos))]
-    )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=bos, eos_token=eos)
-    fast.save_pretrained(folder)
-    return fast
+    """The tiny byte-level BPE (attribution.testing), saved in `folder`."""
+    tokenizer = testing.tiny_tokenizer()
+    tokenizer.save_pretrained(folder)
+    return tokenizer
 
 
 def build_model_folder(folder: Path, shape: str, seed: int = 0) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(folder)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        **MODEL_SHAPES[shape],
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(folder)
-    return folder
+    return testing.build_model_folder(folder, testing.tiny_tokenizer(), seed, max_position_embeddings=1024,
+                                      **MODEL_SHAPES[shape])
 
 
 @pytest.fixture(scope="session")
