@@ -1,8 +1,9 @@
 """Integrated Gradients on the input embeddings: baselines, Captum's integration rule, batched steps.
 
 Uses Captum's default rule (Gauss–Legendre nodes and weights) exactly as
-`captum.attr.IntegratedGradients` does, but forms the weighted sum in fp32, sizes the batch of steps
-to free memory, and can explain many targets in one pass (the answer map).
+`captum.attr.IntegratedGradients` does (formed here without importing Captum), but forms the weighted
+sum in fp32, sizes the batch of steps to free memory, and can explain many targets in one pass (the
+answer map). `n_steps="auto"` refines a nested rule until IG adds up to a stated accuracy.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
-from captum.attr._utils.approximation_methods import approximation_parameters
 
 from .models import LoadedModel
 from .passes import (
@@ -96,11 +97,16 @@ RECOMMENDED_BASELINE = "mean"
 
 
 def integration_nodes(n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Captum's default rule: Gauss–Legendre alphas in (0, 1) and their weights, [steps] each."""
-    step_sizes_of, alphas_of = approximation_parameters("gausslegendre")
+    """Captum's default rule: Gauss–Legendre alphas in (0, 1) and their weights, [steps] each.
+
+    Formed as `captum.attr._utils.approximation_methods.gauss_legendre_builders` forms them (numpy's
+    nodes on [−1, 1] rescaled to [0, 1]); importing Captum's package would also import matplotlib,
+    which the engine must not load. A test checks these equal Captum's own.
+    """
+    nodes, weights = np.polynomial.legendre.leggauss(n_steps)
     return (
-        torch.tensor(alphas_of(n_steps), dtype=torch.float64),
-        torch.tensor(step_sizes_of(n_steps), dtype=torch.float64),
+        torch.tensor((0.5 * (1 + nodes)).tolist(), dtype=torch.float64),
+        torch.tensor((0.5 * weights).tolist(), dtype=torch.float64),
     )
 
 
