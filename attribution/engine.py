@@ -246,7 +246,7 @@ def analyze(
             report_stage("trust")
             # Held context (the first position, special and template tokens): faithfulness never hides it,
             # agreement and the verdict leave it out.
-            report = assess(loaded, request, tokens, results, held)
+            report = assess(loaded, request, tokens, results, held, user=user_tokens)
         predictions = top_predictions(loaded, resolved.input_ids, logits=next_token_logits)
 
     input_ids = resolved.input_ids.cpu().numpy()
