@@ -6,50 +6,18 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .answer_map import ANSWER_MAP_METHODS
+from .catalog import ANSWER_MAP_METHODS, METHOD_HELP, TARGET_FREE_METHODS
 from .app_inputs import parse_target
 from .figure_style import is_signed
 from .integrated_gradients import pad_baseline_token_id
 from .labels import method_label, quoted_token
-from .methods import METHOD_DESCRIPTIONS
+from .catalog import METHOD_DESCRIPTIONS
 from .models import LoadedModel
 from .passes import SCORES
 from .presets import PRESETS
 from .targets import DEFAULT_TARGET_ERROR, display_tokens
 from .results import Analysis, AnswerMap, MethodScores, Target
 
-METHOD_HELP = {
-    "gradient": (
-        "How sensitive the explained token's logit is to each input token: the L2 norm of the "
-        "gradient with respect to that token's embedding (the seed's method A). Fast, but noisy."
-    ),
-    "attention": (
-        "How much the last position attends to each input token, averaged over every head and layer "
-        "(the seed's method B). It shows where information is read from, not how it is used; the first "
-        "token often soaks up attention that means little."
-    ),
-    "integrated_gradients": (
-        "Gradients averaged along a straight path from a baseline (an input with the information "
-        "removed; see Settings) to the real prompt, times the difference (the seed's method C, with "
-        "Captum's rule). Slower, but its signed scores account for the whole change in the logit: see "
-        "the check below."
-    ),
-    "input_x_gradient": (
-        "Each token's embedding times the gradient, summed: a signed first-order estimate of how much "
-        "the token adds to (red) or takes from (purple) the explained token's logit. Fast."
-    ),
-    "attention_rollout": (
-        "Attention composed through every layer with the residual path (Abnar & Zuidema 2020): how much "
-        "of the last position's representation flows from each token. Never negative."
-    ),
-    "occlusion": (
-        "Hide one token at a time (by the attention mask) and measure how much the explained token's "
-        "log-probability drops: red tokens were needed, purple ones were in the way. One forward pass "
-        "per token, batched."
-    ),
-}
-#: Methods whose scores do not depend on the explained token (a contrast leaves them unchanged).
-TARGET_FREE_METHODS = ("attention", "attention_rollout")
 ANSWER_MAP_HELP = (
     "**Answer map.** Every generated token (rows), explained by everything before it: the prompt, then "
     "the tokens generated earlier (right of the dark line). Each row is scaled by its largest score; grey "

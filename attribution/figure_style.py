@@ -13,15 +13,13 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.colors import LinearSegmentedColormap
 
+from .catalog import METHOD_COLORS, SIGNED_METHODS
+
 from .labels import target_phrase, token_label
-from .methods import METHOD_LABELS
+from .catalog import METHOD_LABELS
 from .results import Analysis, MethodScores
 
-#: The seed's colours for its three methods, then the later ones; unknown methods get a FALLBACK_COLORS one.
-METHOD_COLORS = {
-    "gradient": "steelblue", "attention": "coral", "integrated_gradients": "mediumseagreen",
-    "input_x_gradient": "goldenrod", "attention_rollout": "teal", "occlusion": "slategray",
-}
+# Method colours come from the catalog; a method missing there gets a FALLBACK_COLORS one.
 # No purple: negative scores are drawn in purple.
 FALLBACK_COLORS = ("darkkhaki", "sienna", "cadetblue", "olivedrab", "rosybrown", "darkcyan")
 NEGATIVE_COLOR = "#8a63d2"  # the purple the app's highlighted text uses for negative scores
@@ -33,7 +31,6 @@ UNSIGNED_CMAP = "YlOrRd"
 MASKED_COLOR = "0.88"  # cells left out: special tokens hidden from the scaling, tokens after the target
 EXCLUDED_LABEL_COLOR = "0.6"  # tick labels of tokens left out of the scaling
 #: Methods whose scores are signed by construction, even when every score of one prompt is ≥ 0.
-SIGNED_METHODS = frozenset({"input_x_gradient", "occlusion"})
 MAX_TICK_LABELS = 60  # more tokens than this: label every k-th tick so the labels stay legible
 
 
