@@ -4,34 +4,45 @@
     loaded = attribution.load_model("assets/demo-model")
     analysis = attribution.analyze(loaded, "What is the Capital City of Latvia?")
     analysis.to_dict()["methods"]["gradient"]["scores"]
+
+The package is the engine (torch). Its public names load on first use, so that `attribution.display`
+(figures, tables and text; no torch) and `attribution.settings` can be imported without torch.
 """
 
-from .answer_map import ANSWER_MAP_METHODS
-from .engine import DEFAULT_METHODS, analyze, generate, top_predictions
-from .integrated_gradients import BASELINE_LABELS, BASELINES, RECOMMENDED_BASELINE
-from .methods import AGGREGATIONS, METHOD_DESCRIPTIONS, METHOD_LABELS, METHODS
-from .passes import SCORES, AttributionRequest, choose_batch_size
-from .presets import PRESETS, preset
-from .models import DEMO_MODEL_PATH, LoadedModel, clear_cache, default_model_name, load_model
-from .trust import Completeness, Faithfulness, TrustReport
-from .results import (
-    Analysis,
-    AnswerMap,
-    Prediction,
-    AttentionScores,
-    IntegratedGradientsScores,
-    MethodScores,
-    Target,
-    normalize_max_abs,
-    normalize_min_max,
-    top_k,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ANSWER_MAP_METHODS", "AnswerMap", "Completeness", "Faithfulness", "Prediction", "TrustReport",
-    "top_predictions", "PRESETS", "SCORES", "choose_batch_size", "preset",
-    "AGGREGATIONS", "BASELINES", "BASELINE_LABELS", "METHOD_DESCRIPTIONS", "RECOMMENDED_BASELINE", "DEFAULT_METHODS", "DEMO_MODEL_PATH", "METHODS", "METHOD_LABELS",
-    "Analysis", "AttentionScores", "AttributionRequest", "IntegratedGradientsScores", "LoadedModel",
-    "MethodScores", "Target", "analyze", "clear_cache", "default_model_name", "generate", "load_model",
-    "normalize_max_abs", "normalize_min_max", "top_k",
-]
+import importlib
+from typing import Any
+
+#: public name → the submodule that defines it.
+_EXPORTS = {
+    "ANSWER_MAP_METHODS": "catalog", "CATALOG": "catalog", "METHOD_DESCRIPTIONS": "catalog",
+    "METHOD_LABELS": "catalog",
+    "AGGREGATIONS": "settings", "BASELINE_LABELS": "settings", "DEFAULT_METHODS": "settings",
+    "PRESETS": "settings", "RECOMMENDED_BASELINE": "settings", "SCORES": "settings", "preset": "settings",
+    "analyze": "engine", "generate": "engine", "top_predictions": "engine",
+    "BASELINES": "integrated_gradients",
+    "METHODS": "methods",
+    "AttributionRequest": "passes", "choose_batch_size": "passes",
+    "DEMO_MODEL_PATH": "models", "LoadedModel": "models", "clear_cache": "models",
+    "default_model_name": "models", "load_model": "models",
+    "Completeness": "trust", "Faithfulness": "trust", "TrustReport": "trust",
+    "Analysis": "results", "AnswerMap": "results", "AttentionScores": "results",
+    "IntegratedGradientsScores": "results", "MethodScores": "results", "Prediction": "results",
+    "Target": "results", "normalize_max_abs": "results", "normalize_min_max": "results", "top_k": "results",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'attribution' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

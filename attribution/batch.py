@@ -42,7 +42,8 @@ from .batch_io import (
     write_part,
     write_settings,
 )
-from .batch_summary import summarize, summary_markdown, summary_png
+# The dataset command is an entry point, like the CLI: it writes its summary through the display layer.
+from .display.batch_summary import summarize, summary_markdown, summary_png
 from .cli_options import add_analysis_arguments, analysis_options, load_from_arguments
 from .engine import analyze
 from .models import LoadedModel, default_model_name, resolve_device, resolve_dtype

@@ -9,7 +9,7 @@ from typing import Any
 from .integrated_gradients import BASELINES
 from .methods import AGGREGATIONS, METHODS
 from .passes import SCORES
-from .presets import PRESETS, preset
+from .settings import PRESETS, preset
 from .targets import DEFAULT_TARGET_ERROR, MAX_STEPS
 from .models import LoadedModel, default_model_name, load_model
 

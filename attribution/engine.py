@@ -13,6 +13,7 @@ from .integrated_gradients import BASELINES
 from .methods import AGGREGATIONS, METHODS
 from .integrated_gradients import AUTO_FIRST_INTERVALS
 from .passes import SCORES, AttributionRequest, SharedWork
+from .settings import DEFAULT_METHODS
 from .models import LoadedModel
 from .prompts import encode_prompt, held_context
 from .answer_map import compute_answer_map
@@ -35,7 +36,6 @@ from .targets import (
     validate_steps,
 )
 
-DEFAULT_METHODS = ("gradient", "attention", "integrated_gradients")
 
 # Below this size a CPU forward is a few small matmuls, and thread start-up and synchronisation cost
 # more than they save: measured on the 2.7M-parameter demo model on 2 cores, a full analysis took

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .models import LoadedModel
+from .settings import BASELINE_LABELS, RECOMMENDED_BASELINE  # noqa: F401 (re-exported)
 from .passes import (
     choose_batch_size,
     embed,
@@ -83,17 +84,6 @@ BASELINES: dict[str, BaselineBuilder] = {
     "mean_keep_special": _mean_keep_special,
 }
 
-BASELINE_LABELS = {
-    "zero": "zero embeddings (the seed's default; often does not converge on Llama)",
-    "pad": "pad-token embedding at every position — the EOS token, as the seed sets pad = eos (the seed's option)",
-    "mean": "the mean token embedding at every position",
-    "pad_keep_special": "pad embedding, BOS/special tokens kept at their own",
-    "mean_keep_special": "mean embedding, BOS/special tokens kept at their own",
-}
-
-# The recommended preset's baseline (attribution.presets; chosen by `python scripts/measure_baselines.py`,
-# README): with the context held, the mean embedding gave the lowest errors on SmolLM2's raw prompts.
-RECOMMENDED_BASELINE = "mean"
 
 
 def integration_nodes(n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:

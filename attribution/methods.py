@@ -16,12 +16,9 @@ from .models import LoadedModel
 from .passes import AttributionRequest, at_least_fp32, embed, log_probability_scores
 from .catalog import CATALOG, METHOD_DESCRIPTIONS, METHOD_LABELS  # noqa: F401 (re-exported)
 from .shared import input_gradients, integration, shared_attention_maps
+from .settings import AGGREGATIONS  # noqa: F401 (re-exported)
 from .results import AttentionScores, IntegratedGradientsScores, MethodScores
 
-AGGREGATIONS = {
-    "l2": "L2 norm over the embedding dimension (the seed's; always ≥ 0)",
-    "sum": "signed sum over the embedding dimension (keeps completeness)",
-}
 
 
 def aggregate(attributions: torch.Tensor, aggregation: str) -> np.ndarray:

@@ -18,6 +18,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
+from .settings import allowed_models
 from .gguf import (
     PACKAGED_MODELS, cache_folder, check_gguf_file, is_gguf_path, mark_dequantised, packaged_gguf, store_converted,
 )
@@ -141,7 +142,7 @@ def check_hosted_policy(name_or_path: str) -> None:
         return
     if Path(name_or_path).expanduser().resolve() == DEMO_MODEL_PATH:
         return  # the shipped demo model is part of the Space itself, not a user-chosen path
-    allowed = [item.strip() for item in os.environ.get("ALLOWED_MODELS", "").split(",") if item.strip()]
+    allowed = allowed_models()
     default = os.environ.get("MODEL_ID", "").strip()
     if default:
         allowed.append(default)

@@ -17,13 +17,7 @@ import torch
 from .models import LoadedModel, eager_attention
 
 
-#: What the gradient methods and IG explain, and each one's contrastive form (with a foil).
-SCORES = {
-    "logit": "the target's logit (the seed's); contrastive: logit(target) − logit(foil)",
-    "probability": "the target's probability; contrastive: p(target) − p(foil)",
-    "log_probability": "the target's log-probability; contrastive: log p(target) − log p(foil), "
-                       "which equals the logit difference (the softmax normaliser cancels)",
-}
+from .settings import SCORES  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)

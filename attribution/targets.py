@@ -17,11 +17,13 @@ import torch
 from .models import LoadedModel
 from .results import Target
 
-DEFAULT_MAX_PROMPT_TOKENS = 512
-MAX_NEW_TOKENS_LIMIT = 256
-MAX_STEPS = 1000
-MAX_AUTO_STEPS = 10_000  # n_steps="auto": the largest budget of path points one may allow
-DEFAULT_TARGET_ERROR = 0.01  # n_steps="auto": relative completeness error aimed for
+from .settings import (  # noqa: F401 (re-exported: the engine's limits, defined once)
+    DEFAULT_MAX_PROMPT_TOKENS,
+    DEFAULT_TARGET_ERROR,
+    MAX_AUTO_STEPS,
+    MAX_NEW_TOKENS_LIMIT,
+    MAX_STEPS,
+)
 # Newline, carriage return and tab are ordinary text; other control characters are refused.
 _ALLOWED_CONTROL = {"\n", "\r", "\t"}
 

@@ -15,14 +15,13 @@ from .integrated_gradients import RECOMMENDED_BASELINE
 from .methods import METHOD_LABELS, integrated_gradients
 from .models import LoadedModel
 from .passes import AttributionRequest, SharedWork
-from .targets import MAX_STEPS
+from .settings import COMPLETENESS_TOLERANCE, MAX_STEPS
 from .results import IntegratedGradientsScores, MethodScores
 from .faithfulness import (  # noqa: F401 (re-exported: attribution.trust's API)
     DEFAULT_REMOVAL, DEFAULT_SCALE, RANDOM_ORDERS, REMOVALS, SCALES, Faithfulness, content_order, faithfulness,
     removal_counts,
 )
 
-COMPLETENESS_TOLERANCE = 0.05  # above this relative error, IG is rerun once with twice the steps
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def page_handler():
 
 def output_keys() -> list[str]:
     try:
-        from ui.outputs import OUTPUT_KEYS
+        from ui.analysis import OUTPUT_KEYS
     except ImportError:
         from app import OUTPUT_KEYS
     return list(OUTPUT_KEYS)

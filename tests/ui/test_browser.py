@@ -1,0 +1,311 @@
+"""The page in a real browser: Playwright drives Debian's chromium against the app on a free port.
+
+The page serves the shipped demo model (it answers " Riga" for the seed prompt, so the screenshots show
+what a visitor sees). Screenshots land in test-artifacts/ at the repository root. Without chromium the
+test skips locally and fails under CI (CI installs it, see .ci/run).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+
+from conftest import REPO_ROOT, SEED_PROMPT  # noqa: E402
+from ui import settings as ui_settings  # noqa: E402
+from attribution import catalog  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+TIMEOUT_MS = 90_000
+
+
+def _require_browser():
+    if CHROMIUM is not None:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            return
+    reason = "needs Debian's chromium (apt-get install -y chromium) and the playwright package"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the browser test: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory):
+    _require_browser()
+    import app
+    import attribution
+
+    with pytest.MonkeyPatch.context() as patch:  # lazily cached examples go to a throwaway folder
+        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("examples-cache")))
+        demo = app.build_demo(str(attribution.DEMO_MODEL_PATH))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **app.launch_options())
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser(page_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def plot_has_image(page, selector: str) -> bool:
+    return page.locator(f"{selector} img, {selector} svg.main-svg, {selector} canvas").count() > 0
+
+
+def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
+    import app
+    import attribution
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(page_url)
+    page.locator("#prompt textarea").fill(SEED_PROMPT)
+    page.locator("#analyze-button").click()
+    tokens = page.locator("#highlight-gradient .token")
+    tokens.first.wait_for(timeout=TIMEOUT_MS)
+    page.locator("#answer-tokens .token").first.wait_for(timeout=TIMEOUT_MS)  # so the screenshots show the answer
+    assert "Latvia" in page.locator("#highlight-gradient").inner_text()
+    assert page.locator("#explained textarea, #explained input").first.input_value().endswith(")")
+
+    for name in attribution.METHODS:
+        page.locator(f"#tab-{name}-button").click()
+        if name in ui_settings.DEFAULTS["methods"]:
+            page.locator(f"#bars-{name} img").first.wait_for(timeout=TIMEOUT_MS)
+            assert page.locator(f"#highlight-{name} .token").count() >= 9
+            assert plot_has_image(page, f"#bars-{name}")
+            assert page.locator(f"#top-{name}").get_by_role("row").count() >= 6  # header + 5
+        if name in catalog.LAYERED_METHODS and name in ui_settings.DEFAULTS["methods"]:
+            page.locator(f"#layers-{name} img").first.wait_for(timeout=TIMEOUT_MS)
+            page.locator(f"#heads-{name} img").first.wait_for(timeout=TIMEOUT_MS)
+            assert plot_has_image(page, f"#layers-{name}") and plot_has_image(page, f"#heads-{name}")
+            # Another layer for the per-head view: redrawn from the stored result.
+            before = page.locator(f"#heads-{name} img").first.get_attribute("src")
+            page.locator(f"#layer-{name} input[type=range]").focus()
+            page.keyboard.press("ArrowLeft")
+            page.wait_for_function(
+                "([selector, before]) => document.querySelector(selector)?.getAttribute('src') !== before",
+                arg=[f"#heads-{name} img", before], timeout=TIMEOUT_MS)
+        page.screenshot(path=str(ARTIFACTS / f"tab-{name}.png"), full_page=True)
+
+    # The answer map: a heatmap, and one generated token's sources redrawn when another is picked.
+    page.locator("#tab-answer_map-button").click()
+    page.locator("#answer-map-heatmap img").first.wait_for(timeout=TIMEOUT_MS)
+    assert plot_has_image(page, "#answer-map-heatmap")
+    sources = page.locator("#answer-map-highlight .token")
+    before = sources.all_inner_texts()
+    # Token 1 sees the prompt only: its sources are the prompt's tokens, each as the demo model's own
+    # tokenizer decodes it (BOS first), and nothing generated.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(attribution.DEMO_MODEL_PATH))
+    prompt_tokens = [tokenizer.decode([token_id]) for token_id in tokenizer(SEED_PROMPT).input_ids]
+    assert before == prompt_tokens, (before, prompt_tokens)
+    page.locator("#answer-map-token input").click()
+    page.get_by_role("option").nth(1).click()
+    page.wait_for_function(
+        "(count) => document.querySelectorAll('#answer-map-highlight .token').length > count",
+        arg=len(before), timeout=TIMEOUT_MS)
+    assert "Riga" in sources.all_inner_texts()[-1]  # token 2 also sees the generated " Riga"
+    assert "generated token 2" in page.locator("#answer-map-highlight").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "tab-answer_map.png"), full_page=True)
+
+    page.locator("#tab-compare-button").click()
+    for selector in ("#compare-heatmap", "#compare-bars", "#agreement-heatmap"):
+        page.locator(f"{selector} img").first.wait_for(timeout=TIMEOUT_MS)
+        assert plot_has_image(page, selector)
+    verdict = page.locator("#verdict").inner_text()
+    assert verdict.startswith("Verdict:") and "Latvia" in verdict
+    assert page.locator("#faithfulness").get_by_role("row").count() >= 1 + len(ui_settings.DEFAULTS["methods"])
+    assert "completeness" in page.locator("#completeness").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "tab-compare.png"), full_page=True)
+
+    # Putting the held context (BOS) back into the colour scaling, the seed's view, redraws the comparison
+    # from the stored result.
+    before = [page.locator(f"{selector} img").first.get_attribute("src")
+              for selector in ("#compare-heatmap", "#compare-bars")]
+    page.locator("#hide-special input").uncheck()
+    page.wait_for_function(
+        "(before) => ['#compare-heatmap', '#compare-bars'].every("
+        "  (selector, index) => document.querySelector(selector + ' img')?.getAttribute('src') !== before[index])",
+        arg=before, timeout=TIMEOUT_MS)
+    # Before the screenshot: nothing is pending any more and the pending overlay's fade (a CSS transition)
+    # has run to its end.
+    page.wait_for_function(
+        "() => !document.querySelector('.pending')"
+        "  && document.getAnimations().every((animation) => !(animation instanceof CSSTransition))",
+        timeout=TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "tab-compare-seed-view.png"), full_page=True)
+    page.locator("#hide-special input").check()
+
+    assert page.locator("#download-png").get_by_text("comparison_heatmap", exact=True).count() == 1
+    page.locator("#share-button").click()
+    share_box = page.locator("#share-url textarea, #share-url input").first
+    page.wait_for_function("el => el.value.includes('prompt=')", arg=share_box.element_handle(),
+                           timeout=TIMEOUT_MS)
+    link = share_box.input_value()
+    assert link.startswith(page_url) and "What+is+the+Capital+City+of+Latvia" in link
+    assert "methods=" not in link  # settings left at their defaults stay out of the link
+
+    # Contrast: pick the likeliest alternative (its token id is used), analyze again.
+    page.locator("#settings").click()
+    page.locator("#contrast-choice input").click()
+    option = page.get_by_role("option").nth(1)  # the likeliest alternative after "(none)"
+    label = option.inner_text()
+    assert label.endswith("%)")
+    option.click()
+    contrast_box = page.locator("#contrast-text textarea, #contrast-text input").first
+    page.wait_for_function("el => el.value !== ''", arg=contrast_box.element_handle(), timeout=TIMEOUT_MS)
+    foil = contrast_box.input_value()
+    assert f'"{foil}"' in label
+    page.locator("#analyze-button").click()
+    explained = page.locator("#explained textarea, #explained input").first
+    page.wait_for_function("el => el.value.includes('rather than')", arg=explained.element_handle(),
+                           timeout=TIMEOUT_MS)
+    assert f'rather than "{foil}"' in explained.input_value()
+    page.locator("#tab-gradient-button").click()
+    page.locator("#bars-gradient img").first.wait_for(timeout=TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "full-page.png"), full_page=True)
+    assert not errors, errors
+    page.close()
+
+
+def test_deep_link_fills_the_settings_and_runs(page_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{page_url}?prompt=The+capital+of+France+is&methods=gradient&steps=7&max_new_tokens=3")
+    page.locator("#highlight-gradient .token").first.wait_for(timeout=TIMEOUT_MS)
+    assert page.locator("#prompt textarea").input_value() == "The capital of France is"
+    assert "France" in page.locator("#highlight-gradient").inner_text()
+    page.close()
+
+
+def test_preset_buttons_fill_the_settings_and_the_link_carries_them(page_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(page_url)
+    page.locator("#settings").click()
+    checked = {name: page.locator(f"#{name} input") for name in ("ig-auto", "hold-context", "hide-special")}
+    page.locator("#preset-recommended").click()
+    page.wait_for_function("() => document.querySelector('#ig-auto input')?.checked", timeout=TIMEOUT_MS)
+    assert checked["hold-context"].is_checked() and checked["hide-special"].is_checked()
+    page.locator("#target-error input").first.wait_for(state="visible", timeout=TIMEOUT_MS)  # auto: it counts
+    assert page.locator("#ig-baseline input[value='mean']").is_checked()
+    page.locator("#share-button").click()
+    share_box = page.locator("#share-url textarea, #share-url input").first
+    page.wait_for_function("el => el.value.includes('auto=1')", arg=share_box.element_handle(), timeout=TIMEOUT_MS)
+    assert "hold_context=1" in share_box.input_value() and "baseline=mean" in share_box.input_value()
+    page.locator("#preset-seed").click()
+    page.wait_for_function("() => !document.querySelector('#ig-auto input')?.checked", timeout=TIMEOUT_MS)
+    assert not checked["hold-context"].is_checked() and not checked["hide-special"].is_checked()
+    assert page.locator("#ig-baseline input[value='zero']").is_checked()
+    page.locator("#target-error").wait_for(state="hidden", timeout=TIMEOUT_MS)
+    page.close()
+
+
+def test_bad_input_shows_an_error_and_the_page_keeps_working(page_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(page_url)
+    page.locator("#prompt textarea").fill("   ")
+    page.locator("#analyze-button").click()
+    page.get_by_text("prompt is empty").first.wait_for(timeout=TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "error.png"))
+    page.locator("#prompt textarea").fill("Which city is the capital of Germany?")
+    page.locator("#analyze-button").click()
+    page.locator("#highlight-gradient .token").first.wait_for(timeout=TIMEOUT_MS)
+    assert "Germany" in page.locator("#highlight-gradient").inner_text()
+    page.close()
+
+
+def test_clicking_an_example_runs_it_and_caches_it(page_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(page_url)
+    for _ in range(2):  # the first click computes and caches (lazily), the second reads the cache
+        page.get_by_text("The capital of France is", exact=True).click()
+        page.wait_for_function(
+            "() => document.querySelector('#highlight-gradient')?.innerText.includes('France')",
+            timeout=TIMEOUT_MS)
+        assert page.locator("#prompt textarea").input_value() == "The capital of France is"
+        page.get_by_text("Which city is the capital of Germany?", exact=True).click()
+        page.wait_for_function(
+            "() => document.querySelector('#highlight-gradient')?.innerText.includes('Germany')",
+            timeout=TIMEOUT_MS)
+    page.close()
+
+
+
+def test_clicking_an_answer_token_explains_it_and_the_link_keeps_it(page_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(page_url)
+    # Picking a chat model ticks Chat template; picking the demo model again unticks it (no model is loaded).
+    chat = page.locator("#chat input")
+    assert not chat.is_checked()
+    page.locator("#model input").click()
+    page.get_by_role("option", name="SmolLM2-135M-Instruct", exact=False).click()
+    page.wait_for_function("() => document.querySelector('#chat input').checked", timeout=TIMEOUT_MS)
+    page.locator("#model input").click()
+    page.get_by_role("option", name="demo model", exact=False).click()
+    page.wait_for_function("() => !document.querySelector('#chat input').checked", timeout=TIMEOUT_MS)
+
+    page.locator("#analyze-button").click()
+    answer = page.locator("#answer-tokens .token")
+    answer.nth(1).wait_for(timeout=TIMEOUT_MS)  # the demo model answers " Riga" and then its end token
+    assert "Riga" in answer.nth(0).inner_text() and "highlighted" in answer.nth(0).get_attribute("class")
+    answer.nth(1).click()
+    explained = page.locator("#explained textarea, #explained input").first
+    page.wait_for_function("el => el.value.includes('generated token 2')", arg=explained.element_handle(),
+                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#answer-tokens .token')[1]?.classList.contains('highlighted')",
+        timeout=TIMEOUT_MS)
+    assert "highlighted" not in answer.nth(0).get_attribute("class")
+
+    # Tokens left out of the colour scaling are drawn grey (here BOS, the held first position, by default).
+    first = page.locator("#highlight-gradient .score-token").first
+    page.wait_for_function("el => !el.classList.contains('highlighted')", arg=first.element_handle(),
+                           timeout=TIMEOUT_MS)
+    assert float(first.evaluate("el => getComputedStyle(el).opacity")) < 1
+
+    page.locator("#share-button").click()
+    share_box = page.locator("#share-url textarea, #share-url input").first
+    page.wait_for_function("el => el.value.includes('prompt=')", arg=share_box.element_handle(), timeout=TIMEOUT_MS)
+    link = share_box.input_value()
+    assert "target=generated" in link and "k=2" in link
+    assert "chat=" not in link and "system=" not in link  # the default model with its own chat default
+    opened = browser.new_page(viewport={"width": 1400, "height": 1000})
+    opened.goto(link)
+    explained = opened.locator("#explained textarea, #explained input").first
+    opened.wait_for_function("el => el.value.includes('generated token 2')", arg=explained.element_handle(),
+                             timeout=TIMEOUT_MS)
+    opened.close()
+    assert not errors, errors
+    page.close()

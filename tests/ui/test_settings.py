@@ -1,0 +1,46 @@
+"""One ordered settings list drives the /analyze parameters, the deep links, the share link and the examples."""
+
+from __future__ import annotations
+
+import inspect
+
+from ui import analysis as ui_analysis
+from ui import controls
+from ui import settings as ui_settings
+
+
+def test_the_api_parameters_are_the_settings_in_order_with_their_defaults():
+    parameters = list(inspect.signature(ui_analysis.analyze).parameters.values())
+    assert [parameter.name for parameter in parameters] == [*ui_settings.SETTING_KEYS, "contrast_pick", "progress"]
+    for parameter in parameters[2:len(ui_settings.SETTING_KEYS)]:
+        if parameter.name == "methods":  # None stands for DEFAULTS["methods"] (a list cannot be a default)
+            assert parameter.default is None
+            continue
+        assert parameter.default == ui_settings.DEFAULTS[parameter.name], parameter.name
+
+
+def test_a_deep_link_fills_each_setting_in_the_settings_order():
+    query = {setting.link: "" for setting in ui_settings.SETTINGS}
+    query.update(prompt="Hi there", steps="7", baseline="mean", target="generated", k="3", answer_map="0",
+                 auto="1", target_error="0.02", score="probability", hold_context="1", system="Be brief.",
+                 contrast=" Oslo", text=" Riga", chat="1", trust="0", hide_special="0", aggregation="sum",
+                 max_new_tokens="5", methods="gradient,occlusion")
+    values = dict(zip(ui_settings.SETTING_KEYS, controls.from_query(query, [])))
+    assert values["prompt"] == "Hi there" and values["ig_steps"] == 7 and values["ig_baseline"] == "mean"
+    assert values["target"] == "generated" and values["target_k"] == 3 and values["all_targets"] is False
+    assert values["ig_auto"] is True and values["target_error"] == 0.02 and values["score"] == "probability"
+    assert values["hold_context"] is True and values["system"] == "Be brief." and values["contrast_text"] == " Oslo"
+    assert values["target_text"] == " Riga" and values["chat"] is True and values["trust"] is False
+    assert values["hide_special"] is False and values["aggregation"] == "sum" and values["max_new_tokens"] == 5
+    assert values["methods"] == ["gradient", "occlusion"]
+
+
+def test_example_rows_hold_every_setting_at_the_page_default():
+    defaults = ui_settings.page_defaults("some/model", chat=True)
+    rows = ui_settings.example_rows(defaults)
+    assert [row[0] for row in rows] == list(ui_settings.EXAMPLE_PROMPTS)
+    for row in rows:
+        values = dict(zip(ui_settings.SETTING_KEYS, row, strict=True))
+        assert values["model"] == "some/model" and values["chat"] is True
+        assert {key: values[key] for key in ui_settings.DEFAULTS if key != "chat"} == {
+            key: value for key, value in ui_settings.DEFAULTS.items() if key != "chat"}

@@ -1,0 +1,55 @@
+"""The app's download files: one fresh folder per request, with fixed file names, swept when old.
+
+No user input ever reaches a path here. Gradio copies returned files into its own cache (swept by
+the Blocks' `delete_cache`); the originals are removed here once they are older than EXPORT_TTL_S,
+and all of them when the process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from attribution.results import Analysis
+
+# Folders older than this (seconds) are swept; the app also gives gradio's cache this age.
+EXPORT_TTL_S = 3600
+
+_export_root: Path | None = None
+
+
+def new_export_dir() -> Path:
+    """A fresh folder for one request's files, after sweeping the expired ones."""
+    global _export_root
+    if _export_root is None or not _export_root.exists():
+        _export_root = Path(tempfile.mkdtemp(prefix="attribution-exports-"))
+        atexit.register(shutil.rmtree, _export_root, True)
+    cutoff = time.time() - EXPORT_TTL_S
+    for child in _export_root.iterdir():
+        try:
+            expired = child.stat().st_mtime < cutoff
+        except FileNotFoundError:  # swept by a request rendering at the same time (e.g. an example)
+            continue
+        if expired:
+            shutil.rmtree(child, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=_export_root))
+
+
+def write_png(figure: Any, path: Path) -> bytes:
+    """Write a matplotlib Figure as a PNG download; returns its bytes so the page can show the same
+    image (rendered once, not twice)."""
+    figure.savefig(path, format="png", dpi=100)
+    return path.read_bytes()
+
+
+def write_result_files(analysis: Analysis, folder: Path) -> tuple[Path, Path]:
+    """The full result as attribution.json and the scores table as attribution.csv (the CLI's formats)."""
+    json_path = folder / "attribution.json"
+    json_path.write_text(analysis.to_json(), encoding="utf-8")
+    csv_path = folder / "attribution.csv"
+    csv_path.write_text(analysis.to_csv(), encoding="utf-8")
+    return json_path, csv_path

@@ -1,0 +1,240 @@
+"""The app's form values (and the same JSON values from `/analyze` API callers) → the library's arguments.
+
+The library validates every value itself; these only translate the UI's shape (three target fields,
+a checkbox, a picked foil, a selector, a deep link's query, the model picker) and raise ValueError with
+the setting's name, which the app shows as its error message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from attribution.gguf import PACKAGED_MODELS, packaged_gguf
+from attribution.integrated_gradients import pad_baseline_token_id
+from attribution.methods import METHODS
+from attribution.models import _CHAT_NAME, DEMO_MODEL_PATH, LoadedModel
+from attribution.display.labels import quoted_token
+from attribution.settings import (
+    AGGREGATIONS,
+    BASELINE_LABELS,
+    DEFAULT_TARGET_ERROR,
+    MAX_NEW_TOKENS_LIMIT,
+    MAX_STEPS,
+    SCORES,
+    preset,
+)
+from attribution.targets import display_tokens, validate_integer
+
+#: The real model the picker offers from the hub (gated: needs HF_TOKEN with the licence accepted).
+HUB_MODEL = "meta-llama/Llama-3.2-1B"
+
+#: The "Explain" radio: (label, value) pairs.
+TARGET_CHOICES = [
+    ("the predicted next token", "next"),
+    ("generated token k", "generated"),
+    ("custom text", "text"),
+]
+
+
+def parse_target(target: str, target_k: Any, target_text: str | None) -> None | int | str:
+    """The library's `target` from the UI's three fields; the library validates the value itself."""
+    if target == "next":
+        return None
+    if target == "generated":
+        return validate_integer(target_k, "generated token k", 1, MAX_NEW_TOKENS_LIMIT)
+    if target == "text":
+        return target_text if target_text is not None else ""
+    choices = ", ".join(value for _label, value in TARGET_CHOICES)
+    raise ValueError(f"unknown target {target!r}; valid choices: {choices}")
+
+
+def parse_flag(value: Any, name: str) -> bool:
+    """A checkbox's value (true/false; API callers may send 0/1)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def parse_steps(ig_steps: Any, ig_auto: Any) -> Any:
+    """The library's `n_steps`: "auto" when the Auto steps box is ticked (API callers may also send
+    ig_steps="auto"), else the IG steps number as given (the library validates it)."""
+    return "auto" if parse_flag(ig_auto, "ig_auto") else ig_steps
+
+
+def parse_system(system: Any, chat: bool) -> str | None:
+    """The library's `system` from the System prompt box: None (the template's default) when empty;
+    typed text needs the chat template, which is where a system prompt goes."""
+    if system is None or (isinstance(system, str) and not system.strip()):
+        return None
+    if not isinstance(system, str):
+        raise ValueError(f"system must be text ('' for the chat template's default), got {system!r}")
+    if not chat:
+        raise ValueError("a system prompt needs the chat template: tick Chat template (API: chat=True), "
+                         "or leave the system prompt empty")
+    return system
+
+
+def parse_contrast(contrast_text: Any, contrast_pick: Any = None) -> None | int | str:
+    """The library's `contrast` from the UI: the picked token's id while the text box still shows the
+    picked token (byte-level display text may not round-trip), else the typed text; '' means none."""
+    if contrast_text is None or contrast_text == "":
+        return None
+    if not isinstance(contrast_text, str):
+        raise ValueError(f"contrast_text must be text such as ' Tallinn' ('' for none), got {contrast_text!r}")
+    if isinstance(contrast_pick, dict) and contrast_pick.get("text") == contrast_text:
+        return int(contrast_pick["id"])
+    return contrast_text
+
+
+def token_index(value: Any, count: int) -> int:
+    """The generated-token selector's value as 1…count (whatever the browser sends)."""
+    try:
+        index = int(float(value))
+    except (TypeError, ValueError):
+        index = 1
+    return min(max(index, 1), max(count, 1))
+
+
+def model_label(name: Any) -> str:
+    """How the model picker shows a model: the demo model and the built-in real models by what they
+    are (a built-in whose package is missing says how to install it), anything else by its name."""
+    if not isinstance(name, str):
+        return repr(name)
+    try:
+        if Path(name).expanduser().resolve() == DEMO_MODEL_PATH.resolve():
+            return "demo model (assets/demo-model, offline)"
+    except (OSError, ValueError, RuntimeError):  # no file system can hold the name: load_model says why
+        pass
+    packaged = PACKAGED_MODELS.get(name)
+    if packaged is None:
+        return name
+    kind = "chat model" if packaged.chat else "model"
+    try:
+        packaged_gguf(name)
+    except ValueError:  # offline it cannot load: say how to make it loadable
+        return f"{name} (built-in {kind}; offline it needs: {packaged.install})"
+    return f"{name} (built-in {kind}, offline)"
+
+
+def model_choices(default_model: str, *, hosted: bool, allowed: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The model picker's (label, name) pairs. Hosted: the default, the `allowed` hub ids and the
+    built-in real models (nothing else loads there); locally also the demo model and Llama-3.2-1B."""
+    if hosted:
+        names = [default_model, *allowed, *PACKAGED_MODELS]
+    else:
+        names = [default_model, str(DEMO_MODEL_PATH), HUB_MODEL, *PACKAGED_MODELS]
+    return [(model_label(name), name) for name in dict.fromkeys(names)]
+
+
+def chat_default(model: Any) -> bool:
+    """Whether the Chat template box starts ticked for a model, decided from its name without loading
+    it: a built-in model by its entry, any other by the rule `is_chat_model` applies once loaded
+    (an instruction-tuned name: -Instruct, -chat, -it). The demo model and base models: off."""
+    if not isinstance(model, str) or not model.strip():
+        return False
+    name = model.strip()
+    if name in PACKAGED_MODELS:
+        return PACKAGED_MODELS[name].chat
+    return bool(_CHAT_NAME.search(Path(name).name))
+
+
+#: The settings controls a preset fills, by the app's input names (`preset_settings`).
+PRESET_FIELDS = ("methods", "ig_steps", "ig_auto", "target_error", "ig_baseline", "aggregation", "score",
+                 "hold_context", "hide_special")
+#: The colour scaling each preset shows: the seed's view puts every token in the scaling; the
+#: recommended one leaves the held context out, as its IG gives those tokens exactly 0 anyway.
+PRESET_VIEWS = {"seed": False, "recommended": True}
+
+
+def preset_settings(name: str) -> dict[str, Any]:
+    """`attribution.PRESETS[name]` as the app's settings controls (PRESET_FIELDS names → values): a fixed
+    step count fills IG steps and unticks Auto steps; "auto" ticks it and leaves IG steps as it is. A
+    preset without a target error gets the library's default, so every preset sets every field but
+    IG steps; `hide_special` follows PRESET_VIEWS. ValueError for an unknown name."""
+    settings = preset(name)
+    auto = settings["n_steps"] == "auto"
+    values = {
+        "methods": list(settings["methods"]),
+        "ig_auto": auto,
+        "target_error": settings.get("target_error", DEFAULT_TARGET_ERROR),
+        "ig_baseline": settings["baseline"],
+        "aggregation": settings["aggregation"],
+        "score": settings["score"],
+        "hold_context": settings["hold_context"],
+        "hide_special": PRESET_VIEWS[name],
+    }
+    if not auto:
+        values["ig_steps"] = settings["n_steps"]
+    return values
+
+
+
+
+def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_model: bool) -> dict[str, Any]:
+    """Deep link → the settings it gives validly, by DEEP_LINK_KEYS name; a missing or invalid parameter
+    is left out, so its input stays as it is. Values only ever fill inputs.
+
+    Parameters: prompt, model (one of `models`, or any with `any_model`), methods (comma-separated),
+    max_new_tokens, steps (a number, or "auto" = auto=1), baseline, aggregation, target (next |
+    generated | text), k, text, contrast (text), answer_map, trust, hide_special and chat (0 or 1),
+    system (text), auto (0 or 1: IG steps to a target error), target_error (between 0 and 1), score,
+    hold_context (0 or 1). A link that names a model but not chat gets that model's `chat_default`, as
+    picking the model in the page would.
+    """
+    settings: dict[str, Any] = {}
+    for key in ("prompt", "text", "contrast", "system"):  # free text: the analysis validates it when it runs
+        if key in query:
+            settings[key] = query[key]
+    model = query.get("model", "").strip()
+    if model and (model in models or any_model):
+        settings["model"] = model
+    methods = [item for item in query.get("methods", "").split(",") if item in METHODS]
+    if methods:
+        settings["methods"] = methods
+    for key, low, high in (("max_new_tokens", 0, MAX_NEW_TOKENS_LIMIT), ("steps", 1, MAX_STEPS),
+                           ("k", 1, MAX_NEW_TOKENS_LIMIT)):
+        try:
+            value = int(query[key])
+        except (KeyError, ValueError):
+            continue
+        if low <= value <= high:
+            settings[key] = value
+    try:
+        target_error = float(query["target_error"])
+    except (KeyError, ValueError):
+        target_error = None
+    if target_error is not None and 0 < target_error < 1:  # NaN fails both comparisons
+        settings["target_error"] = target_error
+    for key, valid in (("baseline", list(BASELINE_LABELS)), ("aggregation", list(AGGREGATIONS)),
+                       ("target", [value for _label, value in TARGET_CHOICES]), ("score", list(SCORES))):
+        if query.get(key) in valid:
+            settings[key] = query[key]
+    if query.get("steps") == "auto":  # the library's spelling: the same as auto=1
+        settings["auto"] = True
+    for key in ("answer_map", "trust", "hide_special", "chat", "auto", "hold_context"):
+        flag = {"1": True, "0": False}.get(query.get(key, ""))
+        if flag is not None:
+            settings[key] = flag
+    if "model" in settings and "chat" not in settings:
+        settings["chat"] = chat_default(settings["model"])
+    return settings
+
+
+def describe_target(target: str, target_k: Any) -> str:
+    """The "Explain" setting in words: 'generated token 3'."""
+    if target == "generated":
+        return f"generated token {parse_target(target, target_k, None)}"
+    if target == "text":
+        return "the custom target's first token"
+    return "the predicted next token"
+
+
+def pad_token_label(loaded: LoadedModel) -> str:
+    """The token a pad baseline repeats for a loaded model, as `pad_line` shows it: '"<|im_end|>" (EOS,
+    token id 2)'. ValueError when the tokenizer has neither EOS nor pad (no pad baseline is possible)."""
+    token_id = pad_baseline_token_id(loaded)
+    kind = "EOS" if token_id == loaded.tokenizer.eos_token_id else "pad"
+    return f"{quoted_token(display_tokens(loaded, [token_id])[0])} ({kind}, token id {token_id})"

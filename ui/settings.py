@@ -1,0 +1,131 @@
+"""The page's settings, in one ordered list: it gives the /analyze parameters' order and defaults, the
+deep-link keys, the share link and the example rows. New settings are only ever appended, so that API
+callers passing values by position keep working."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from attribution.catalog import CATALOG
+from attribution.settings import DEFAULT_TARGET_ERROR, PRESETS
+
+SEED_PROMPT = "What is the Capital City of Latvia?"
+EXAMPLE_PROMPTS = (
+    SEED_PROMPT,
+    "The capital of France is",
+    "Which city is the capital of Germany?",
+    "The Eiffel Tower is located in the city of",
+)
+SEED = PRESETS["seed"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One input of the analysis: its /analyze parameter name, its deep-link key, its default, and how
+    the share link writes it."""
+
+    name: str
+    link: str
+    default: Any
+    # How the share link writes it: "text" (always), "value" (left out when at the default), "list"
+    # (comma-separated, left out when at the default), "flag" (1 or 0, left out when at the default),
+    # "chat" (a flag, also written whenever the model is not the page's default).
+    kind: str
+    # Written only while another setting has this value: (its name, the value).
+    only_with: tuple[str, Any] | None = None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("prompt", "prompt", SEED_PROMPT, "text"),
+    Setting("model", "model", None, "value"),  # None: the page's default model
+    # Every registered method, so every tab has something to show. This also keeps the cached examples
+    # free of empty outputs: gradio's example cache writes None as '' and cannot read it back.
+    Setting("methods", "methods", list(CATALOG), "list"),
+    Setting("max_new_tokens", "max_new_tokens", 20, "value"),
+    # The seed notebook's IG settings (the seed preset's), so that its numbers appear.
+    Setting("ig_steps", "steps", SEED["n_steps"], "value"),
+    Setting("ig_baseline", "baseline", SEED["baseline"], "value"),
+    Setting("aggregation", "aggregation", SEED["aggregation"], "value"),
+    Setting("target", "target", "next", "value"),
+    Setting("target_k", "k", 1, "text", only_with=("target", "generated")),
+    Setting("target_text", "text", "", "text", only_with=("target", "text")),
+    Setting("contrast_text", "contrast", "", "value"),  # "" = no contrast
+    # Both cost well under a second of compute on the demo model (measured: about 0.15 s CPU for the
+    # answer map and 0.2 s for the trust panel, on top of 0.1 s for the six methods), so both are on.
+    Setting("all_targets", "answer_map", True, "flag"),
+    Setting("trust", "trust", True, "flag"),
+    # Display only (the scores are the same either way): the held context (first position, special and
+    # template tokens) stays grey, out of the colour scaling, so one attention sink does not wash out every
+    # other colour. The Seed settings button unticks it: the seed's view, every token scaled.
+    Setting("hide_special", "hide_special", True, "flag"),
+    # The API's default: the raw prompt, as before chat templates. The page ticks Chat template for chat
+    # models (`chat_default`) instead; a share link for another model always says chat.
+    Setting("chat", "chat", False, "chat"),
+    Setting("system", "system", "", "value"),  # "" = the chat template's default system prompt
+    Setting("ig_auto", "auto", False, "flag"),  # True: IG steps to `target_error` (n_steps="auto")
+    Setting("target_error", "target_error", DEFAULT_TARGET_ERROR, "value", only_with=("ig_auto", True)),
+    Setting("score", "score", SEED["score"], "value"),
+    Setting("hold_context", "hold_context", SEED["hold_context"], "flag"),
+)
+
+#: /analyze's parameters in order, and their defaults.
+SETTING_KEYS = tuple(setting.name for setting in SETTINGS)
+DEFAULTS: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS
+                           if setting.name not in ("prompt", "model")}  # those two: the page's own
+#: A deep link's parameters, in the order of the settings they fill.
+DEEP_LINK_KEYS = tuple(setting.link for setting in SETTINGS)
+
+# The share button: the settings' values (SETTINGS order) → a deep link holding the prompt and every
+# setting not at the page's default (copied to the clipboard where the page may).
+_SHARE_JS = """
+(...values) => {
+  const settings = SETTINGS_JSON;
+  const defaults = DEFAULTS_JSON;
+  const value = Object.fromEntries(settings.map((setting, index) => [setting.name, values[index]]));
+  const params = new URLSearchParams();
+  params.set("prompt", value.prompt ?? "");
+  const same = (a, b) => String(a ?? "") === String(b ?? "");
+  for (const setting of settings.slice(1)) {
+    const current = value[setting.name];
+    const fallback = defaults[setting.name];
+    if (setting.only_with && !same(value[setting.only_with[0]], setting.only_with[1])) continue;
+    if (setting.kind === "text") {
+      params.set(setting.link, String(current ?? ""));
+    } else if (setting.kind === "list") {
+      const joined = (current ?? []).join(",");
+      if (!same(joined, (fallback ?? []).join(","))) params.set(setting.link, joined);
+    } else if (setting.kind === "flag") {
+      if (Boolean(current) !== Boolean(fallback)) params.set(setting.link, current ? "1" : "0");
+    } else if (setting.kind === "chat") {
+      // Another model has its own chat default: say chat then, so the link opens as shared.
+      if (!same(value.model, defaults.model) || Boolean(current) !== Boolean(fallback)) {
+        params.set(setting.link, current ? "1" : "0");
+      }
+    } else if (!same(current, fallback)) {
+      params.set(setting.link, String(current ?? ""));
+    }
+  }
+  const url = window.location.origin + window.location.pathname + "?" + params.toString();
+  if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(url).catch(() => {});
+  return url;
+}
+"""
+
+
+def page_defaults(default_model: str, chat: bool) -> dict[str, Any]:
+    """The defaults as the page starts: the API's, with its model and that model's chat default."""
+    return {**DEFAULTS, "model": default_model, "chat": chat}
+
+
+def share_js(defaults: Mapping[str, Any]) -> str:
+    """The share button's JavaScript for a page that starts at `defaults` (`page_defaults`)."""
+    settings = [{"name": s.name, "link": s.link, "kind": s.kind, "only_with": s.only_with} for s in SETTINGS]
+    return (_SHARE_JS.replace("SETTINGS_JSON", json.dumps(settings))
+            .replace("DEFAULTS_JSON", json.dumps(dict(defaults))))
+
+
+def example_rows(defaults: Mapping[str, Any]) -> list[list[Any]]:
+    """The Examples table: each example prompt with every other setting at the page's default."""
+    return [[{**defaults, "prompt": text}[key] for key in SETTING_KEYS] for text in EXAMPLE_PROMPTS]

@@ -1,0 +1,76 @@
+"""The Answer map tab: every generated token explained by everything before it, as a heatmap, and one
+generated token's sources as highlighted text (method and token picked from the stored result)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from attribution.display.answer_map_figures import answer_map_figure, answer_map_highlight, source_exclusions
+from attribution.display.explanations import ANSWER_MAP_HELP, answer_map_label, answer_map_notes
+from attribution.display.labels import method_label, token_label
+from attribution.results import Analysis
+
+from ..inputs import token_index
+from ..view_state import View, analysis_from_view_state, answer_map_from_view_state, load_view_state
+
+OUTPUT_KEYS = ("answer_map:notes", "answer_map:heatmap", "answer_map:highlight")
+
+
+def build(outputs: dict[str, Any]) -> dict[str, Any]:
+    """The tab's components (inside the open gr.Tab); returns its method and token pickers."""
+    outputs["answer_map:notes"] = gr.Markdown(f"{ANSWER_MAP_HELP} Press **Analyze** to see it.",
+                                              label="Answer map: notes", elem_classes=["legend-note"])
+    with gr.Row():
+        method = gr.Dropdown([], value=None, label="Method", interactive=False, elem_id="answer-map-method")
+        token = gr.Dropdown([], value=None, label="Generated token", interactive=False, elem_id="answer-map-token")
+    outputs["answer_map:highlight"] = gr.HighlightedText(
+        label=answer_map_label(None, 1), show_legend=False, show_inline_category=False, combine_adjacent=False,
+        elem_id="answer-map-highlight", elem_classes=["token-scores"])
+    outputs["answer_map:heatmap"] = gr.Plot(label="Answer map (generated tokens × sources)", show_label=False,
+                                            elem_id="answer-map-heatmap")
+    return {"method": method, "token": token}
+
+
+def render(analysis: Analysis, view: View, plots: dict[str, Any]) -> dict[str, Any]:
+    """The tab's outputs: the first method and the first generated token, as the pickers start."""
+    values: dict[str, Any] = {"answer_map:notes": answer_map_notes(analysis, view.all_targets),
+                              "answer_map:heatmap": None, "answer_map:highlight": None}
+    if analysis.answer_map:
+        first = next(iter(analysis.answer_map))
+        table = analysis.answer_map[first]
+        source_exclude, _template = source_exclusions(analysis, table, view.hide_special)
+        values["answer_map:heatmap"] = plots[f"answer_map_{first}"]
+        values["answer_map:highlight"] = answer_map_highlight(table, 1, source_exclude)
+    return values
+
+
+def views(state: str | None, method: Any, token: Any, hide_special: Any) -> list[Any]:
+    """The heatmap (the chosen row outlined) and one generated token's highlighted sources, redrawn from
+    the stored result for another method, token or colour scaling (the model is not run)."""
+    data = load_view_state(state)
+    table = answer_map_from_view_state(data, method)
+    analysis = analysis_from_view_state(data)
+    if table is None or analysis is None:
+        return [None, gr.update(value=None, label=answer_map_label(None, 1))]
+    index = token_index(token, len(table.targets))
+    exclude, template = source_exclusions(analysis, table, bool(hide_special))
+    figure = answer_map_figure(table, signed=bool(data.get("answer_map_signed", {}).get(method)),
+                               exclude=exclude, template=template, selected=index)
+    highlight = answer_map_highlight(table, index, exclude)
+    return [figure, gr.update(value=highlight, label=answer_map_label(table, index))]
+
+
+def pickers(data: dict[str, Any]) -> list[Any]:
+    """After each analysis: the method and token pickers (first method, first token) and the highlight's
+    label, from the stored result."""
+    methods = list(data.get("answer_map", {}))
+    targets = data["answer_map"][methods[0]]["targets"] if methods else []
+    method_update = gr.update(choices=[(method_label(name), name) for name in methods],
+                              value=methods[0] if methods else None, interactive=bool(methods))
+    token_update = gr.update(
+        choices=[(f"{index} · {token_label(token)}", index) for index, token in enumerate(targets, start=1)],
+        value=1 if targets else None, interactive=len(targets) > 1)
+    table = answer_map_from_view_state(data, methods[0]) if methods else None
+    return [method_update, token_update, gr.update(label=answer_map_label(table, 1))]
