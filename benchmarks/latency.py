@@ -24,7 +24,6 @@ The report (benchmarks/latency_report.py) prints a markdown table; --write repla
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import shlex
@@ -53,9 +52,6 @@ MODELS = {"demo": None, "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}  # Non
 DEFAULT_REPEATS = {"demo": 10, "smollm2": 3}
 PROMPTS = ("What is the Capital City of Latvia?", "Why is the sky blue?")
 CHROMIUM = "/usr/bin/chromium"
-#: Where the app's default settings may live (the app may move into a `ui/` package).
-DEFAULTS_MODULES = ("app", "ui", "ui.defaults", "ui.settings", "ui.app")
-CHAT_DEFAULT_MODULES = ("attribution.app_inputs", "ui.inputs", "ui.settings")
 #: app DEFAULTS name -> attribution.analyze argument (as the app's analyze passes them).
 ENGINE_ARGUMENTS = {"methods": "methods", "max_new_tokens": "max_new_tokens", "ig_steps": "n_steps",
                     "ig_baseline": "baseline", "aggregation": "aggregation", "score": "score",
@@ -83,39 +79,20 @@ def log(message: str) -> None:
 
 
 def app_defaults() -> tuple[dict, str]:
-    """The app's DEFAULTS and the module they came from; a SystemExit naming what is missing otherwise."""
-    problems = []
-    for name in DEFAULTS_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as error:
-            problems.append(f"{name}: {error}")
-            continue
-        defaults = getattr(module, "DEFAULTS", None)
-        if not isinstance(defaults, dict):
-            problems.append(f"{name}: no DEFAULTS dict")
-            continue
-        missing = [key for key in NEEDED if key not in defaults]
-        if missing:
-            raise SystemExit(f"latency.py: {name}.DEFAULTS lacks {', '.join(missing)} (needed to run the engine "
-                             "with the app's settings; update ENGINE_ARGUMENTS in benchmarks/latency.py)")
-        return defaults, name
-    raise SystemExit("latency.py: the app's default settings were not found; tried "
-                     + "; ".join(problems) + ". Update DEFAULTS_MODULES in benchmarks/latency.py.")
+    """The page's default settings (`ui.settings.DEFAULTS`) and where they came from."""
+    from ui.settings import DEFAULTS
+
+    missing = [key for key in NEEDED if key not in DEFAULTS]
+    if missing:
+        raise SystemExit(f"latency.py: ui.settings.DEFAULTS lacks {', '.join(missing)} (needed to run the engine "
+                         "with the app's settings; update ENGINE_ARGUMENTS in benchmarks/latency.py)")
+    return dict(DEFAULTS), "ui.settings"
 
 
 def engine_settings(defaults: dict, model: str) -> dict:
     """attribution.analyze's keyword arguments for what the app runs with its defaults on `model`."""
-    chat_default = None  # the page's (and the API's) Chat template default for a model
-    for name in CHAT_DEFAULT_MODULES:
-        try:
-            chat_default = importlib.import_module(name).chat_default
-            break
-        except (ImportError, AttributeError):
-            continue
-    if chat_default is None:
-        raise SystemExit(f"latency.py: chat_default not found in {', '.join(CHAT_DEFAULT_MODULES)}; update "
-                         "CHAT_DEFAULT_MODULES in benchmarks/latency.py")
+    from ui.inputs import chat_default  # the page's Chat template default for a model
+
     if defaults["target"] != "next":
         raise SystemExit(f"latency.py: the app's default target is {defaults['target']!r}; only 'next' is mapped")
     settings = {engine: defaults[key] for key, engine in ENGINE_ARGUMENTS.items()}
@@ -129,9 +106,10 @@ def engine_settings(defaults: dict, model: str) -> dict:
     return settings
 
 
-def check_api_defaults(client, defaults: dict, chat: bool) -> list[str]:
-    """Where /analyze's parameter defaults (what predict(prompt) sends) differ from the engine's settings."""
-    expected = {**defaults, "chat": chat}
+def check_api_defaults(client, defaults: dict, passed: dict) -> list[str]:
+    """Where /analyze's parameter defaults (what predict(prompt, **passed) leaves to them) differ from the
+    engine's settings."""
+    expected = {key: value for key, value in defaults.items() if key not in passed}
     info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/analyze"]["parameters"]
     return [f"{p['parameter_name']}: API {p.get('parameter_default')!r} vs app {expected[p['parameter_name']]!r}"
             for p in info if p["parameter_name"] in expected and p.get("parameter_default") != expected[p["parameter_name"]]]
@@ -219,11 +197,17 @@ def timed(function, *args) -> float:
 
 
 def measure_model(key: str, model: str, repeats: int, prompts: list[str], port: int, defaults: dict,
-                  browser, timeout_s: float) -> dict:
+                  browser, timeout_s: float, max_new_tokens: int | None = None) -> dict:
     import attribution
     from gradio_client import Client
 
+    if max_new_tokens is not None:  # fewer generated tokens (a smaller answer map) for a slow model
+        defaults = {**defaults, "max_new_tokens": max_new_tokens}
     settings = engine_settings(defaults, model)
+    # The API is called with the settings the page starts with for this model (its chat default, and
+    # --max-new-tokens); the page gets the latter from a deep link (without a prompt: nothing autoruns).
+    api_settings = {"chat": settings["chat"], "max_new_tokens": defaults["max_new_tokens"]}
+    query = "" if max_new_tokens is None else f"?max_new_tokens={max_new_tokens}"
     log(f"{key}: loading {model} here")
     load_s = timed(attribution.load_model, model)
     loaded = attribution.load_model(model)
@@ -235,14 +219,14 @@ def measure_model(key: str, model: str, repeats: int, prompts: list[str], port: 
         ready_s = wait_http(url, server, log_path)
         log(f"{key}: app answering after {ready_s:.1f} s (log {log_path})")
         client = Client(url, verbose=False)
-        mismatches = check_api_defaults(client, defaults, settings["chat"])
+        mismatches = check_api_defaults(client, defaults, api_settings)
         if mismatches:
             log(f"{key}: WARNING the API's defaults differ from the engine's settings: {'; '.join(mismatches)}")
         runs = {prompt: {"engine": [], "api": [], "browser": []} for prompt in prompts}
         steps = {
             "engine": lambda p: timed(lambda: attribution.analyze(loaded, p, **settings)),
-            "api": lambda p: timed(lambda: client.predict(p, api_name="/analyze")),
-            "browser": lambda p: page_times(browser, url, p, timeout_s * 1000),
+            "api": lambda p: timed(lambda: client.predict(p, **api_settings, api_name="/analyze")),
+            "browser": lambda p: page_times(browser, url + query, p, timeout_s * 1000),
         }
         for step in steps.values():  # warm-up: every path once, on the first prompt, not recorded
             step(prompts[0])
@@ -254,7 +238,8 @@ def measure_model(key: str, model: str, repeats: int, prompts: list[str], port: 
                     runs[prompt][name].append(steps[name](prompt))
             last = {p: {n: r[n][-1] for n in ("engine", "api")} for p, r in runs.items()}
             log(f"{key}: repeat {repeat + 1}/{repeats} {json.dumps(last, default=lambda v: round(v, 3))}")
-        return {"key": key, "model": model, "repeats": repeats, "settings": settings, "load_s": load_s,
+        return {"key": key, "model": model, "repeats": repeats, "settings": settings, "api_settings": api_settings,
+                "load_s": load_s,
                 "server_ready_s": ready_s, "api_default_mismatches": mismatches, "runs": runs}
     finally:
         stop_server(server)
@@ -270,6 +255,9 @@ def parse_args(argv=None):
     parser.add_argument("--port", type=int, default=7990, help="port for the app subprocess (default 7990)")
     parser.add_argument("--prompts", default=None,
                         help="prompts separated by '|' (default: " + " | ".join(PROMPTS) + ")")
+    parser.add_argument("--max-new-tokens", default=None,
+                        help="generated tokens per model instead of the app's default: N, or one N per model in "
+                             "--models order ('-' keeps the default), e.g. '-,4'")
     parser.add_argument("--timeout", type=float, default=600, help="seconds one page wait may take (default 600)")
     parser.add_argument("--write", action="store_true", help="replace/add '## Page latency' in --results")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "benchmarks" / "RESULTS.md")
@@ -288,6 +276,11 @@ def parse_args(argv=None):
         parser.error("--repeats: one positive N, or one per model")
     args.repeats = {m: (counts[0] if len(counts) == 1 else counts[i]) if counts else DEFAULT_REPEATS[m]
                     for i, m in enumerate(args.models)}
+    tokens = [None if n.strip() == "-" else int(n) for n in args.max_new_tokens.split(",")] if args.max_new_tokens else None
+    if tokens and len(tokens) not in (1, len(args.models)):
+        parser.error("--max-new-tokens: one N, or one per model")
+    args.max_new_tokens = {m: (tokens[0] if len(tokens) == 1 else tokens[i]) if tokens else None
+                           for i, m in enumerate(args.models)}
     args.prompts = [p.strip() for p in args.prompts.split("|") if p.strip()] if args.prompts else list(PROMPTS)
     return args
 
@@ -321,7 +314,7 @@ def main(argv=None) -> int:
             for key in args.models:
                 model = MODELS[key] or attribution.default_model_name()
                 results.append(measure_model(key, model, args.repeats[key], args.prompts, args.port, defaults,
-                                             browser, args.timeout))
+                                             browser, args.timeout, args.max_new_tokens[key]))
         finally:
             browser.close()
     meta.update(load_after=machine_load(), took_s=time.time() - started)

@@ -29,12 +29,12 @@ def percentile(values, q: float) -> float | None:
 
 def git_state(root: Path) -> dict:
     def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30).stdout.strip()
+        try:  # only the trailing newline goes: a status line starts with a meaningful space
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30).stdout.rstrip("\n")
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"commit": git("rev-parse", "--short", "HEAD"), "subject": git("log", "-1", "--format=%s"),
+    return {"commit": git("rev-parse", "--short", "HEAD"), "subject": git("log", "-1", "--format=%s")[:100],
             "dirty": [line[3:] for line in git("status", "--porcelain", "--", *SOURCES).splitlines()]}
 
 

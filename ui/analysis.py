@@ -3,20 +3,16 @@ every tab's outputs; and the views redrawn from the stored result after it (the 
 
 from __future__ import annotations
 
-import base64
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import gradio as gr
-from gradio.components.plot import PlotData
 
 import attribution
 from attribution.catalog import CATALOG
 from attribution.display.explanations import display_number, explained_line, stage_text
-from attribution.display.plotting import analysis_figures
 from attribution.targets import display_tokens, validate_prompt
 
-from . import exports
+from . import exports, figures
 from .inputs import (
     describe_target,
     model_label,
@@ -49,7 +45,8 @@ OUTPUT_KEYS = (
     + list(compare.OUTPUT_KEYS)
     + ["export:json", "export:csv", "export:png", "state"]
 )
-#: The outputs redrawn from the stored result when "Leave held context out" changes (no model run).
+#: The outputs redrawn from the stored result when "Leave held context out" changes (no model run); the
+#: figures it changes are cleared, and the page redraws the open tab's.
 SCALED_KEYS = ([f"{name}:{part}" for name in CATALOG for part in ("highlight", "top")]
                + ["compare:heatmap", "compare:bars", "answer_map:heatmap", "answer_map:highlight"])
 
@@ -63,30 +60,24 @@ def compute(model_name: str, prompt: str, settings: dict[str, Any],
     return attribution.analyze(loaded, prompt, progress=stage, **settings)
 
 
-def save_png(figure: Any, path: Path) -> PlotData:
-    """Write the figure as a PNG download and hand the same bytes to gr.Plot (rendered once, not twice)."""
-    encoded = base64.b64encode(exports.write_png(figure, path)).decode("ascii")
-    return PlotData(type="matplotlib", plot=f"data:image/png;base64,{encoded}")
-
-
 def render(analysis: attribution.Analysis, view: View) -> list[Any]:
-    """Every output of the analyze event, in OUTPUT_KEYS order."""
+    """Every output of the analyze event, in OUTPUT_KEYS order. The figures are cleared, not drawn: the page
+    draws the open tab's once the rest is shown, and another tab's when it is opened (`ui.figures`)."""
     folder = exports.new_export_dir()
-    plots = {key: save_png(figure, folder / f"{key}.png")
-             for key, figure in analysis_figures(analysis, view.hide_special).items()}
-    values: dict[str, Any] = {
+    values: dict[str, Any] = {key: None for key in OUTPUT_KEYS if key in figures.FIGURE_KEYS}
+    values |= {
         "answer": analysis.generated_text,
         "explained": explained_line(analysis, view.target_description),
     }
     for name in CATALOG:
-        values.update(method.render(analysis, name, view, plots))
-    values.update(compare.render(analysis, view, plots))
-    values.update(answer_map.render(analysis, view, plots))
+        values.update(method.render(analysis, name, view))
+    values.update(compare.render(analysis, view))
+    values.update(answer_map.render(analysis, view))
     json_path, csv_path = exports.write_result_files(analysis, folder)
     values["export:json"] = str(json_path)
     values["export:csv"] = str(csv_path)
-    values["export:png"] = [str(folder / f"{key}.png") for key in plots]
-    values["state"] = dump_view_state(analysis, view.answer_tokens, view.explained)
+    values["export:png"] = None  # drawn when asked for (`figures.export_pngs`)
+    values["state"] = dump_view_state(analysis, view.answer_tokens, view.explained, figures.remember(analysis))
     return [values[key] for key in OUTPUT_KEYS]
 
 
@@ -178,7 +169,6 @@ def analyze(
         pad_token = pad_token_label(loaded) if str(ig_baseline).startswith("pad") else None
     except ValueError as error:
         raise gr.Error(str(error)) from None
-    progress(0.9, desc="Drawing figures…")
     view = View(
         hide_special=hide_special, all_targets=all_targets, score=score, pad_token=pad_token,
         target_description=describe_target(target, target_k),
@@ -187,6 +177,17 @@ def analyze(
         explained=explained_answer_token(analysis, parsed_target),
     )
     return render(analysis, view)
+
+
+#: What a cached example stores: everything but the figures and the PNG files, which are drawn when seen
+#: (gradio's example cache writes an empty output as '' and cannot read it back).
+EXAMPLE_KEYS = [key for key in OUTPUT_KEYS if key not in figures.FIGURE_KEYS and key != "export:png"]
+
+
+def analyze_example(*settings: Any) -> list[Any]:
+    """`analyze` for the Examples table (settings in SETTINGS order), EXAMPLE_KEYS outputs."""
+    values = dict(zip(OUTPUT_KEYS, analyze(*settings)))
+    return [values[key] for key in EXAMPLE_KEYS]
 
 
 def scaled_views(state: str | None, hide_special: Any, method_name: Any, token: Any) -> list[Any]:
@@ -202,9 +203,9 @@ def scaled_views(state: str | None, hide_special: Any, method_name: Any, token: 
     values: dict[str, Any] = {}
     for name in CATALOG:
         values.update(method.scaled(analysis, name, exclude))
-    values.update(compare.scaled(analysis, hide_special))
+    values["compare:heatmap"] = values["compare:bars"] = None
     values["answer_map:heatmap"], values["answer_map:highlight"] = answer_map.views(state, method_name, token,
-                                                                                    hide_special)
+                                                                                    hide_special, draw=False)
     return [values[key] for key in SCALED_KEYS]
 
 

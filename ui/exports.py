@@ -8,6 +8,7 @@ and all of them when the process exits.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 import time
@@ -39,11 +40,11 @@ def new_export_dir() -> Path:
     return Path(tempfile.mkdtemp(dir=_export_root))
 
 
-def write_png(figure: Any, path: Path) -> bytes:
-    """Write a matplotlib Figure as a PNG download; returns its bytes so the page can show the same
-    image (rendered once, not twice)."""
-    figure.savefig(path, format="png", dpi=100)
-    return path.read_bytes()
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a download atomically: a reader never sees half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
 
 
 def write_result_files(analysis: Analysis, folder: Path) -> tuple[Path, Path]:

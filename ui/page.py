@@ -10,12 +10,14 @@ import attribution
 from attribution.catalog import CATALOG, LAYERED_METHODS
 from attribution.display.labels import method_label
 
-from . import downloads, exports
+from . import downloads, exports, figures
 from .analysis import (
+    EXAMPLE_KEYS,
     OUTPUT_KEYS,
     SCALED_KEYS,
     after_analysis,
     analyze,
+    analyze_example,
     explain_answer_token,
     pick_contrast,
     scaled_views,
@@ -101,16 +103,23 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
         preset_controls = [controls[field] for field in PRESET_FIELDS]
         inputs = [*setting_inputs, contrast_pick]
 
+        tabs: dict[str, gr.Tab] = {}
         with gr.Tabs(elem_id="method-tabs"):
             for name in CATALOG:
-                with gr.Tab(method_label(name), id=name, elem_id=f"tab-{name}"):
+                with gr.Tab(method_label(name), id=name, elem_id=f"tab-{name}") as tabs[name]:
                     method_controls[name] = method.build(name, outputs)
-            with gr.Tab("Answer map", id="answer_map", elem_id="tab-answer_map"):
+            with gr.Tab("Answer map", id="answer_map", elem_id="tab-answer_map") as tabs["answer_map"]:
                 map_pickers = answer_map.build(outputs)
-            with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+            with gr.Tab("Compare", id="compare", elem_id="tab-compare") as tabs["compare"]:
                 compare.build(outputs)
         share = downloads.build(outputs)
         outputs["state"] = state = gr.State(None, time_to_live=exports.EXPORT_TTL_S)
+        # Which tab is open (its figures are drawn first); a hidden input, so that the API's /figures can name one.
+        open_tab = gr.Textbox(next(iter(CATALOG)), visible=False, elem_id="open-tab")
+        for name in LAYERED_METHODS:
+            outputs[f"{name}:layer"] = method_controls[name]["layer"]
+            outputs[f"{name}:heads"] = method_controls[name]["heads"]
+        figure_outputs = [outputs[key] for key in figures.FIGURE_KEYS]
 
         output_components = [outputs[key] for key in OUTPUT_KEYS]
         # Progress (and an error) shows once, on the answer, instead of on every output.
@@ -127,13 +136,26 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
         controls["model"].input(chat_default, controls["model"], controls["chat"], queue=False,
                                 api_visibility="private")
 
-        # Views redrawn from the stored result (the model is not run again).
+        # Figures are drawn when seen, from the kept result (the model is not run again): the open tab's once
+        # an analysis (or a cached example) is shown, another tab's when it is opened.
+        draw_inputs = [open_tab, controls["hide_special"], map_pickers["method"], map_pickers["token"], state]
+        # One queue for every event that draws into the figures, first come first drawn: a tab opened while
+        # the figures of a new result are being cleared and drawn is drawn after that, never overwritten.
+        in_order = dict(concurrency_id="figures", concurrency_limit=1)
+        draw = dict(fn=figures.draw_tab, inputs=draw_inputs, outputs=figure_outputs, preprocess=False,
+                    show_progress="minimal", **in_order)
+        state.change(figures.draw_after_analysis, [open_tab, controls["hide_special"], state], figure_outputs,
+                     api_visibility="private", show_progress="minimal", **in_order)
+        for name, tab in tabs.items():
+            tab.select(lambda _name=name: _name, None, open_tab, queue=False, api_visibility="private").then(
+                **draw, api_visibility="private")
+        # The API's way to a tab's figures for the caller's last analysis: /figures(tab, hide_special, ...).
+        figures_button = gr.Button(visible=False, elem_id="figures-api")
+        figures_button.click(**draw, api_name="figures")
         for name in LAYERED_METHODS:
             layer, heads = method_controls[name]["layer"], method_controls[name]["heads"]
-            state.change(lambda value, _name=name: method.head_views(value, _name), state, [layer, heads],
-                         api_visibility="private", concurrency_limit=None)
             layer.input(lambda value, index, _name=name: method.head_figure(value, _name, index), [state, layer],
-                        heads, api_visibility="private", concurrency_limit=None, trigger_mode="always_last")
+                        heads, api_visibility="private", trigger_mode="always_last", **in_order)
         recommend_button = method_controls["integrated_gradients"]["recommend"]
         scaled_inputs = [state, controls["hide_special"], map_pickers["method"], map_pickers["token"]]
         scaled_outputs = [outputs[key] for key in SCALED_KEYS]
@@ -147,9 +169,10 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
             picker.input(answer_map.views, [state, map_pickers["method"], map_pickers["token"],
                                             controls["hide_special"]],
                          [outputs["answer_map:heatmap"], outputs["answer_map:highlight"]], api_visibility="private",
-                         concurrency_limit=None, trigger_mode="always_last", show_progress="minimal")
+                         trigger_mode="always_last", show_progress="minimal", **in_order)
         controls["hide_special"].input(scaled_views, scaled_inputs, scaled_outputs, api_visibility="private",
-                                       concurrency_limit=None, trigger_mode="always_last", show_progress="minimal")
+                                       trigger_mode="always_last", **in_order,
+                                       show_progress="minimal").then(**draw, api_visibility="private")
         controls["contrast_choice"].input(pick_contrast, [controls["contrast_choice"], state],
                                           [controls["contrast_text"], contrast_pick], queue=False,
                                           api_visibility="private")
@@ -161,13 +184,16 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
             # Filled, not run; the colour scaling is display only, so the current views follow it at once.
             controls[f"{name}_button"].click(lambda _name=name: fill_preset(_name), None, preset_controls, queue=False,
                                              api_visibility="private").then(
-                scaled_views, scaled_inputs, scaled_outputs, api_visibility="private", concurrency_limit=None,
-                show_progress="minimal")
+                scaled_views, scaled_inputs, scaled_outputs, api_visibility="private", **in_order,
+                show_progress="minimal").then(**draw, api_visibility="private")
         # The IG tab's offer: the recommended IG settings (the methods as they are), then run.
         ig_fields = [field for field in PRESET_FIELDS if field != "methods"]
         recommend_button.click(lambda: fill_preset("recommended", ig_fields), None,
                                [controls[field] for field in ig_fields], queue=False,
                                api_visibility="private").then(**run, api_visibility="private")
+
+        share["png_button"].click(figures.export_pngs, [state, controls["hide_special"]], outputs["export:png"],
+                                  api_name="figures_png", concurrency_limit=None)
 
         defaults = page_defaults(default_model, chat_default(default_model))
         share["share_button"].click(None, setting_inputs, share["share_url"], api_visibility="private",
@@ -183,7 +209,8 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
 
         with examples_slot:
             gr.Examples(
-                example_rows(defaults), setting_inputs, output_components, fn=analyze, cache_examples=cache_examples,
+                example_rows(defaults), setting_inputs, [outputs[key] for key in EXAMPLE_KEYS], fn=analyze_example,
+                cache_examples=cache_examples,
                 cache_mode="lazy" if cache_examples else None, visible_columns=[0], api_visibility="private",
                 label="Examples (the default settings)",
             )

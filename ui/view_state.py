@@ -53,11 +53,13 @@ def explained_answer_token(analysis: Analysis, target: None | int | str) -> int 
     return 1 if generated.size and int(generated[0]) == analysis.target.id else None
 
 
-def dump_view_state(analysis: Analysis, answer_tokens: Sequence[str] = (), explained: int | None = None) -> str:
+def dump_view_state(analysis: Analysis, answer_tokens: Sequence[str] = (), explained: int | None = None,
+                    result_id: str | None = None) -> str:
     """The analysis as the views' JSON text: tokens, ids, special, user-typed, held and chat flags, target,
     foil, scores, per-head attention ([layers][heads][tokens], rounded), answer maps, predictions, the
     preset IG ran with, and the generated answer's tokens (`answer_tokens`, display strings) with the explained
-    one (`explained`, 1 = the first; see `explained_answer_token`)."""
+    one (`explained`, 1 = the first; see `explained_answer_token`), and the id the full result is kept under
+    for drawing its figures (`result_id`, `ui.figures.remember`)."""
     per_head = {
         name: [[[round(float(value), 6) for value in head] for head in layer] for layer in result.per_head]
         for name, result in analysis.methods.items()
@@ -85,6 +87,7 @@ def dump_view_state(analysis: Analysis, answer_tokens: Sequence[str] = (), expla
         "ig": None if ig is None else {"preset": ig_preset(ig)},
         "answer": list(answer_tokens),
         "explained": explained,
+        "result": result_id,
     })
 
 

@@ -24,23 +24,46 @@ from .method_figures import bar_figure, layer_heatmap_figure
 from ..results import Analysis
 
 
-def analysis_figures(analysis: Analysis, exclude_special: bool = False) -> Mapping[str, Figure]:
-    """Every figure of an analysis by a file-name-safe key: '<method>_bars', '<method>_layers' (for
-    results with per-layer data), 'comparison_heatmap', 'comparison_bars', 'answer_map_<method>' (with
-    an answer map) and 'agreement_heatmap' (with a trust report on two or more methods)."""
-    figures: dict[str, Figure] = {}
+def figure_keys(analysis: Analysis) -> list[str]:
+    """The keys of every figure the analysis has, in order: '<method>_bars', '<method>_layers' (for results
+    with per-layer data), 'comparison_heatmap', 'comparison_bars', 'answer_map_<method>' (with an answer
+    map) and 'agreement_heatmap' (with a trust report on two or more methods)."""
+    keys: list[str] = []
     for name, result in analysis.methods.items():
-        figures[f"{name}_bars"] = bar_figure(analysis, name)
+        keys.append(f"{name}_bars")
         if np.asarray(getattr(result, "per_layer", np.zeros((0, 0)))).size:
-            figures[f"{name}_layers"] = layer_heatmap_figure(analysis, name)
-    figures["comparison_heatmap"] = comparison_heatmap_figure(analysis, exclude_special)
-    figures["comparison_bars"] = comparison_bars_figure(analysis, exclude_special)
-    for name, table in analysis.answer_map.items():
-        exclude, template = source_exclusions(analysis, table, exclude_special)
-        figures[f"answer_map_{name}"] = answer_map_figure(
-            table, signed=answer_map_signed(analysis, name), exclude=exclude, template=template, selected=1)
+            keys.append(f"{name}_layers")
+    keys += ["comparison_heatmap", "comparison_bars"]
+    keys += [f"answer_map_{name}" for name in analysis.answer_map]
     if analysis.trust is not None and len(analysis.methods) >= 2:
+        keys.append("agreement_heatmap")
+    return keys
+
+
+def draw_figure(analysis: Analysis, key: str, exclude_special: bool = False, selected: int = 1) -> Figure:
+    """One figure by its `figure_keys` key (`selected`: the answer map's outlined row, 1 = the first
+    generated token); KeyError for a key the analysis has no figure for."""
+    if key not in figure_keys(analysis):
+        raise KeyError(f"no figure {key!r} for this analysis; it has: {', '.join(figure_keys(analysis))}")
+    if key == "comparison_heatmap":
+        return comparison_heatmap_figure(analysis, exclude_special)
+    if key == "comparison_bars":
+        return comparison_bars_figure(analysis, exclude_special)
+    if key == "agreement_heatmap":
         foil = None if analysis.foil is None else analysis.foil.text
-        figures["agreement_heatmap"] = agreement_figure(list(analysis.methods), analysis.trust.spearman,
-                                                        target_phrase(analysis.target.text, foil))
-    return figures
+        return agreement_figure(list(analysis.methods), analysis.trust.spearman,
+                                target_phrase(analysis.target.text, foil))
+    if key.startswith("answer_map_"):
+        name = key.removeprefix("answer_map_")
+        table = analysis.answer_map[name]
+        exclude, template = source_exclusions(analysis, table, exclude_special)
+        return answer_map_figure(table, signed=answer_map_signed(analysis, name), exclude=exclude,
+                                 template=template, selected=selected)
+    if key.endswith("_layers"):
+        return layer_heatmap_figure(analysis, key.removesuffix("_layers"))
+    return bar_figure(analysis, key.removesuffix("_bars"))
+
+
+def analysis_figures(analysis: Analysis, exclude_special: bool = False) -> Mapping[str, Figure]:
+    """Every figure of an analysis by its `figure_keys` key (the answer maps with their first row outlined)."""
+    return {key: draw_figure(analysis, key, exclude_special) for key in figure_keys(analysis)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import pickle
@@ -29,8 +31,22 @@ from ui.tabs import method as method_tab  # noqa: E402
 from ui import analysis as ui_analysis  # noqa: E402
 from ui.tabs import answer_map as answer_map_tab  # noqa: E402
 from ui import controls  # noqa: E402
+from ui import figures  # noqa: E402
+from attribution.display.plotting import draw_figure  # noqa: E402
 
-RUN = tuple(ui_settings.DEFAULTS["methods"])  # the methods the app runs unless told otherwise
+RUN = tuple(ui_settings.DEFAULTS["methods"])
+
+
+def png_of(plot) -> bytes:
+    """The PNG bytes a gr.Plot value shows."""
+    return base64.b64decode(plot.plot.split(",", 1)[1])
+
+
+def png_bytes_of(figure) -> bytes:
+    """A figure saved as the page saves it (PNG at the page's dpi)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=figures.DPI)
+    return buffer.getvalue()  # the methods the app runs unless told otherwise
 
 
 def free_port() -> int:
@@ -40,10 +56,59 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def outputs(tiny_folder) -> dict:
+def analyzed(tiny_folder) -> dict:
     """One analysis through the UI handler with the default settings (answer map and trust panel
-    included), by output name; four generated tokens keep the answer map quick on a random model."""
+    included), by output name, as the analyze event returns it (no figures drawn yet); four generated
+    tokens keep the answer map quick on a random model."""
     return dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.analyze(SEED_PROMPT, str(tiny_folder), max_new_tokens=4)))
+
+
+@pytest.fixture(scope="module")
+def outputs(analyzed) -> dict:
+    """`analyzed` with every tab opened (its figures drawn, as the page draws them when a tab is seen) and
+    the PNG files made, as the page shows them after a user has looked at everything."""
+    values = dict(analyzed)
+    for tab in figures.TAB_FIGURES:
+        drawn = dict(zip(figures.FIGURE_KEYS, figures.draw_tab(tab, True, None, 1, analyzed["state"])))
+        values.update({key: value for key, value in drawn.items() if key in ui_analysis.OUTPUT_KEYS
+                       and not isinstance(value, dict)})  # gr.update(): another tab's figure, left as it was
+    values["export:png"] = figures.export_pngs(analyzed["state"], True)
+    return values
+
+
+def test_the_analysis_comes_without_figures_and_the_open_tab_is_drawn_after_it(analyzed):
+    # Drawing every figure cost seconds per request: the analyze event clears them and draws none.
+    assert all(analyzed[key] is None for key in ui_analysis.OUTPUT_KEYS if key in figures.FIGURE_KEYS)
+    assert analyzed["export:png"] is None
+    drawn = dict(zip(figures.FIGURE_KEYS, figures.draw_after_analysis("attention", True, analyzed["state"])))
+    assert drawn["attention:bars"].plot.startswith("data:image/png;base64,")
+    assert drawn["attention:layers"].plot.startswith("data:image/png;base64,")
+    assert drawn["attention:heads"]["visible"] is True
+    others = [key for key in figures.FIGURE_KEYS if not key.startswith("attention:")]
+    assert all(drawn[key] is None for key in others)  # cleared of any earlier result: drawn when opened
+
+
+def test_the_png_downloads_are_the_bytes_the_page_shows(outputs):
+    files = {Path(path).stem: Path(path).read_bytes() for path in outputs["export:png"]}
+    shown = {f"{name}:bars": f"{name}_bars" for name in RUN} | {
+        "attention:layers": "attention_layers", "compare:heatmap": "comparison_heatmap",
+        "compare:bars": "comparison_bars", "compare:agreement": "agreement_heatmap",
+        "answer_map:heatmap": "answer_map_gradient"}  # the answer map as it opens: gradient, token 1
+    for output, stem in shown.items():
+        assert png_of(outputs[output]) == files[stem], output
+    assert len(set(files.values())) == len(files)  # fourteen different figures, not one copied
+
+
+def test_a_result_no_longer_kept_says_so(analyzed, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(figures.gr, "Warning", lambda message: warnings.append(message))
+    state = json.dumps({**json.loads(analyzed["state"]), "result": "0" * 32})
+    assert all(value == gr.update() for value in figures.draw_tab("compare", True, None, 1, state))
+    assert warnings == [figures.EXPIRED]
+    with pytest.raises(gr.Error, match="no longer kept"):
+        figures.export_pngs(state, True)
+    with pytest.raises(gr.Error, match="unknown tab 'nope'; valid choices: gradient"):
+        figures.draw_tab("nope", True, None, 1, analyzed["state"])
 
 
 def test_output_keys_follow_the_method_registry(tiny_loaded):
@@ -104,8 +169,10 @@ def test_exports_follow_the_cli_contract(outputs, tiny_folder):
     assert data["verdict"] and set(data["faithfulness"]) == set(RUN)
     assert data["top_predictions"] and data["special_tokens"][0] is True
     assert all(path.read_bytes().startswith(b"\x89PNG") for path in pngs)
-    # Every file of a request sits in its own fresh temporary folder with fixed names.
-    assert len({path.parent for path in pngs} | {Path(outputs["export:json"]).parent}) == 1
+    # Every set of files sits in its own fresh temporary folder with fixed names: the JSON and CSV of the
+    # analysis in one, the PNGs (made when asked for) in another.
+    assert len({path.parent for path in pngs}) == 1
+    assert Path(outputs["export:json"]).parent == Path(outputs["export:csv"]).parent
 
 
 def test_per_head_view_is_redrawn_from_the_stored_result(outputs):
@@ -177,7 +244,8 @@ def test_progress_names_each_stage(tiny_folder):
     assert fractions == sorted(fractions) and 0 < fractions[0] and fractions[-1] < 1
     descriptions = " | ".join(desc for _, desc in seen)
     assert "Loading" in descriptions and "Generating the answer" in descriptions
-    assert "Computing Integrated Gradients (3 steps)" in descriptions and "Drawing figures" in descriptions
+    assert "Computing Integrated Gradients (3 steps)" in descriptions
+    assert "Drawing" not in descriptions  # figures are drawn after the result is shown, not before
 
 
 def test_deep_link_fills_valid_settings_and_ignores_the_rest():
@@ -279,9 +347,15 @@ def test_answer_map_selector_redraws_from_the_stored_result(outputs, no_model_ru
         name for name in RUN if name in attribution.ANSWER_MAP_METHODS]
     assert method["value"] == "gradient" and token["value"] == 1 and len(token["choices"]) == 4
     assert "generated token 1" in label["label"]
-    figure, highlight = answer_map_tab.views(state, "integrated_gradients", 3, False)
-    assert isinstance(figure, Figure) and "Integrated Gradients" in figure.axes[0].get_title()
+    shown, highlight = answer_map_tab.views(state, "integrated_gradients", 3, False)
+    # The page shows exactly the display layer's figure for that method, row and scaling, drawn from the
+    # kept result (the model is not run), and not another row's.
+    kept = figures.recall(json.loads(state)["result"])
+    figure = draw_figure(kept, "answer_map_integrated_gradients", False, selected=3)
+    assert "Integrated Gradients" in figure.axes[0].get_title()
     assert figure.axes[0].get_images()[0].get_array().shape == (4, n_prompt + 3)
+    assert png_of(shown) == png_bytes_of(figure)
+    assert png_of(shown) != png_bytes_of(draw_figure(kept, "answer_map_integrated_gradients", False, selected=2))
     values = highlight["value"]
     assert len(values) == n_prompt + 2  # the prompt and the two tokens generated before token 3
     assert all(-1.0 <= score <= 1.0 for _, score in values)
@@ -299,7 +373,13 @@ def test_the_held_context_toggle_redraws_scaling_from_the_stored_result(outputs,
         assert max(abs(score) for _, score in highlight[1:]) == pytest.approx(1.0)
         assert highlight == outputs[f"{name}:highlight"]  # the default view
         assert 0 not in list(views[f"{name}:top"]["position"])
-    heatmap = views["compare:heatmap"].axes[0].get_images()[0].get_array()
+    # The figures the scaling changes are cleared, and drawn again (here: the Compare tab opened) with it.
+    assert views["compare:heatmap"] is None and views["compare:bars"] is None and views["answer_map:heatmap"] is None
+    kept = figures.recall(json.loads(outputs["state"])["result"])
+    shown = dict(zip(figures.FIGURE_KEYS, figures.draw_tab("compare", True, None, 1, outputs["state"])))
+    figure = draw_figure(kept, "comparison_heatmap", True)
+    assert png_of(shown["compare:heatmap"]) == png_bytes_of(figure)
+    heatmap = figure.axes[0].get_images()[0].get_array()
     assert np.ma.getmaskarray(heatmap)[:, 0].all()
     assert views["answer_map:highlight"]["value"][0][1] is None
     # Unticked: the seed's view, every token in the scaling; the stored scores are the same either way.
@@ -310,7 +390,11 @@ def test_the_held_context_toggle_redraws_scaling_from_the_stored_result(outputs,
         assert all(score is not None for _token, score in highlight)
         largest = max(abs(value) for value in scores[name])
         assert [score for _token, score in highlight] == [round(value / largest, 4) for value in scores[name]]
-    assert not np.ma.getmaskarray(seed_view["compare:heatmap"].axes[0].get_images()[0].get_array()).any()
+    seed_shown = dict(zip(figures.FIGURE_KEYS, figures.draw_tab("compare", False, None, 1, outputs["state"])))
+    seed_figure = draw_figure(kept, "comparison_heatmap", False)
+    assert png_of(seed_shown["compare:heatmap"]) == png_bytes_of(seed_figure)
+    assert png_of(seed_shown["compare:heatmap"]) != png_of(shown["compare:heatmap"])
+    assert not np.ma.getmaskarray(seed_figure.axes[0].get_images()[0].get_array()).any()
 
 
 def test_contrast_by_picked_id_and_by_typed_text(outputs, tiny_folder, monkeypatch):
@@ -578,9 +662,13 @@ def test_chat_template_tokens_are_grey_and_out_of_the_scaling_and_top_5(chat_fol
         assert "**Chat template:**" in values[f"{name}:notes"]
     shown = dict(zip(ui_analysis.SCALED_KEYS, ui_analysis.scaled_views(values["state"], True, "gradient", 1)))
     assert shown["gradient:highlight"] == values["gradient:highlight"]  # the toggle's default
-    heatmap = shown["compare:heatmap"].axes[0].get_images()[0].get_array()
+    kept = figures.recall(json.loads(values["state"])["result"])
+    drawn = dict(zip(figures.FIGURE_KEYS, figures.draw_tab("compare", True, None, 1, values["state"])))
+    figure = draw_figure(kept, "comparison_heatmap", True)
+    assert png_of(drawn["compare:heatmap"]) == png_bytes_of(figure)
+    heatmap = figure.axes[0].get_images()[0].get_array()
     assert list(np.ma.getmaskarray(heatmap)[0]) == list(held)
-    title = shown["compare:heatmap"].axes[0].get_title().replace("\n", " ")
+    title = figure.axes[0].get_title().replace("\n", " ")
     assert "special and chat-template tokens left out" in title
     # Unticked, the special tokens (each role line's BOS) come back into the scaling; the template stays out.
     seed_view = dict(zip(ui_analysis.SCALED_KEYS, ui_analysis.scaled_views(values["state"], False, "gradient", 1)))
@@ -692,15 +780,23 @@ def test_client_predict_returns_highlights_and_figures_for_all_methods(client):
         assert len(highlight) >= 9
         assert highlight[0]["class_or_confidence"] is None  # the held first position, by default
         assert all(-1.0 <= item["class_or_confidence"] <= 1.0 for item in highlight[1:])
-        assert values[f"{name}:bars"]["plot"].startswith("data:image/png;base64,")
-    assert values["attention:layers"]["plot"].startswith("data:image/png;base64,")
-    assert values["compare:heatmap"]["plot"].startswith("data:image/png;base64,")
+        assert values[f"{name}:bars"] is None  # figures are drawn when asked for, not with the result
     assert json.loads(Path(values["export:json"]).read_text(encoding="utf-8"))["prompt"] == SEED_PROMPT
+    # /figures draws one tab's figures for this client's last analysis (its session's stored result).
+    for tab in RUN:
+        drawn = dict(zip(figures.FIGURE_KEYS, client.predict(tab, api_name="/figures")))
+        assert drawn[f"{tab}:bars"]["plot"].startswith("data:image/png;base64,")
+    drawn = dict(zip(figures.FIGURE_KEYS, client.predict("attention", api_name="/figures")))
+    assert drawn["attention:layers"]["plot"].startswith("data:image/png;base64,")
+    drawn = dict(zip(figures.FIGURE_KEYS, client.predict("compare", api_name="/figures")))
+    assert drawn["compare:heatmap"]["plot"].startswith("data:image/png;base64,")
+    pngs = client.predict(api_name="/figures_png")
+    assert {Path(path).name for path in pngs} >= {f"{name}_bars.png" for name in RUN}
 
 
 def test_api_lists_analyze_and_hides_internal_events(client):
     info = client.view_api(print_info=False, return_format="dict")
-    assert list(info["named_endpoints"]) == ["/analyze"]
+    assert list(info["named_endpoints"]) == ["/analyze", "/figures", "/figures_png"]
     assert info["unnamed_endpoints"] == {}
     parameters = info["named_endpoints"]["/analyze"]["parameters"]
     assert parameters[0]["parameter_name"] == "prompt"
@@ -725,10 +821,12 @@ def test_client_call_with_contrast_answer_map_and_trust(client):
                             trust=True, api_name="/analyze")
     values = dict(zip([key for key in ui_analysis.OUTPUT_KEYS if key != "state"], result))
     assert values["explained"].startswith("explaining ") and "rather than" in values["explained"]
-    assert values["answer_map:heatmap"]["plot"].startswith("data:image/png;base64,")
     assert len(values["answer_map:highlight"]) >= 9
     assert values["compare:verdict"].startswith("**Verdict:**")
-    assert values["compare:agreement"]["plot"].startswith("data:image/png;base64,")
+    drawn = dict(zip(figures.FIGURE_KEYS, client.predict("answer_map", api_name="/figures")))
+    assert drawn["answer_map:heatmap"]["plot"].startswith("data:image/png;base64,")
+    drawn = dict(zip(figures.FIGURE_KEYS, client.predict("compare", api_name="/figures")))
+    assert drawn["compare:agreement"]["plot"].startswith("data:image/png;base64,")
     data = json.loads(Path(values["export:json"]).read_text(encoding="utf-8"))
     assert data["contrast"]["foil"]["text"] and len(data["answer_map"]["gradient"]["targets"]) == 3
     assert "verdict" in data

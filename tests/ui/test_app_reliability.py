@@ -487,20 +487,22 @@ def test_user_input_never_reaches_export_paths(tiny_folder, tmp_path):
         try:
             result = api_outputs(remote.submit(
                 tricky_prompt, tricky_model, ["gradient"], 0, 2, api_name="/analyze").result(timeout=REQUEST_TIMEOUT_S))
+            pngs = remote.submit(api_name="/figures_png").result(timeout=REQUEST_TIMEOUT_S)  # made when asked for
         finally:
             remote.close()
-    files = [result["export:json"], result["export:csv"], *result["export:png"]]
+    files = [result["export:json"], result["export:csv"], *pngs]
     server_paths = [Path(item["path"] if isinstance(item, dict) else item.path) for item in files]
     assert {path.name for path in server_paths[:2]} == EXPORT_NAMES
     assert all(re.fullmatch(r"[a-z_]+\.png", path.name) for path in server_paths[2:])
     for path in server_paths:
         assert ".." not in path.parts and "passwd" not in str(path) and "etc" not in path.parts
-    # The originals sit in a fresh per-request folder under the app's export root, with fixed names.
-    newest = max(exports._export_root.iterdir(), key=lambda child: child.stat().st_mtime)
-    names = {child.name for child in newest.iterdir()}
-    assert EXPORT_NAMES <= names and all(name in EXPORT_NAMES or name.endswith(".png") for name in names)
-    assert newest.parent == exports._export_root and newest.name.startswith("tmp")
-    data = json.loads((newest / "attribution.json").read_text(encoding="utf-8"))
+    # The originals sit in fresh per-request folders under the app's export root, with fixed names: the
+    # JSON and CSV in one, the PNGs in the next.
+    folders = sorted(exports._export_root.iterdir(), key=lambda child: child.stat().st_mtime)[-2:]
+    assert {child.name for child in folders[0].iterdir()} == EXPORT_NAMES
+    assert {child.name for child in folders[1].iterdir()} == {path.name for path in server_paths[2:]}
+    assert all(folder.parent == exports._export_root and folder.name.startswith("tmp") for folder in folders)
+    data = json.loads((folders[0] / "attribution.json").read_text(encoding="utf-8"))
     assert data["prompt"] == tricky_prompt  # kept as data, never used as a path or a command
     assert not (REPO_ROOT / "pwned").exists() and not Path("pwned").exists()
 
@@ -561,7 +563,8 @@ def test_hf_token_never_appears_in_logs_errors_or_exports(served, monkeypatch, t
             texts.append(str(raised.value))
         values = call(client, methods=["gradient", "attention", "integrated_gradients"], max_new_tokens=2)
         texts.append(json.dumps(values, default=str))
-        files = [Path(values["export:json"]), Path(values["export:csv"]), *map(Path, values["export:png"])]
+        pngs = client.submit(api_name="/figures_png").result(timeout=REQUEST_TIMEOUT_S)
+        files = [Path(values["export:json"]), Path(values["export:csv"]), *map(Path, pngs)]
     finally:
         client.close()
     assert "gated" in texts[0] and "HF_TOKEN" in texts[0]

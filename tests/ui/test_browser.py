@@ -95,6 +95,8 @@ def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
     tokens.first.wait_for(timeout=TIMEOUT_MS)
     page.locator("#answer-tokens .token").first.wait_for(timeout=TIMEOUT_MS)  # so the screenshots show the answer
     assert "Latvia" in page.locator("#highlight-gradient").inner_text()
+    # The open tab's figure follows the highlighted tokens; the other tabs' are drawn when opened.
+    page.locator("#bars-gradient img").first.wait_for(timeout=TIMEOUT_MS)
     assert page.locator("#explained textarea, #explained input").first.input_value().endswith(")")
 
     for name in attribution.METHODS:
@@ -155,8 +157,9 @@ def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
               for selector in ("#compare-heatmap", "#compare-bars")]
     page.locator("#hide-special input").uncheck()
     page.wait_for_function(
-        "(before) => ['#compare-heatmap', '#compare-bars'].every("
-        "  (selector, index) => document.querySelector(selector + ' img')?.getAttribute('src') !== before[index])",
+        "(before) => ['#compare-heatmap', '#compare-bars'].every((selector, index) => {"
+        "  const image = document.querySelector(selector + ' img');"
+        "  return image !== null && image.getAttribute('src') !== before[index]; })",
         arg=before, timeout=TIMEOUT_MS)
     # Before the screenshot: nothing is pending any more and the pending overlay's fade (a CSS transition)
     # has run to its end.
@@ -167,7 +170,8 @@ def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
     page.screenshot(path=str(ARTIFACTS / "tab-compare-seed-view.png"), full_page=True)
     page.locator("#hide-special input").check()
 
-    assert page.locator("#download-png").get_by_text("comparison_heatmap", exact=True).count() == 1
+    page.locator("#download-png-button").click()  # the PNG files are made when asked for
+    page.locator("#download-png").get_by_text("comparison_heatmap", exact=True).wait_for(timeout=TIMEOUT_MS)
     page.locator("#share-button").click()
     share_box = page.locator("#share-url textarea, #share-url input").first
     page.wait_for_function("el => el.value.includes('prompt=')", arg=share_box.element_handle(),

@@ -7,11 +7,12 @@ from typing import Any
 
 import gradio as gr
 
-from attribution.display.answer_map_figures import answer_map_figure, answer_map_highlight, source_exclusions
+from attribution.display.answer_map_figures import answer_map_highlight, source_exclusions
 from attribution.display.explanations import ANSWER_MAP_HELP, answer_map_label, answer_map_notes
 from attribution.display.labels import method_label, token_label
 from attribution.results import Analysis
 
+from .. import figures
 from ..inputs import token_index
 from ..view_state import View, analysis_from_view_state, answer_map_from_view_state, load_view_state
 
@@ -33,33 +34,36 @@ def build(outputs: dict[str, Any]) -> dict[str, Any]:
     return {"method": method, "token": token}
 
 
-def render(analysis: Analysis, view: View, plots: dict[str, Any]) -> dict[str, Any]:
-    """The tab's outputs: the first method and the first generated token, as the pickers start."""
+def render(analysis: Analysis, view: View) -> dict[str, Any]:
+    """The tab's outputs: the first method and the first generated token, as the pickers start (the
+    heatmap is drawn when the tab is seen, `ui.figures`)."""
     values: dict[str, Any] = {"answer_map:notes": answer_map_notes(analysis, view.all_targets),
-                              "answer_map:heatmap": None, "answer_map:highlight": None}
+                              "answer_map:highlight": None}
     if analysis.answer_map:
         first = next(iter(analysis.answer_map))
         table = analysis.answer_map[first]
         source_exclude, _template = source_exclusions(analysis, table, view.hide_special)
-        values["answer_map:heatmap"] = plots[f"answer_map_{first}"]
         values["answer_map:highlight"] = answer_map_highlight(table, 1, source_exclude)
     return values
 
 
-def views(state: str | None, method: Any, token: Any, hide_special: Any) -> list[Any]:
-    """The heatmap (the chosen row outlined) and one generated token's highlighted sources, redrawn from
-    the stored result for another method, token or colour scaling (the model is not run)."""
+def views(state: str | None, method: Any, token: Any, hide_special: Any, draw: bool = True) -> list[Any]:
+    """The heatmap (the chosen row outlined; None with `draw=False`) and one generated token's highlighted
+    sources, redrawn from the stored result for another method, token or colour scaling (the model is not
+    run)."""
     data = load_view_state(state)
     table = answer_map_from_view_state(data, method)
     analysis = analysis_from_view_state(data)
     if table is None or analysis is None:
         return [None, gr.update(value=None, label=answer_map_label(None, 1))]
     index = token_index(token, len(table.targets))
-    exclude, template = source_exclusions(analysis, table, bool(hide_special))
-    figure = answer_map_figure(table, signed=bool(data.get("answer_map_signed", {}).get(method)),
-                               exclude=exclude, template=template, selected=index)
+    exclude, _template = source_exclusions(analysis, table, bool(hide_special))
+    heatmap = None
+    if draw:
+        drawn = dict(zip(figures.FIGURE_KEYS, figures.draw_tab("answer_map", hide_special, method, index, state)))
+        heatmap = drawn["answer_map:heatmap"]
     highlight = answer_map_highlight(table, index, exclude)
-    return [figure, gr.update(value=highlight, label=answer_map_label(table, index))]
+    return [heatmap, gr.update(value=highlight, label=answer_map_label(table, index))]
 
 
 def pickers(data: dict[str, Any]) -> list[Any]:

@@ -8,7 +8,6 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from attribution.display.comparison_figures import comparison_bars_figure, comparison_heatmap_figure
 from attribution.display.explanations import completeness_summary
 from attribution.display.tables import AGREEMENT_HEADERS, FAITHFULNESS_HEADERS, agreement_rows, faithfulness_rows
 from attribution.results import Analysis
@@ -61,7 +60,7 @@ def build(outputs: dict[str, Any]) -> None:
     outputs["compare:completeness"] = gr.Markdown(label="Integrated Gradients completeness", elem_id="completeness")
 
 
-def trust_views(analysis: Analysis, plots: dict[str, Any]) -> dict[str, Any]:
+def trust_views(analysis: Analysis) -> dict[str, Any]:
     """The trust panel's outputs: the verdict, faithfulness and agreement tables and figure, and IG's
     completeness in words."""
     report = analysis.trust
@@ -70,7 +69,6 @@ def trust_views(analysis: Analysis, plots: dict[str, Any]) -> dict[str, Any]:
             "compare:verdict": ("**Trust panel is off.** Tick *Settings → Trust panel* and analyze again to "
                                 "see how far these scores can be trusted."),
             "compare:faithfulness": pd.DataFrame([], columns=FAITHFULNESS_HEADERS),
-            "compare:agreement": None,
             "compare:overlap": pd.DataFrame([], columns=AGREEMENT_HEADERS),
             "compare:completeness": "",
         }
@@ -78,19 +76,11 @@ def trust_views(analysis: Analysis, plots: dict[str, Any]) -> dict[str, Any]:
     return {
         "compare:verdict": f"**Verdict:** {report.verdict}",
         "compare:faithfulness": pd.DataFrame(faithfulness_rows(report), columns=FAITHFULNESS_HEADERS),
-        "compare:agreement": plots.get("agreement_heatmap"),
         "compare:overlap": pd.DataFrame(agreement_rows(report, n_content), columns=AGREEMENT_HEADERS),
         "compare:completeness": completeness_summary(report.completeness),
     }
 
 
-def render(analysis: Analysis, view: View, plots: dict[str, Any]) -> dict[str, Any]:
-    """The tab's outputs for an analysis (`plots`: its figures by `analysis_figures` key)."""
-    return {"compare:heatmap": plots["comparison_heatmap"], "compare:bars": plots["comparison_bars"],
-            **trust_views(analysis, plots)}
-
-
-def scaled(analysis: Analysis, hide_special: bool) -> dict[str, Any]:
-    """The figures the colour scaling changes, redrawn from the stored result."""
-    return {"compare:heatmap": comparison_heatmap_figure(analysis, hide_special),
-            "compare:bars": comparison_bars_figure(analysis, hide_special)}
+def render(analysis: Analysis, view: View) -> dict[str, Any]:
+    """The tab's outputs for an analysis; its figures are drawn when the tab is seen (`ui.figures`)."""
+    return trust_views(analysis)

@@ -69,8 +69,8 @@ def scaled(analysis: Analysis, name: str, exclude: Any) -> dict[str, Any]:
             f"{name}:top": top_table(analysis, name, exclude)}
 
 
-def render(analysis: Analysis, name: str, view: View, plots: dict[str, Any]) -> dict[str, Any]:
-    """The tab's outputs for an analysis (`plots`: its figures by `analysis_figures` key)."""
+def render(analysis: Analysis, name: str, view: View) -> dict[str, Any]:
+    """The tab's outputs for an analysis; its figures are drawn when the tab is seen (`ui.figures`)."""
     label = method_label(name)
     result = analysis.methods.get(name)
     values: dict[str, Any] = {}
@@ -78,17 +78,13 @@ def render(analysis: Analysis, name: str, view: View, plots: dict[str, Any]) -> 
         values[f"{name}:notes"] = (f"**{label}** was not computed: tick it under "
                                    "*Settings → Methods* and analyze again.")
         values[f"{name}:highlight"] = None
-        values[f"{name}:bars"] = None
         values[f"{name}:top"] = pd.DataFrame([], columns=TOP_HEADERS)
     else:
         values[f"{name}:notes"] = method_notes(
             name, result, analysis.foil, analysis.chat, score=view.score, pad_token=view.pad_token,
             generated_inputs=analysis.n_tokens - (analysis.n_prompt_tokens or analysis.n_tokens))
         values[f"{name}:highlight"] = highlight_values(analysis.input_tokens, result.scores, view.exclude(analysis))
-        values[f"{name}:bars"] = plots[f"{name}_bars"]
         values[f"{name}:top"] = top_table(analysis, name, view.exclude(analysis))
-    if name in LAYERED_METHODS:
-        values[f"{name}:layers"] = plots.get(f"{name}_layers")
     return values
 
 
