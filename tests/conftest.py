@@ -155,3 +155,66 @@ def smollm2(real_model):
     loaded: for tests that need real-model behaviour (attention sinks, chat templates), not the
     conversion that `real_model` times. One load per session keeps CI fast."""
     return real_model.cached
+
+
+# --- the page's handlers (tests/ui) ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def analyzed(tiny_folder) -> dict:
+    """One analysis through the page's handler with the default settings (answer map and trust panel
+    included), by output name, as the analyze event returns it (no figures drawn yet); four generated
+    tokens keep the answer map quick on a random model."""
+    from ui import analysis as ui_analysis
+
+    return dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.analyze(SEED_PROMPT, str(tiny_folder), max_new_tokens=4)))
+
+
+@pytest.fixture(scope="session")
+def outputs(analyzed) -> dict:
+    """`analyzed` with every tab opened (its figures drawn, as the page draws them when a tab is seen) and
+    the PNG files made, as the page shows them after a user has looked at everything."""
+    from ui import analysis as ui_analysis
+    from ui import figures
+
+    values = dict(analyzed)
+    for tab in figures.TAB_FIGURES:
+        drawn = dict(zip(figures.FIGURE_KEYS, figures.draw_tab(tab, True, None, 1, analyzed["state"])))
+        values.update({key: value for key, value in drawn.items() if key in ui_analysis.OUTPUT_KEYS
+                       and not isinstance(value, dict)})  # gr.update(): another tab's figure, left as it was
+    values["export:png"] = figures.export_pngs(analyzed["state"], True)
+    return values
+
+
+@pytest.fixture(scope="session")
+def chat_folder(tiny_folder, tmp_path_factory) -> Path:
+    """The tiny model with a chat template, in a folder named as instruction-tuned checkpoints are."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from helpers import CHAT_TEMPLATE
+
+    folder = tmp_path_factory.mktemp("chat") / "tiny-chat-Instruct"
+    shutil.copytree(tiny_folder, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def served_app(tiny_folder, tmp_path_factory):
+    """The page on the tiny model, served on a free loopback port (examples cached in a throwaway folder)."""
+    import app
+    from helpers import free_port
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("examples-cache")))
+        demo = app.build_demo(str(tiny_folder))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()

@@ -379,3 +379,42 @@ def api_outputs(result: Any) -> dict[str, Any]:
     keys = [key for key in app.OUTPUT_KEYS if key != "state"]
     assert len(result) == len(keys), (len(result), len(keys))
     return dict(zip(keys, result))
+
+
+# --- the page's handlers ---------------------------------------------------------------------------
+# Shared by the UI tests: the methods the page runs, the PNG bytes it shows, and a chat-template model.
+
+#: A chat template shaped like SmolLM2's: a default system message, one line per role, the generation prompt.
+CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}<|begin_of_text|>system\nYou name capitals.<|end_of_text|>\n{% endif %}"
+    "{% for message in messages %}<|begin_of_text|>{{ message['role'] }}\n{{ message['content'] }}<|end_of_text|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|begin_of_text|>assistant\n{% endif %}"
+)
+#: Settings for a quick analysis through the page's handler.
+QUICK = {"methods": ["gradient", "attention"], "max_new_tokens": 3, "all_targets": False, "trust": False}
+
+
+def png_of(plot) -> bytes:
+    """The PNG bytes a gr.Plot value shows."""
+    import base64
+
+    return base64.b64decode(plot.plot.split(",", 1)[1])
+
+
+def png_bytes_of(figure, dpi: int = 100) -> bytes:
+    """A figure saved as the page saves it (PNG at the page's dpi, `ui.figures.DPI`)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def exported(values: dict) -> dict:
+    """The JSON download of a handler's outputs."""
+    return json.loads(Path(values["export:json"]).read_text(encoding="utf-8"))
+
+
+def template_flags(data: dict) -> np.ndarray:
+    """Which input tokens the chat template added, from the exported JSON."""
+    return ~np.array(data["user_tokens"]) & ~np.array(data["special_tokens"])
