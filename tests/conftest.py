@@ -218,3 +218,24 @@ def served_app(tiny_folder, tmp_path_factory):
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def served(tiny_folder):
+    """The app on the tiny model, served in this process on a free loopback port (helpers.serve)."""
+    from helpers import serve
+
+    with serve(str(tiny_folder)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(served, tmp_path_factory):
+    """A gradio_client Client of `served`, downloading into a fresh folder."""
+    from helpers import make_client
+
+    client = make_client(served.url, tmp_path_factory.mktemp("downloads"))
+    try:
+        yield client
+    finally:
+        client.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import pytest
 import torch
 
 from attribution.results import (
@@ -26,6 +27,7 @@ from attribution.results import (
     Prediction,
     Target,
 )
+from attribution.testing import SEED_PROMPT
 from attribution.trust import Completeness, Faithfulness, TrustReport
 
 
@@ -418,3 +420,38 @@ def exported(values: dict) -> dict:
 def template_flags(data: dict) -> np.ndarray:
     """Which input tokens the chat template added, from the exported JSON."""
     return ~np.array(data["user_tokens"]) & ~np.array(data["special_tokens"])
+
+
+# --- calling the served app -------------------------------------------------------------------------
+
+REQUEST_TIMEOUT_S = 120  # one request on a tiny model takes about a second; generous for shared CPUs
+#: The cheapest valid request: one method, no generation, no answer map or trust panel.
+API_QUICK = {"methods": ["gradient"], "max_new_tokens": 0, "ig_steps": 2, "all_targets": False, "trust": False}
+GENERIC_GRADIO_ERROR = "upstream Gradio app has raised an exception"
+
+
+def call(client, timeout: float = REQUEST_TIMEOUT_S, **kwargs: Any) -> dict[str, Any]:
+    """One bounded `/analyze` call (API_QUICK settings unless overridden), outputs by name."""
+    arguments = {"prompt": SEED_PROMPT, **API_QUICK, **kwargs}
+    return api_outputs(client.submit(**arguments, api_name="/analyze").result(timeout=timeout))
+
+
+def assert_clear_error(error: BaseException, message: str) -> str:
+    from gradio_client.exceptions import AppError
+
+    assert isinstance(error, AppError), f"{type(error).__name__}: {error}"
+    text = str(error)
+    assert message in text, text
+    assert "Traceback" not in text and 'File "' not in text, text
+    assert GENERIC_GRADIO_ERROR not in text, text
+    return text
+
+
+def assert_refused_then_serving(client, message: str, **kwargs: Any) -> str:
+    """The bad request gets `message`; the very next valid request succeeds."""
+    with pytest.raises(Exception) as raised:
+        call(client, **kwargs)
+    text = assert_clear_error(raised.value, message)
+    values = call(client)
+    assert values["gradient:highlight"], "the request after a refused one must succeed"
+    return text

@@ -24,67 +24,21 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
 
 import attribution  # noqa: E402
 import attribution.methods as methods_module  # noqa: E402
 from ui import exports  # noqa: E402
 import attribution.models as models_module  # noqa: E402
-from helpers import api_outputs, make_client, serve  # noqa: E402
+from helpers import (  # noqa: E402
+    API_QUICK,
+    REQUEST_TIMEOUT_S,
+    assert_clear_error,
+    assert_refused_then_serving,
+    call,
+    exported,
+    make_client,
+)
 from conftest import SEED_PROMPT  # noqa: E402
-
-REQUEST_TIMEOUT_S = 120  # one request on a tiny model takes about a second; generous for shared CPUs
-#: The cheapest valid request: one method, no generation, no answer map or trust panel.
-QUICK = {"methods": ["gradient"], "max_new_tokens": 0, "ig_steps": 2, "all_targets": False, "trust": False}
-GENERIC_GRADIO_ERROR = "upstream Gradio app has raised an exception"
-
-
-# --- the served app ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def served(tiny_folder):
-    with serve(str(tiny_folder)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def client(served, tmp_path_factory):
-    client = make_client(served.url, tmp_path_factory.mktemp("downloads"))
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def call(client, timeout: float = REQUEST_TIMEOUT_S, **kwargs: Any) -> dict[str, Any]:
-    """One bounded `/analyze` call (QUICK settings unless overridden), outputs by name."""
-    arguments = {"prompt": SEED_PROMPT, **QUICK, **kwargs}
-    return api_outputs(client.submit(**arguments, api_name="/analyze").result(timeout=timeout))
-
-
-def exported(values: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(Path(values["export:json"]).read_text(encoding="utf-8"))
-
-
-def assert_clear_error(error: BaseException, message: str) -> str:
-    assert isinstance(error, AppError), f"{type(error).__name__}: {error}"
-    text = str(error)
-    assert message in text, text
-    assert "Traceback" not in text and 'File "' not in text, text
-    assert GENERIC_GRADIO_ERROR not in text, text
-    return text
-
-
-def assert_refused_then_serving(client, message: str, **kwargs: Any) -> str:
-    """The bad request gets `message`; the very next valid request succeeds."""
-    with pytest.raises(Exception) as raised:
-        call(client, **kwargs)
-    text = assert_clear_error(raised.value, message)
-    values = call(client)
-    assert values["gradient:highlight"], "the request after a refused one must succeed"
-    return text
-
 
 def copy_model(source: Path, target: Path) -> Path:
     shutil.copytree(source, target)
@@ -268,7 +222,7 @@ def raw_call(url: str, client, fields: dict[str, Any] | None = None, literals: d
     literals = literals or {}
     parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/analyze"]["parameters"]
     values = {p["parameter_name"]: p["parameter_default"] for p in parameters}
-    values.update(prompt=SEED_PROMPT, **QUICK)
+    values.update(prompt=SEED_PROMPT, **API_QUICK)
     values.update(fields or {})
     placeholders = {name: f"@@{name}@@" for name in literals}
     values.update(placeholders)
@@ -353,9 +307,9 @@ def test_clients_that_go_away_mid_run_do_not_wedge_the_queue(served, tmp_path, m
     monkeypatch.setitem(attribution.METHODS, "gradient", held_gradient)
     clients = [make_client(served.url, tmp_path / f"downloads-{index}") for index in range(3)]
     try:
-        running = clients[0].submit(SEED_PROMPT, **QUICK, api_name="/analyze")
+        running = clients[0].submit(SEED_PROMPT, **API_QUICK, api_name="/analyze")
         assert started.wait(timeout=60), "the first job never started"
-        queued = clients[1].submit("The capital of France is", **QUICK, api_name="/analyze")
+        queued = clients[1].submit("The capital of France is", **API_QUICK, api_name="/analyze")
         deadline = time.monotonic() + 30
         while queued.status().code.name not in ("IN_QUEUE", "PROCESSING") and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -389,7 +343,7 @@ def drop_raw_stream_mid_run(url: str, client) -> None:
     """Start a job through the plain HTTP API, read from its event stream briefly, hang up."""
     parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/analyze"]["parameters"]
     values = {p["parameter_name"]: p["parameter_default"] for p in parameters}
-    values.update(prompt="Which city is the capital of Germany?", **QUICK)
+    values.update(prompt="Which city is the capital of Germany?", **API_QUICK)
     with httpx.Client(base_url=url, timeout=httpx.Timeout(30, read=0.5), trust_env=False) as http:
         started = http.post("gradio_api/call/analyze", json={"data": [values[p["parameter_name"]] for p in parameters]})
         started.raise_for_status()

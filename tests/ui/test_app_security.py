@@ -8,72 +8,26 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
 from ui import exports  # noqa: E402
 import attribution.models as models_module  # noqa: E402
-from helpers import LOOPBACK, api_outputs, make_client, serve  # noqa: E402
+from helpers import (  # noqa: E402
+    API_QUICK,
+    LOOPBACK,
+    REQUEST_TIMEOUT_S,
+    api_outputs,
+    assert_clear_error,
+    assert_refused_then_serving,
+    call,
+    make_client,
+    serve,
+)
 from conftest import REPO_ROOT, SEED_PROMPT  # noqa: E402
-
-REQUEST_TIMEOUT_S = 120  # one request on a tiny model takes about a second; generous for shared CPUs
-#: The cheapest valid request: one method, no generation, no answer map or trust panel.
-QUICK = {"methods": ["gradient"], "max_new_tokens": 0, "ig_steps": 2, "all_targets": False, "trust": False}
-GENERIC_GRADIO_ERROR = "upstream Gradio app has raised an exception"
-
-
-# --- the served app ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def served(tiny_folder):
-    with serve(str(tiny_folder)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def client(served, tmp_path_factory):
-    client = make_client(served.url, tmp_path_factory.mktemp("downloads"))
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def call(client, timeout: float = REQUEST_TIMEOUT_S, **kwargs: Any) -> dict[str, Any]:
-    """One bounded `/analyze` call (QUICK settings unless overridden), outputs by name."""
-    arguments = {"prompt": SEED_PROMPT, **QUICK, **kwargs}
-    return api_outputs(client.submit(**arguments, api_name="/analyze").result(timeout=timeout))
-
-
-def exported(values: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(Path(values["export:json"]).read_text(encoding="utf-8"))
-
-
-def assert_clear_error(error: BaseException, message: str) -> str:
-    assert isinstance(error, AppError), f"{type(error).__name__}: {error}"
-    text = str(error)
-    assert message in text, text
-    assert "Traceback" not in text and 'File "' not in text, text
-    assert GENERIC_GRADIO_ERROR not in text, text
-    return text
-
-
-def assert_refused_then_serving(client, message: str, **kwargs: Any) -> str:
-    """The bad request gets `message`; the very next valid request succeeds."""
-    with pytest.raises(Exception) as raised:
-        call(client, **kwargs)
-    text = assert_clear_error(raised.value, message)
-    values = call(client)
-    assert values["gradient:highlight"], "the request after a refused one must succeed"
-    return text
-
-
 
 # --- hosted Space: only the allow list loads, never a local path ---------------------------------------
 
@@ -171,7 +125,7 @@ def test_served_exports_are_cleaned_up_after_a_short_age(monkeypatch, tiny_folde
     with serve(str(tiny_folder)) as server:
         remote = make_client(server.url, False)
         try:
-            first = api_outputs(remote.submit(SEED_PROMPT, **QUICK, api_name="/analyze").result(
+            first = api_outputs(remote.submit(SEED_PROMPT, **API_QUICK, api_name="/analyze").result(
                 timeout=REQUEST_TIMEOUT_S))
             cached = Path(first["export:json"]["path"] if isinstance(first["export:json"], dict)
                           else first["export:json"].path)
@@ -186,7 +140,7 @@ def test_served_exports_are_cleaned_up_after_a_short_age(monkeypatch, tiny_folde
                    and time.monotonic() < deadline):
                 time.sleep(0.05)
             assert original.stat().st_mtime < time.time() - exports.EXPORT_TTL_S
-            remote.submit(SEED_PROMPT, **QUICK, api_name="/analyze").result(timeout=REQUEST_TIMEOUT_S)
+            remote.submit(SEED_PROMPT, **API_QUICK, api_name="/analyze").result(timeout=REQUEST_TIMEOUT_S)
             assert not original.exists(), "the per-request export folder outlived its age"
         finally:
             remote.close()

@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from helpers import make_client, serve  # noqa: E402
+from helpers import make_client  # noqa: E402
 from ui import figures  # noqa: E402
 
 PROMPTS = ("What is the Capital City of Latvia?", "The Eiffel Tower is located in the city of")
@@ -22,12 +22,6 @@ def tab_figures(client, tab: str) -> dict:
     values = dict(zip(figures.FIGURE_KEYS, client.predict(tab, api_name="/figures")))
     return {key: value["plot"] for key, value in values.items()
             if key in figures.TAB_FIGURES[tab] and isinstance(value, dict) and "plot" in value}
-
-
-@pytest.fixture(scope="module")
-def served(tiny_folder):
-    with serve(str(tiny_folder)) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
