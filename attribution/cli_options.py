@@ -7,11 +7,9 @@ import argparse
 from typing import Any
 
 from .integrated_gradients import BASELINES
-from .methods import AGGREGATIONS, METHODS
-from .passes import SCORES
-from .settings import PRESETS, preset
-from .targets import DEFAULT_TARGET_ERROR, MAX_STEPS
+from .methods import METHODS
 from .models import LoadedModel, default_model_name, load_model
+from .settings import AGGREGATIONS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, preset
 
 
 def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:

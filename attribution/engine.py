@@ -20,11 +20,8 @@ from .answer_map import compute_answer_map
 from .integrated_gradients import special_token_mask
 from .results import Analysis, Prediction
 from .trust import assess
+from .settings import DEFAULT_TARGET_ERROR, MAX_AUTO_STEPS, MAX_NEW_TOKENS_LIMIT, MAX_STEPS
 from .targets import (
-    DEFAULT_TARGET_ERROR,
-    MAX_AUTO_STEPS,
-    MAX_NEW_TOKENS_LIMIT,
-    MAX_STEPS,
     display_tokens,
     resolve_foil,
     resolve_target,

@@ -17,13 +17,7 @@ import torch
 from .models import LoadedModel
 from .results import Target
 
-from .settings import (  # noqa: F401 (re-exported: the engine's limits, defined once)
-    DEFAULT_MAX_PROMPT_TOKENS,
-    DEFAULT_TARGET_ERROR,
-    MAX_AUTO_STEPS,
-    MAX_NEW_TOKENS_LIMIT,
-    MAX_STEPS,
-)
+from .settings import DEFAULT_MAX_PROMPT_TOKENS, MAX_STEPS
 # Newline, carriage return and tab are ordinary text; other control characters are refused.
 _ALLOWED_CONTROL = {"\n", "\r", "\t"}
 

@@ -257,7 +257,7 @@ def parse_args(argv=None):
                         help="prompts separated by '|' (default: " + " | ".join(PROMPTS) + ")")
     parser.add_argument("--max-new-tokens", default=None,
                         help="generated tokens per model instead of the app's default: N, or one N per model in "
-                             "--models order ('-' keeps the default), e.g. '-,4'")
+                             "--models order ('-' keeps the default; write it as --max-new-tokens=-,4)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds one page wait may take (default 600)")
     parser.add_argument("--write", action="store_true", help="replace/add '## Page latency' in --results")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "benchmarks" / "RESULTS.md")

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..catalog import ANSWER_MAP_METHODS, METHOD_HELP, TARGET_FREE_METHODS
+from ..catalog import ANSWER_MAP_METHODS, METHOD_DESCRIPTIONS, METHOD_HELP, TARGET_FREE_METHODS
 from .figure_style import is_signed
 from .labels import method_label, quoted_token
-from ..catalog import METHOD_DESCRIPTIONS
-from ..settings import DEFAULT_TARGET_ERROR, PRESETS, SCORES
+from ..settings import COMPLETENESS_TOLERANCE, DEFAULT_TARGET_ERROR, PRESETS, SCORES
 from ..results import Analysis, AnswerMap, MethodScores, Target
+
+TOLERANCE = f"{COMPLETENESS_TOLERANCE:.0%}"  # IG's convergence threshold in words: '5%'
 
 ANSWER_MAP_HELP = (
     "**Answer map.** Every generated token (rows), explained by everything before it: the prompt, then "
@@ -187,7 +188,7 @@ def convergence_summary(result: Any) -> str:
     if abs(expected) > 1e-6:
         percent_off = 100.0 * error / abs(expected)
         lines[0] += f" ({percent_off:.3g}% of {expected:.4g})."
-        converged = percent_off <= 5.0
+        converged = percent_off <= 100.0 * COMPLETENESS_TOLERANCE
     else:
         lines[0] += f" (the {score} barely changes along the path, so a percentage says little)."
         converged = error <= 1e-3
@@ -195,7 +196,7 @@ def convergence_summary(result: Any) -> str:
     steps = f"{result.n_steps} path points (auto)" if auto else f"{result.n_steps} steps"
     if converged:
         lines.append(
-            f"That is within the 5% the method's authors suggest: with {steps} the "
+            f"That is within the {TOLERANCE} the method's authors suggest: with {steps} the "
             "integral has converged, and the scores can be trusted to account for the prediction."
         )
     else:
@@ -203,7 +204,7 @@ def convergence_summary(result: Any) -> str:
                   else f", or the **Recommended** settings ({RECOMMENDED_IG_TEXT})")
         more = "" if auto else "more steps (Settings → IG steps), auto steps"
         lines.append(
-            f"That is more than 5%: with {steps} the integral has **not** converged. "
+            f"That is more than {TOLERANCE}: with {steps} the integral has **not** converged. "
             f"Try {more or 'another baseline'}{advice}."
         )
     if getattr(result, "aggregation", "sum") == "l2":
@@ -252,11 +253,11 @@ def completeness_summary(check: Any) -> str:
         text += (f"; rerun at twice the steps ({check.rerun_n_steps}): **{check.rerun_relative_error:.1%}**")
     text += ". "
     if check.converged:
-        text += "That is within 5%: **converged** — the scores account for the prediction."
+        text += f"That is within {TOLERANCE}: **converged** — the scores account for the prediction."
     else:
         advice = ("more steps" if check.baseline == PRESETS["recommended"]["baseline"]
                   else f"the **Recommended** settings ({RECOMMENDED_IG_TEXT})")
-        text += f"That is over 5%: **not converged** — try {advice}."
+        text += f"That is over {TOLERANCE}: **not converged** — try {advice}."
     return text
 
 

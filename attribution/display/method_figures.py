@@ -21,7 +21,7 @@ from .figure_style import (
     set_token_ticks,
 )
 from .labels import method_label, target_phrase
-from ..catalog import CATALOG, LAYERED_METHODS  # noqa: F401 (LAYERED_METHODS re-exported)
+from ..catalog import CATALOG
 from ..results import Analysis, MethodScores
 
 
