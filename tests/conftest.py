@@ -160,7 +160,7 @@ def smollm2(real_model):
 # --- the page's handlers (tests/ui) ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not session: the app keeps only its latest results for drawing
 def analyzed(tiny_folder) -> dict:
     """One analysis through the page's handler with the default settings (answer map and trust panel
     included), by output name, as the analyze event returns it (no figures drawn yet); four generated
@@ -170,7 +170,7 @@ def analyzed(tiny_folder) -> dict:
     return dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.analyze(SEED_PROMPT, str(tiny_folder), max_new_tokens=4)))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def outputs(analyzed) -> dict:
     """`analyzed` with every tab opened (its figures drawn, as the page draws them when a tab is seen) and
     the PNG files made, as the page shows them after a user has looked at everything."""
@@ -193,12 +193,12 @@ def chat_folder(tiny_folder, tmp_path_factory) -> Path:
 
     from transformers import AutoTokenizer
 
-    from helpers import CHAT_TEMPLATE
+    from helpers import SYSTEM_CHAT_TEMPLATE
 
     folder = tmp_path_factory.mktemp("chat") / "tiny-chat-Instruct"
     shutil.copytree(tiny_folder, folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = SYSTEM_CHAT_TEMPLATE
     tokenizer.save_pretrained(folder)
     return folder
 

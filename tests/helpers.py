@@ -387,7 +387,7 @@ def api_outputs(result: Any) -> dict[str, Any]:
 # Shared by the UI tests: the methods the page runs, the PNG bytes it shows, and a chat-template model.
 
 #: A chat template shaped like SmolLM2's: a default system message, one line per role, the generation prompt.
-CHAT_TEMPLATE = (
+SYSTEM_CHAT_TEMPLATE = (
     "{% if messages[0]['role'] != 'system' %}<|begin_of_text|>system\nYou name capitals.<|end_of_text|>\n{% endif %}"
     "{% for message in messages %}<|begin_of_text|>{{ message['role'] }}\n{{ message['content'] }}<|end_of_text|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|begin_of_text|>assistant\n{% endif %}"

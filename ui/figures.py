@@ -30,7 +30,7 @@ from . import exports
 from .tabs import method
 from .view_state import load_view_state
 
-MAX_RESULTS = 64
+MAX_RESULTS = 256  # a few MB at most each (per-head attention of a 1B model at 512 tokens is about 1 MB)
 MAX_PNGS = 512
 DPI = 100  # as the PNG downloads always were
 
