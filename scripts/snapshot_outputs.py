@@ -41,23 +41,6 @@ CASES: list[tuple[str | None, str, dict[str, Any]]] = [
 ]
 
 
-def page_handler():
-    """The page's /analyze function, wherever the UI keeps it."""
-    try:
-        from ui.analysis import analyze  # after the architecture change
-    except ImportError:
-        from app import analyze
-    return analyze
-
-
-def output_keys() -> list[str]:
-    try:
-        from ui.analysis import OUTPUT_KEYS
-    except ImportError:
-        from app import OUTPUT_KEYS
-    return list(OUTPUT_KEYS)
-
-
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -111,8 +94,9 @@ def library_settings(page: dict[str, Any]) -> dict[str, Any]:
 
 
 def record(path: Path) -> None:
-    analyze = page_handler()
-    keys = output_keys()
+    from app import OUTPUT_KEYS, analyze  # the Space's API function and its outputs, before and after the move
+
+    keys = list(OUTPUT_KEYS)
     cases = []
     for model, prompt, page in CASES:
         name = model or attribution.default_model_name()

@@ -204,20 +204,13 @@ def chat_folder(tiny_folder, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served_app(tiny_folder, tmp_path_factory):
-    """The page on the tiny model, served on a free loopback port (examples cached in a throwaway folder)."""
-    import app
-    from helpers import free_port
+def served_app(tiny_folder):
+    """The page on the tiny model as `python app.py` builds it (examples cached lazily), on a free loopback
+    port; its URL."""
+    from helpers import serve
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("examples-cache")))
-        demo = app.build_demo(str(tiny_folder))
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with serve(str(tiny_folder), cache_examples=True) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")

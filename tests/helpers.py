@@ -327,8 +327,10 @@ class Served:
 
 
 @contextmanager
-def serve(default_model: str) -> Iterator[Served]:
-    """Build the app's Blocks for `default_model` and launch it on a free 127.0.0.1 port.
+def serve(default_model: str, cache_examples: bool = False, styled: bool = False) -> Iterator[Served]:
+    """Build the app's Blocks for `default_model` and launch it on a free 127.0.0.1 port; with
+    `cache_examples`, the examples are cached lazily as in `python app.py` (in the private folder),
+    and `styled` launches with the app's css and theme, as `python app.py` does.
 
     The server gets its own gradio cache folder. Gradio names cached copies by a hash of their
     content with a seed shared by every process on the machine (gradio/hash_seed.txt), and a closing
@@ -338,16 +340,20 @@ def serve(default_model: str) -> Iterator[Served]:
     import app
 
     cache = tempfile.mkdtemp(prefix="attribution-test-gradio-")
-    previous = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = cache  # read when the Blocks are built and when the server starts
+    variables = {"GRADIO_TEMP_DIR": cache}  # read when the Blocks are built and when the server starts
+    if cache_examples:  # lazily cached examples go to a throwaway folder, as app.main arranges
+        variables["GRADIO_EXAMPLES_CACHE"] = os.path.join(cache, "examples")
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
     demo = None
     url = None
     try:
-        demo = app.build_demo(default_model, cache_examples=False)
+        demo = app.build_demo(default_model, cache_examples=cache_examples)
         for _attempt in range(5):  # a port picked free can be taken before gradio binds it
             port = free_port()
             try:
-                demo.launch(server_name=LOOPBACK, server_port=port, prevent_thread_lock=True, quiet=True)
+                demo.launch(server_name=LOOPBACK, server_port=port, prevent_thread_lock=True, quiet=True,
+                            **(app.launch_options() if styled else {}))
             except OSError:
                 continue
             url = f"http://{LOOPBACK}:{port}/"
@@ -358,10 +364,11 @@ def serve(default_model: str) -> Iterator[Served]:
     finally:
         if demo is not None:
             demo.close()
-        if previous is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         shutil.rmtree(cache, ignore_errors=True)
 
 

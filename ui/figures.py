@@ -116,21 +116,22 @@ def _answer_map_pick(analysis: Analysis, map_method: Any, map_token: Any) -> tup
     return name, min(max(index, 1), count)
 
 
-def draw_tab(tab: Any, hide_special: Any = True, map_method: Any = None, map_token: Any = None,
-             state: str | None = None) -> list[Any]:
-    """The figures of one tab (FIGURE_KEYS order; the other tabs' outputs unchanged), drawn from the kept
-    result. `map_method`/`map_token`: the answer map's picks. gr.Error for an unknown tab."""
+def tab_figures(tab: Any, hide_special: Any = True, map_method: Any = None, map_token: Any = None,
+                state: str | None = None) -> dict[str, Any]:
+    """One tab's figure outputs by FIGURE_KEYS name, drawn from the kept result (the answer map for
+    `map_method`/`map_token`); {} before the first analysis or when the result has expired (with a
+    warning). gr.Error for an unknown tab."""
     if tab not in TAB_FIGURES:
         raise gr.Error(f"unknown tab {tab!r}; valid choices: {', '.join(TAB_FIGURES)}")
-    values: dict[str, Any] = {key: gr.update() for key in FIGURE_KEYS}
     data = load_view_state(state)
     if not data:
-        return [values[key] for key in FIGURE_KEYS]
+        return {}
     analysis = recall(data.get("result"))
     if analysis is None:
         gr.Warning(EXPIRED)
-        return [values[key] for key in FIGURE_KEYS]
+        return {}
     available = figure_keys(analysis)
+    values: dict[str, Any] = {}
     for output, key in TAB_FIGURES[tab].items():
         selected = 1
         if tab == "answer_map":
@@ -143,6 +144,13 @@ def draw_tab(tab: Any, hide_special: Any = True, map_method: Any = None, map_tok
                           if key in available else None)
     if tab in LAYERED_METHODS:
         values[f"{tab}:layer"], values[f"{tab}:heads"] = method.head_views(state, tab)
+    return values
+
+
+def draw_tab(tab: Any, hide_special: Any = True, map_method: Any = None, map_token: Any = None,
+             state: str | None = None) -> list[Any]:
+    """A tab opened (and the API's /figures): its figures in FIGURE_KEYS order, the other tabs' unchanged."""
+    values = {key: gr.update() for key in FIGURE_KEYS} | tab_figures(tab, hide_special, map_method, map_token, state)
     return [values[key] for key in FIGURE_KEYS]
 
 
@@ -151,14 +159,11 @@ def draw_after_analysis(tab: Any, hide_special: Any, state: str | None) -> list[
     first method and row (as its pickers start); every other figure cleared, so that none of an earlier
     result stays on the page (the per-head views hidden) until its tab is opened."""
     tab = tab if tab in TAB_FIGURES else next(iter(CATALOG))
-    values = dict(zip(FIGURE_KEYS, draw_tab(tab, hide_special, None, 1, state)))
-    for key, value in values.items():
-        if isinstance(value, dict) and key not in TAB_FIGURES[tab] and not key.startswith(f"{tab}:"):
-            values[key] = None  # gr.update() from draw_tab: another tab's figure
+    values: dict[str, Any] = {key: None for key in FIGURE_KEYS}
     for name in LAYERED_METHODS:
-        if name != tab:
-            values[f"{name}:layer"] = gr.update(visible=False)
-            values[f"{name}:heads"] = gr.update(value=None, visible=False)
+        values[f"{name}:layer"] = gr.update(visible=False)
+        values[f"{name}:heads"] = gr.update(value=None, visible=False)
+    values |= tab_figures(tab, hide_special, None, 1, state)
     return [values[key] for key in FIGURE_KEYS]
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -39,28 +38,15 @@ def _require_browser():
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def page_url(tmp_path_factory):
+def page_url():
+    """The page as `python app.py` serves it on the demo model (styled, examples cached lazily)."""
     _require_browser()
-    import app
     import attribution
+    from helpers import serve
 
-    with pytest.MonkeyPatch.context() as patch:  # lazily cached examples go to a throwaway folder
-        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("examples-cache")))
-        demo = app.build_demo(str(attribution.DEMO_MODEL_PATH))
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **app.launch_options())
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with serve(str(attribution.DEMO_MODEL_PATH), cache_examples=True, styled=True) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +67,6 @@ def plot_has_image(page, selector: str) -> bool:
 
 
 def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
-    import app
     import attribution
 
     ARTIFACTS.mkdir(exist_ok=True)

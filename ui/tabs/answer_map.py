@@ -60,8 +60,7 @@ def views(state: str | None, method: Any, token: Any, hide_special: Any, draw: b
     exclude, _template = source_exclusions(analysis, table, bool(hide_special))
     heatmap = None
     if draw:
-        drawn = dict(zip(figures.FIGURE_KEYS, figures.draw_tab("answer_map", hide_special, method, index, state)))
-        heatmap = drawn["answer_map:heatmap"]
+        heatmap = figures.tab_figures("answer_map", hide_special, method, index, state).get("answer_map:heatmap")
     highlight = answer_map_highlight(table, index, exclude)
     return [heatmap, gr.update(value=highlight, label=answer_map_label(table, index))]
 
