@@ -1,22 +1,30 @@
-"""The answer map: attributions for every generated token at once, in batches.
+"""The answer map: attributions for every generated token at once.
 
 Sources are the prompt tokens plus the generated tokens but the last; generated token t is predicted
 at source position n_prompt − 1 + t. Because the model is causal, row t's score only depends on the
 sources up to that position: later sources get exactly 0, and a batch of rows runs only as far as its
 last target needs (so 20 targets cost about what 20 separate runs of their own lengths would).
+
+How each method's rows are built is its catalog entry's `answer_map`: a batched builder here (or in the
+method's own file), or True for any method, which then runs once per generated token.
 """
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
 import numpy as np
 import torch
 
-from .catalog import ANSWER_MAP_METHODS
-from .integrated_gradients import integrate
-from .methods import aggregate
+from .catalog import CATALOG
+from .integrated_gradients import Integration, integrate
+from .methods import METHODS, aggregate
 from .models import LoadedModel
 from .passes import (
     AttributionRequest,
+    SharedWork,
     at_least_fp32,
     attention_maps,
     choose_batch_size,
@@ -28,15 +36,36 @@ from .passes import (
 from .results import AnswerMap
 from .targets import display_tokens
 
-# Methods the answer map supports (the catalog's `answer_map`; occlusion and rollout would need one
-# pass per target).
+
+@dataclass(frozen=True)
+class AnswerMapRequest:
+    """Every generated token as a target: target t is `target_ids[t]` at source position `positions[t]`."""
+
+    source_ids: torch.Tensor  # [S] prompt + generated tokens but the last
+    positions: torch.Tensor  # [T]
+    target_ids: torch.Tensor  # [T] the generated tokens
+    request: AttributionRequest  # the analysis's request: its settings (and its foil is not used here)
+    held: torch.Tensor | None = None  # [S] bool: sources IG's baseline keeps (generated ones never)
+    # Passes two builders share (IG's integration also gives every target's plain gradient).
+    work: SharedWork = field(default_factory=SharedWork, compare=False, repr=False)
 
 
-def _target_gradients(
-    loaded: LoadedModel, source_ids: torch.Tensor, positions: torch.Tensor, target_ids: torch.Tensor, score: str
-) -> torch.Tensor:
-    """d(logit of target t)/d(source embeddings) for every target: [T, S, d_model], batched rows."""
-    embeddings = embed(loaded, source_ids)  # [1, S, d_model]
+def _integration(loaded: LoadedModel, job: AnswerMapRequest) -> Integration:
+    return job.work.once("integration", lambda: integrate(
+        loaded, job.source_ids, job.request.settings, job.positions, job.target_ids, held=job.held))
+
+
+def _target_gradients(loaded: LoadedModel, job: AnswerMapRequest) -> torch.Tensor:
+    """d(score of target t)/d(source embeddings) for every target: [T, S, d_model]; read from IG's
+    integration when IG is in the map too (its batches held each target's plain gradient)."""
+    if "integrated_gradients" in job.request.settings.methods:
+        return _integration(loaded, job).input_gradients
+    return job.work.once("gradients", lambda: _gradient_pass(loaded, job))
+
+
+def _gradient_pass(loaded: LoadedModel, job: AnswerMapRequest) -> torch.Tensor:
+    embeddings = embed(loaded, job.source_ids)  # [1, S, d_model]
+    positions, target_ids, score = job.positions, job.target_ids, job.request.settings.score
     n_targets = int(target_ids.numel())
     gradients = torch.zeros((n_targets, *embeddings.shape[1:]), dtype=at_least_fp32(embeddings).dtype,
                             device=embeddings.device)  # [T, S, d_model]
@@ -49,55 +78,76 @@ def _target_gradients(
             (chunk,) = torch.autograd.grad(score_rows(logits, target_ids[start:stop], None, score).sum(), rows)
         gradients[start:stop, :length] = at_least_fp32(chunk)
 
-    batch_size = choose_batch_size(loaded, source_ids.numel(), n_targets)
+    batch_size = choose_batch_size(loaded, job.source_ids.numel(), n_targets)
     run_in_batches(loaded, n_targets, batch_size, differentiate, "the answer map's gradients", "target")
     return gradients
+
+
+def integrated_gradients_rows(loaded: LoadedModel, job: AnswerMapRequest) -> np.ndarray:
+    return aggregate(_integration(loaded, job).attributions, job.request.settings.aggregation)
+
+
+def gradient_rows(loaded: LoadedModel, job: AnswerMapRequest) -> np.ndarray:
+    return _target_gradients(loaded, job).norm(dim=-1).cpu().numpy()
+
+
+def input_x_gradient_rows(loaded: LoadedModel, job: AnswerMapRequest) -> np.ndarray:
+    embeddings = at_least_fp32(embed(loaded, job.source_ids))  # [1, S, d_model]
+    return (_target_gradients(loaded, job) * embeddings).sum(dim=-1).cpu().numpy()
+
+
+def attention_rows(loaded: LoadedModel, job: AnswerMapRequest) -> np.ndarray:
+    head_mean = attention_maps(loaded, job.source_ids).head_mean  # [layers, S, S]
+    return head_mean.mean(dim=0)[job.positions.cpu()].numpy()
+
+
+def per_target_rows(loaded: LoadedModel, job: AnswerMapRequest, name: str) -> np.ndarray:
+    """Any method's rows, one run per generated token on the sources before it (later sources 0)."""
+    matrix = np.zeros((job.target_ids.numel(), job.source_ids.numel()))
+    for row, (position, target_id) in enumerate(zip(job.positions.tolist(), job.target_ids.tolist())):
+        held = None if job.held is None else job.held[: position + 1]
+        request = replace(job.request, input_ids=job.source_ids[: position + 1], target_id=int(target_id),
+                          foil_id=None, held=held, work=SharedWork(name == "integrated_gradients"))
+        matrix[row, : position + 1] = METHODS[name](loaded, request).scores
+    return matrix
+
+
+def builder(name: str) -> Callable[[LoadedModel, AnswerMapRequest], np.ndarray]:
+    """The method's answer-map builder, from its catalog entry."""
+    spec = CATALOG[name].answer_map
+    if spec is False:
+        raise ValueError(f"{name} has no answer map")
+    if spec is True:
+        return lambda loaded, job: per_target_rows(loaded, job, name)
+    module_name, function_name = spec.split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module_name}"), function_name)
 
 
 def compute_answer_map(
     loaded: LoadedModel,
     prompt_ids: torch.Tensor,
     generated_ids: torch.Tensor,
-    methods: tuple[str, ...],
-    *,
     request: AttributionRequest,
+    *,
     held: np.ndarray | None = None,
 ) -> dict[str, AnswerMap]:
-    """Target × source matrices for the chosen methods (those in ANSWER_MAP_METHODS), with the
-    request's IG settings and score. `held` [n_prompt] bool: prompt positions IG's baseline keeps."""
+    """Target × source matrices for the request's methods that have one (catalog `answer_map`), with its
+    settings. `held` [n_prompt] bool: prompt positions IG's baseline keeps."""
     n_targets = int(generated_ids.numel())
     if n_targets == 0:
         raise ValueError("the answer map explains generated tokens: set max_new_tokens to 1 or more")
-    full_ids = torch.cat([prompt_ids, generated_ids])
-    source_ids = full_ids[:-1]  # [S]
-    positions = torch.arange(prompt_ids.numel() - 1, source_ids.numel(), device=source_ids.device)  # [T]
-    chosen = [name for name in methods if name in ANSWER_MAP_METHODS]
-    matrices: dict[str, np.ndarray] = {}
-
-    gradients = None  # [T, S, d_model]
-    if "integrated_gradients" in chosen:
-        held_sources = None
-        if held is not None:  # generated sources are not held
-            held_sources = torch.zeros(source_ids.numel(), dtype=torch.bool)
-            held_sources[: held.size] = torch.from_numpy(np.asarray(held, dtype=bool))
-        integration = integrate(
-            loaded, source_ids, request.baseline, request.n_steps, positions, generated_ids,
-            score=request.score, held=held_sources, target_error=request.target_error, max_steps=request.max_steps,
-        )
-        matrices["integrated_gradients"] = aggregate(integration.attributions, request.aggregation)
-        gradients = integration.input_gradients  # IG's batches held each target's plain gradient too
-    if {"gradient", "input_x_gradient"} & set(chosen):
-        if gradients is None:
-            gradients = _target_gradients(loaded, source_ids, positions, generated_ids, request.score)
-        if "gradient" in chosen:
-            matrices["gradient"] = gradients.norm(dim=-1).cpu().numpy()
-        if "input_x_gradient" in chosen:
-            embeddings = at_least_fp32(embed(loaded, source_ids))  # [1, S, d_model]
-            matrices["input_x_gradient"] = (gradients * embeddings).sum(dim=-1).cpu().numpy()
-    if "attention" in chosen:
-        head_mean = attention_maps(loaded, source_ids).head_mean  # [layers, S, S]
-        matrices["attention"] = head_mean.mean(dim=0)[positions.cpu()].numpy()
-
+    source_ids = torch.cat([prompt_ids, generated_ids])[:-1]  # [S]
+    held_sources = None
+    if held is not None:  # generated sources are not held
+        held_sources = torch.zeros(source_ids.numel(), dtype=torch.bool)
+        held_sources[: held.size] = torch.from_numpy(np.asarray(held, dtype=bool))
+    job = AnswerMapRequest(
+        source_ids=source_ids,
+        positions=torch.arange(prompt_ids.numel() - 1, source_ids.numel(), device=source_ids.device),  # [T]
+        target_ids=generated_ids, request=request, held=held_sources,
+    )
+    chosen = [name for name in request.settings.methods if CATALOG[name].answer_map is not False]
     sources = display_tokens(loaded, source_ids.tolist())
     targets = display_tokens(loaded, generated_ids.tolist())
-    return {name: AnswerMap(method=name, targets=targets, sources=sources, matrix=matrices[name]) for name in chosen}
+    return {name: AnswerMap(method=name, targets=targets, sources=sources, matrix=builder(name)(loaded, job))
+            for name in chosen}

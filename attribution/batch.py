@@ -12,10 +12,7 @@ already done.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
-import inspect
-import json
 import os
 import signal
 import sys
@@ -44,10 +41,11 @@ from .batch_io import (
 )
 # The dataset command is an entry point, like the CLI: it writes its summary through the display layer.
 from .display.batch_summary import summarize, summary_markdown, summary_png
-from .cli_options import add_analysis_arguments, analysis_options, load_from_arguments
+from .cli_options import add_analysis_arguments, analysis_settings, load_from_arguments
 from .engine import analyze
 from .models import LoadedModel, default_model_name, resolve_device, resolve_dtype
 from .results import Analysis, IntegratedGradientsScores
+from .settings import Settings
 from .targets import max_prompt_tokens
 
 DEFAULT_CHUNK_SIZE = 32
@@ -56,8 +54,7 @@ CHUNK_SECONDS = 120.0
 # The final wait for the slowest process: far longer than torch's 30-minute default, because the
 # processes' shares can differ in length by hours on a large dataset.
 BARRIER_TIMEOUT = datetime.timedelta(days=7)
-SETTINGS_FORMAT = 1
-PROBE_PROMPT = "Which settings are valid?"
+SETTINGS_FORMAT = 2  # 2: the analysis settings as `Settings.to_dict()` under "settings"
 
 
 class UsageError(Exception):
@@ -91,7 +88,7 @@ class Plan:
 
     table: InputTable
     output: Path
-    options: Mapping[str, Any]  # `analyze` keyword arguments shared by every row
+    analysis: Settings  # the settings shared by every row (a row's target, contrast, system replace its own)
     settings: Mapping[str, Any]  # what settings.json records (and a restart must match)
     loaded: LoadedModel
     chunk_size: int
@@ -117,20 +114,9 @@ def assign_gpus(environ: MutableMapping[str, str], device_count: int) -> None:
     environ["CUDA_VISIBLE_DEVICES"] = ",".join(mine)
 
 
-def _normalised_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options as settings.json stores them (JSON values; method lists in their given order)."""
-    normalised = dict(options)
-    methods = normalised.get("methods")
-    if isinstance(methods, str):
-        normalised["methods"] = [part.strip() for part in methods.split(",") if part.strip()]
-    elif isinstance(methods, (list, tuple)):
-        normalised["methods"] = list(methods)
-    return json.loads(json.dumps(normalised, default=str))
-
-
-def run_settings(arguments: argparse.Namespace, options: Mapping[str, Any]) -> dict[str, Any]:
+def run_settings(arguments: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """What makes two runs' rows comparable: the model (a local path made absolute), its dtype (set by
-    the device), the prompt length limit and the analysis options."""
+    the device), the prompt length limit and the analysis settings (`Settings.to_dict`)."""
     model = arguments.model or default_model_name()
     path = Path(model).expanduser()
     return {
@@ -139,57 +125,23 @@ def run_settings(arguments: argparse.Namespace, options: Mapping[str, Any]) -> d
         "gguf_file": getattr(arguments, "gguf_file", None),
         "dtype": str(resolve_dtype(None, resolve_device(arguments.device))),
         "max_prompt_tokens": max_prompt_tokens(),
-        "options": _normalised_options(options),
+        "settings": settings.to_dict(),
     }
 
 
-class _ProbeReached(Exception):
-    pass
-
-
-class _ProbeLock:
-    """Stands in for the model's lock: `analyze` validates every setting before it takes the lock, so
-    reaching the lock means the settings are valid — without running the model."""
-
-    def __enter__(self) -> None:
-        raise _ProbeReached
-
-    def __exit__(self, *exception: object) -> bool:
-        return False
-
-
-def validate_options(loaded: LoadedModel, options: Mapping[str, Any]) -> None:
-    """ValueError for settings `analyze` refuses (an unknown method, preset, baseline, ...), checked by
-    `analyze` itself so that flags added to the CLI later are checked too."""
-    try:
-        analyze(dataclasses.replace(loaded, lock=_ProbeLock()), PROBE_PROMPT, **options)
-    except _ProbeReached:
-        return
-
-
-def check_overrides_supported(table: InputTable) -> None:
-    accepted = inspect.signature(analyze).parameters
-    for column in ("target", "contrast", "system"):
-        if column not in accepted and any(column in row.overrides for row in table.rows):
-            raise ValueError(f"INPUT has a '{column}' column, but this version of analyze has no {column!r} "
-                             "setting; remove the column")
-
-
 def prepare(arguments: argparse.Namespace) -> Plan:
-    """Read and check everything (INPUT, settings, DIR, the model, the options); writes nothing."""
+    """Read and check everything (INPUT, the settings, DIR, the model); writes nothing."""
     if arguments.chunk_size < 1:
         raise ValueError(f"--chunk-size must be at least 1, got {arguments.chunk_size}")
     table = read_input(arguments.input)
-    check_overrides_supported(table)
-    options = analysis_options(arguments)
-    settings = run_settings(arguments, options)
+    analysis = analysis_settings(arguments)  # validated when built: nothing runs on a bad setting
+    settings = run_settings(arguments, analysis)
     check_output_folder(arguments.output, settings)
     loaded = load_from_arguments(arguments)
-    validate_options(loaded, options)
     # Every process reads the done-set before any of them writes a part (the barrier in `main`), so
     # all agree on the pending rows and split them without overlap, whatever the earlier runs' sizes.
     done = frozenset(done_keys(arguments.output))
-    return Plan(table=table, output=arguments.output, options=options, settings=settings, loaded=loaded,
+    return Plan(table=table, output=arguments.output, analysis=analysis, settings=settings, loaded=loaded,
                 chunk_size=arguments.chunk_size, done=done)
 
 
@@ -268,11 +220,11 @@ def error_record(row: InputRow, message: str) -> dict[str, Any]:
     return {"id_json": row.key, "row": row.index, "error": message, "finished_ns": time.time_ns()}
 
 
-def analyze_row(loaded: LoadedModel, row: InputRow, options: Mapping[str, Any]) -> dict[str, Any]:
+def analyze_row(loaded: LoadedModel, row: InputRow, settings: Settings) -> dict[str, Any]:
     if row.problem is not None:
         return error_record(row, row.problem)
     try:
-        analysis = analyze(loaded, row.prompt, **{**options, **row.overrides})
+        analysis = analyze(loaded, row.prompt, settings.replace(**row.overrides))
     # ValueError is analyze's answer to a bad row (empty, too long, unknown target); RuntimeError is
     # torch's for a row the device cannot hold (out of memory). Either is that row's error, never the
     # run's. Anything else is a bug and stops the process (a restart resumes after its last chunk).
@@ -312,7 +264,7 @@ def process_share(plan: Plan, share: list[InputRow], rank: int, world: int) -> t
                     position=int(os.environ.get("LOCAL_RANK", "0") or 0), mininterval=1.0, dynamic_ncols=True)
     try:
         for row in share:
-            record = analyze_row(plan.loaded, row, plan.options)
+            record = analyze_row(plan.loaded, row, plan.analysis)
             failed += record["error"] is not None
             buffer.append(record)
             progress.update(1)

@@ -12,16 +12,15 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .cli_options import parse_target
+from .files import atomic_write, atomic_write_text  # noqa: F401 (re-exported)
 
 INPUT_SUFFIXES = (".jsonl", ".csv", ".parquet")
 OVERRIDE_COLUMNS = ("target", "contrast", "system")
@@ -61,28 +60,6 @@ class InputTable:
     @property
     def integer_ids(self) -> bool:
         return all(isinstance(row.id, int) for row in self.rows)
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` whole or not at all: a temporary dot-name beside it, fsync, rename, fsync the folder."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(temporary, "xb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)  # only still there when writing or renaming failed
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the rename itself survives a power cut
-    finally:
-        os.close(folder)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def _missing(value: Any) -> bool:

@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 
+#: What a method's number can be about (`MethodInfo.explains`).
+EXPLAINS = ("score", "log_probability", "none")
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     name: str  # the registered name, as in METHODS and the JSON
@@ -19,13 +23,28 @@ class MethodInfo:
     description: str  # one sentence: what the number measures
     help: str  # a paragraph for the app's tab
     color: str  # matplotlib colour of its bars and lines
-    signed: bool  # scores can be negative by construction (IG: decided by its aggregation)
+    # Scores can be negative by construction: True, False, or the IG aggregations under which they are
+    # (IG's L2 norm is never negative, its signed sum is). `is_signed` is the one place that decides.
+    signed: bool | tuple[str, ...]
     target_dependent: bool  # a contrast (or another target) changes the scores
     layered: bool  # its result keeps per-layer and per-head weights (a layers × tokens heatmap)
-    answer_map: bool  # supported by the answer map (every generated token at once)
+    # The answer map (every generated token × its sources): False (not offered), True (built by running
+    # the method once per generated token), or "module:function" of a builder that does all tokens in
+    # batched passes, `builder(loaded, AnswerMapRequest) -> [T, S] array` (attribution.answer_map).
+    answer_map: bool | str
     axis_label: str  # the bar chart's y-axis label; "{label}" and "{aggregation}" are filled in
+    # What its number is about: "score" (the analysis's score — logit, probability or log-probability —
+    # of the target, minus the foil's when contrastive), "log_probability" (always the target's
+    # log-probability, minus the foil's when contrastive), or "none" (no target: where the last position reads).
+    explains: str = "score"
 
     def __post_init__(self) -> None:
+        if self.explains not in EXPLAINS:
+            raise ValueError(f"method catalog entry {self.name!r}: unknown explains {self.explains!r}; "
+                             f"valid choices: {', '.join(EXPLAINS)}")
+        if self.target_dependent != (self.explains != "none"):
+            raise ValueError(f"method catalog entry {self.name!r}: target_dependent must be "
+                             f"{self.explains != 'none'} when it explains {self.explains!r}")
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, str) and not value.strip():
@@ -48,7 +67,7 @@ CATALOG: dict[str, MethodInfo] = {
             signed=False,
             target_dependent=True,
             layered=False,
-            answer_map=True,
+            answer_map="answer_map:gradient_rows",
             axis_label="Attribution score (gradient L2 norm)",
         ),
         MethodInfo(
@@ -65,8 +84,9 @@ CATALOG: dict[str, MethodInfo] = {
             signed=False,
             target_dependent=False,
             layered=True,
-            answer_map=True,
+            answer_map="answer_map:attention_rows",
             axis_label="Attention weight (mean of heads and layers)",
+            explains="none",
         ),
         MethodInfo(
             name="integrated_gradients",
@@ -80,10 +100,10 @@ CATALOG: dict[str, MethodInfo] = {
                 "the check below."
             ),
             color="mediumseagreen",
-            signed=False,
+            signed=("sum",),
             target_dependent=True,
             layered=False,
-            answer_map=True,
+            answer_map="answer_map:integrated_gradients_rows",
             axis_label="{label} score ({aggregation})",
         ),
         MethodInfo(
@@ -99,7 +119,7 @@ CATALOG: dict[str, MethodInfo] = {
             signed=True,
             target_dependent=True,
             layered=False,
-            answer_map=True,
+            answer_map="answer_map:input_x_gradient_rows",
             axis_label="{label} score",
         ),
         MethodInfo(
@@ -117,6 +137,7 @@ CATALOG: dict[str, MethodInfo] = {
             layered=False,
             answer_map=False,
             axis_label="Rollout share of the last position",
+            explains="none",
         ),
         MethodInfo(
             name="occlusion",
@@ -134,6 +155,7 @@ CATALOG: dict[str, MethodInfo] = {
             layered=False,
             answer_map=False,
             axis_label="Log-probability drop when hidden",
+            explains="log_probability",
         ),
     )
 }
@@ -143,10 +165,11 @@ METHOD_LABELS: dict[str, str] = {name: info.label for name, info in CATALOG.item
 METHOD_DESCRIPTIONS: dict[str, str] = {name: info.description for name, info in CATALOG.items()}
 METHOD_HELP: dict[str, str] = {name: info.help for name, info in CATALOG.items()}
 METHOD_COLORS: dict[str, str] = {name: info.color for name, info in CATALOG.items()}
-SIGNED_METHODS = frozenset(name for name, info in CATALOG.items() if info.signed)
+#: Methods signed whatever the settings (IG is signed only with the "sum" aggregation: `is_signed`).
+SIGNED_METHODS = frozenset(name for name, info in CATALOG.items() if info.signed is True)
 TARGET_FREE_METHODS = tuple(name for name, info in CATALOG.items() if not info.target_dependent)
 LAYERED_METHODS = tuple(name for name, info in CATALOG.items() if info.layered)
-ANSWER_MAP_METHODS = tuple(name for name, info in CATALOG.items() if info.answer_map)
+ANSWER_MAP_METHODS = tuple(name for name, info in CATALOG.items() if info.answer_map is not False)
 
 
 def method_info(name: str) -> MethodInfo:
@@ -154,3 +177,10 @@ def method_info(name: str) -> MethodInfo:
     if name not in CATALOG:
         raise ValueError(f"unknown method {name!r}; valid choices: {', '.join(CATALOG)}")
     return CATALOG[name]
+
+
+def is_signed(name: str, aggregation: str | None = None) -> bool:
+    """Whether a method's scores can be negative by construction (diverging colours, a zero line), with
+    the analysis's IG `aggregation` for methods whose sign depends on it. The one place that decides."""
+    signed = method_info(name).signed
+    return signed if isinstance(signed, bool) else aggregation in signed

@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from .integrated_gradients import BASELINES
-from .methods import METHODS
 from .models import LoadedModel, default_model_name, load_model
-from .settings import AGGREGATIONS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, preset
+from .catalog import CATALOG
+from .settings import AGGREGATIONS, BASELINE_LABELS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, Settings, preset
 
 
 def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,14 +19,14 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"a bundle of settings that the flags below override: {' | '.join(PRESETS)} "
                              "(default: seed, the notebook's)")
     # None = "not given": the preset's value applies.
-    parser.add_argument("--methods", default=None, help=f"comma-separated, from: {', '.join(METHODS)}")
+    parser.add_argument("--methods", default=None, help=f"comma-separated, from: {', '.join(CATALOG)}")
     parser.add_argument("--steps", default=None,
                         help=f"Integrated Gradients steps (1..{MAX_STEPS}), or 'auto': refine until --target-error")
     parser.add_argument("--target-error", type=float, default=None,
                         help=f"with --steps auto: the relative completeness error to reach (default {DEFAULT_TARGET_ERROR})")
     parser.add_argument("--max-steps", type=int, default=None,
                         help=f"with --steps auto: the most IG path points to spend (default {MAX_STEPS})")
-    parser.add_argument("--baseline", default=None, help=f"IG baseline: {' | '.join(BASELINES)}")
+    parser.add_argument("--baseline", default=None, help=f"IG baseline: {' | '.join(BASELINE_LABELS)}")
     parser.add_argument("--hold-context", default=None, action=argparse.BooleanOptionalAction,
                         help="IG's baseline keeps the first position, special and chat-template tokens")
     parser.add_argument("--aggregation", default=None, help=f"how embedding dims combine: {' | '.join(AGGREGATIONS)}")
@@ -61,10 +58,9 @@ def parse_steps(text: str) -> int | str:
     return int(stripped) if stripped.isdigit() else stripped
 
 
-def analysis_options(arguments: argparse.Namespace) -> dict[str, Any]:
-    """`analyze` keyword arguments from parsed flags (the model, device and outputs are not among
-    them): the preset's settings, overridden by every flag given explicitly."""
-    options = preset(arguments.preset)
+def analysis_settings(arguments: argparse.Namespace) -> Settings:
+    """The `Settings` the parsed flags give (the model, device and outputs are not among them): the
+    preset's, with every flag given explicitly replacing its field. ValueError names a bad value."""
     explicit = {
         "methods": arguments.methods,
         "n_steps": None if arguments.steps is None else parse_steps(arguments.steps),
@@ -75,13 +71,13 @@ def analysis_options(arguments: argparse.Namespace) -> dict[str, Any]:
         "aggregation": arguments.aggregation,
         "score": arguments.score,
     }
-    options.update({key: value for key, value in explicit.items() if value is not None})
-    return dict(
-        options,
+    return preset(arguments.preset).replace(
+        **{key: value for key, value in explicit.items() if value is not None},
         max_new_tokens=arguments.max_new_tokens,
         target=parse_target(arguments.target),
         contrast=arguments.contrast,
         trust=arguments.trust,
+        all_targets=getattr(arguments, "all_targets", False),  # the single-prompt CLI's flag only
         chat=arguments.chat,
         system=arguments.system,
     )

@@ -12,51 +12,21 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
 
-from .bootstrap import LEVEL, mean_interval
+from .bootstrap import mean_interval
+from .reports import (  # noqa: F401 (re-exported: attribution.faithfulness's API)
+    CONTRASTIVE_SCALE, DEFAULT_REMOVAL, DEFAULT_SCALE, MEASURED, RANDOM_ORDERS, REMOVALS, SCALES, Faithfulness,
+    validate_removal, validate_scale,
+)
 from .models import LoadedModel
 from .passes import AttributionRequest, choose_batch_size, embed, explained_score
 from .results import MethodScores
 
-REMOVALS = {
-    "attention_mask": "hidden by the attention mask (no position attends to it; positions do not shift)",
-    "pad_token": "replaced by the pad token (EOS where there is none), attention untouched",
-    "mean_embedding": "embedding replaced by the mean of the vocabulary's embeddings, attention untouched",
-    "soft": "half of its embedding's dimensions zeroed at random (soft removal after Zhao & Aletras 2023)",
-}
-# Chosen by measurement (scripts/measure_removal.py on SmolLM2-135M-Instruct, 48 prompts; README): with
-# log-probability drops it set the most method × measure pairs apart from random orders (11 of 12), tied
-# for the most methods beating random on both measures, and is deterministic (soft removal is not).
-DEFAULT_REMOVAL = "attention_mask"
-#: What a removal's effect is measured in (contrastive analyses always use log p(target) − log p(foil),
-#: reported as the scale "contrastive").
-SCALES = {
-    "log_probability": "drop in the target's log-probability (no floor: tells apart orders that all collapse it)",
-    "probability": "drop in the target's probability (ERASER's own; saturates once the prediction collapses)",
-}
-CONTRASTIVE_SCALE = "contrastive"  # log p(target) − log p(foil), whatever `scale` says
-# Chosen by measurement with the removal (README): on SmolLM2 random removals already destroy about two
-# thirds of the target's probability (85% on raw prompts), so probability drops pile up at the ceiling
-# whatever the order; log-probability drops keep telling orders apart (for every removal measured).
-DEFAULT_SCALE = "log_probability"
-RANDOM_ORDERS = 16  # random token orders per analysis: the reference and its bootstrap interval
 SOFT_KEEP = 0.5  # "soft": the probability that an embedding dimension of a removed token survives
-
-
-def validate_removal(removal: object) -> str:
-    if not isinstance(removal, str) or removal not in REMOVALS:
-        raise ValueError(f"unknown removal {removal!r}; valid choices: {', '.join(REMOVALS)}")
-    return removal
-
-
-def validate_scale(scale: object) -> str:
-    if not isinstance(scale, str) or scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; valid choices: {', '.join(SCALES)}")
-    return scale
 
 
 def removal_counts(n_content: int) -> tuple[int, ...]:
@@ -174,63 +144,6 @@ def aopc(
     drops = values[0] - values[1:].reshape(len(orders), len(ks), 2)  # [orders, ks, (removed, kept)]
     area = drops.mean(axis=1) if ks else np.zeros((len(orders), 2))
     return Aopc(ks, float(values[0]), area[:, 0], area[:, 1], log_values)
-
-
-@dataclass(frozen=True)
-class Faithfulness:
-    """AOPC over k ∈ {1, 2, ⌈20%⌉, ⌈50%⌉} content tokens. Comprehensiveness: how much the target's
-    probability drops when the top-k tokens are removed (higher is better). Sufficiency: how much it
-    drops when only the top-k are kept (lower is better). Random: the mean over random orders, with
-    its bootstrap interval over those orders; a method beats random on a measure when it lies beyond
-    that interval on the better side."""
-
-    comprehensiveness: float
-    sufficiency: float
-    random_comprehensiveness: float
-    random_sufficiency: float
-    random_comprehensiveness_interval: tuple[float, float] = (math.nan, math.nan)
-    random_sufficiency_interval: tuple[float, float] = (math.nan, math.nan)
-    removal: str = DEFAULT_REMOVAL
-    random_orders: int = 0
-    scale: str = DEFAULT_SCALE  # what the drops are measured in: a key of SCALES, or CONTRASTIVE_SCALE
-    comprehensiveness_vs_random: float = math.nan  # share of random orders it beats (ties count half; 0.5 = chance)
-    sufficiency_vs_random: float = math.nan
-
-    @property
-    def comprehensiveness_beats_random(self) -> bool:
-        return bool(self.comprehensiveness > self.random_comprehensiveness_interval[1])
-
-    @property
-    def sufficiency_beats_random(self) -> bool:
-        return bool(self.sufficiency < self.random_sufficiency_interval[0])
-
-    @property
-    def beats_random(self) -> bool:
-        """Better than random on both measures: removing its top tokens hurts more, and keeping only
-        them preserves more, than random choices of as many tokens."""
-        return self.comprehensiveness_beats_random and self.sufficiency_beats_random
-
-    @property
-    def evidence(self) -> str:
-        """"clear" (both measures beat random), "weak" (one does), "none"."""
-        wins = self.comprehensiveness_beats_random + self.sufficiency_beats_random
-        return ("none", "weak", "clear")[wins]
-
-    def to_dict(self) -> dict[str, Any]:
-        # The first four keys are the original contract (floats); the rest were added after.
-        return {
-            "comprehensiveness": float(self.comprehensiveness), "sufficiency": float(self.sufficiency),
-            "random_comprehensiveness": float(self.random_comprehensiveness),
-            "random_sufficiency": float(self.random_sufficiency),
-            "random_comprehensiveness_interval": [float(value) for value in self.random_comprehensiveness_interval],
-            "random_sufficiency_interval": [float(value) for value in self.random_sufficiency_interval],
-            "comprehensiveness_beats_random": self.comprehensiveness_beats_random,
-            "sufficiency_beats_random": self.sufficiency_beats_random,
-            "beats_random": self.beats_random, "evidence": self.evidence,
-            "removal": self.removal, "random_orders": int(self.random_orders), "interval_level": LEVEL,
-            "scale": self.scale, "comprehensiveness_vs_random": float(self.comprehensiveness_vs_random),
-            "sufficiency_vs_random": float(self.sufficiency_vs_random),
-        }
 
 
 def content_order(scores: np.ndarray, content: np.ndarray) -> list[int]:

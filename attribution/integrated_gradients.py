@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .models import LoadedModel
-from .settings import BASELINE_LABELS, RECOMMENDED_BASELINE  # noqa: F401 (re-exported)
+from .settings import AUTO_FIRST_INTERVALS, BASELINE_LABELS, RECOMMENDED_BASELINE, Settings  # noqa: F401 (re-exported)
 from .passes import (
     choose_batch_size,
     embed,
@@ -222,26 +222,24 @@ def path_endpoints(
 def integrate(
     loaded: LoadedModel,
     input_ids: torch.Tensor,
-    baseline_name: str,
-    n_steps: int | str,
+    settings: Settings,
     positions: torch.Tensor,
     target_ids: torch.Tensor,
     foil_ids: torch.Tensor | None = None,
-    batch_size: int | None = None,
     *,
-    score: str = "logit",
     held: torch.Tensor | None = None,
-    target_error: float = 0.01,
-    max_steps: int = 1000,
+    batch_size: int | None = None,
 ) -> Integration:
     """IG attributions for T targets at once: target t is the score of target_ids[t] at position
-    positions[t] (minus foil_ids[t]'s). `n_steps`: Captum's Gauss–Legendre rule with that many
-    points, or "auto" (`integrate_to_accuracy`)."""
-    inputs, baseline = path_endpoints(loaded, input_ids, baseline_name, held)
+    positions[t] (minus foil_ids[t]'s), from `settings`' baseline, score and steps. `n_steps`: Captum's
+    Gauss–Legendre rule with that many points, or "auto" (`integrate_to_accuracy`). `held` [seq] bool:
+    positions the baseline keeps at the input."""
+    inputs, baseline = path_endpoints(loaded, input_ids, settings.baseline, held)
+    n_steps, score = settings.n_steps, settings.score
     if n_steps == "auto":
         return integrate_to_accuracy(
             loaded, inputs, baseline, positions, target_ids, foil_ids, score,
-            target_error=target_error, max_steps=max_steps, batch_size=batch_size,
+            target_error=settings.target_error, max_steps=settings.max_steps, batch_size=batch_size,
         )
     alphas, weights = integration_nodes(int(n_steps))
     sums = _path_sums(
@@ -258,8 +256,7 @@ def integrate(
     )
 
 
-#: n_steps="auto" starts from this many midpoint intervals and triples them.
-AUTO_FIRST_INTERVALS = 9
+# n_steps="auto" starts from AUTO_FIRST_INTERVALS midpoint intervals and triples them.
 
 
 def auto_levels(max_steps: int) -> list[int]:

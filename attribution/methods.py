@@ -88,21 +88,22 @@ def occlusion(loaded: LoadedModel, request: AttributionRequest) -> MethodScores:
 def integrated_gradients(loaded: LoadedModel, request: AttributionRequest) -> IntegratedGradientsScores:
     """Integrated Gradients on the input embeddings (the seed's method C), steps batched."""
     result = integration(loaded, request)
+    settings = request.settings
     attributions = result.attributions
     input_output, baseline_output = result.input_values, result.baseline_values
     delta = float(attributions[0].double().sum()) - float(input_output[0] - baseline_output[0])
     return IntegratedGradientsScores(
         method="integrated_gradients",
-        scores=aggregate(attributions[0], request.aggregation),
+        scores=aggregate(attributions[0], settings.aggregation),
         convergence_delta=delta,
         input_output=float(input_output[0]),
         baseline_output=float(baseline_output[0]),
         n_steps=result.n_points,
-        baseline=request.baseline,
-        aggregation=request.aggregation,
-        score=request.score,
+        baseline=settings.baseline,
+        aggregation=settings.aggregation,
+        score=settings.score,
         held=request.held is not None,
-        target_error=request.target_error if request.n_steps == "auto" else None,
+        target_error=settings.target_error if settings.n_steps == "auto" else None,
     )
 
 

@@ -15,26 +15,20 @@ from typing import Callable
 import torch
 
 from .models import LoadedModel, eager_attention
-
-
-from .settings import SCORES  # noqa: F401 (re-exported)
+from .settings import SCORES, Settings  # noqa: F401 (SCORES re-exported)
 
 
 @dataclass(frozen=True)
 class AttributionRequest:
-    """What one method call explains: the score of `target_id` right after `input_ids`."""
+    """What one method call explains: the score of `target_id` right after `input_ids`, with the
+    analysis's `Settings` (score, IG's steps, baseline, aggregation, ...) as they were given."""
 
     input_ids: torch.Tensor  # [seq] on the model's input device, BOS included
     target_id: int
     foil_id: int | None = None  # contrastive: explain score(target) − score(foil)
-    n_steps: int | str = 50  # or "auto": IG refines until its completeness error is under target_error
-    baseline: str = "zero"
-    aggregation: str = "l2"
-    internal_batch_size: int | None = None  # rows per forward; None sizes it to free memory
-    score: str = "logit"  # a key of SCORES
+    settings: Settings = field(default_factory=Settings)
     held: torch.Tensor | None = None  # [seq] bool on the CPU: context IG's baseline keeps at the input
-    target_error: float = 0.01  # n_steps="auto": the relative completeness error to reach
-    max_steps: int = 1000  # n_steps="auto": the most path points to spend
+    internal_batch_size: int | None = None  # rows per forward; None sizes it to free memory
     # Passes more than one method needs, computed at most once for this request (attribution.shared).
     work: "SharedWork" = field(default_factory=lambda: SharedWork(), compare=False, repr=False)
 
@@ -111,7 +105,7 @@ def input_gradient_pass(loaded: LoadedModel, request: AttributionRequest) -> tor
     (`attribution.shared.input_gradients` reuses IG's batches instead when IG runs too)."""
     embeddings = embed(loaded, request.input_ids).requires_grad_(True)  # [1, seq, d_model]
     with torch.enable_grad():
-        score = target_logit(loaded, embeddings, request.target_id, request.foil_id, score=request.score)
+        score = target_logit(loaded, embeddings, request.target_id, request.foil_id, score=request.settings.score)
         (gradients,) = torch.autograd.grad(score.sum(), embeddings)
     return at_least_fp32(gradients[0])
 

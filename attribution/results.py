@@ -11,6 +11,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .reports import TrustReport
+from .settings import Settings
+
 
 def _as_float_array(values: Any, name: str, ndim: int) -> np.ndarray:
     array = np.array(values, dtype=np.float64, copy=True)
@@ -227,7 +230,8 @@ class Analysis:
     n_prompt_tokens: int | None = None
     system: str | None = None  # the system prompt given with chat (None: the template's default)
     answer_map: Mapping[str, AnswerMap] = field(default_factory=dict)
-    trust: Any = None  # attribution.trust.TrustReport when requested
+    trust: TrustReport | None = None  # when requested
+    settings: Settings | None = None  # what it was computed with (None: a result built by hand)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_tokens", tuple(self.input_tokens))
@@ -310,6 +314,8 @@ class Analysis:
             result["answer_map"] = {name: table.to_dict() for name, table in self.answer_map.items()}
         if self.trust is not None:
             result.update(self.trust.to_dict())
+        if self.settings is not None:
+            result["settings"] = self.settings.to_dict()
         return result
 
     def to_json(self) -> str:

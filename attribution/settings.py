@@ -1,25 +1,41 @@
-"""Every default, limit and named choice of `analyze`, defined once and importable without torch.
+"""Every setting of an analysis, in one frozen type (`Settings`), with every default, limit and named
+choice it validates against; importable without torch.
 
-The engine validates against these, the CLI and the app offer them, and the display layer names them;
-none of those keeps its own copy.
+The engine reads a `Settings`, the CLI, the dataset mode and the page each build one from their own
+input, and the result records the one it was computed with (`Analysis.settings`); none of them keeps its
+own copy of a default or a check.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+from .catalog import CATALOG
+from .limits import (  # noqa: F401 (re-exported: the limits are settings' facts)
+    AUTO_FIRST_INTERVALS,
+    COMPLETENESS_TOLERANCE,
+    DEFAULT_MAX_PROMPT_TOKENS,
+    DEFAULT_TARGET_ERROR,
+    MAX_AUTO_STEPS,
+    MAX_NEW_TOKENS_LIMIT,
+    MAX_STEPS,
+)
+from .validation import (
+    check_control_characters,
+    validate_choice,
+    validate_flag,
+    validate_fraction,
+    validate_integer,
+    validate_methods,
+    validate_prompt,
+    validate_steps,
+)
 
 #: The methods `analyze` runs when none are named: the seed notebook's three.
 DEFAULT_METHODS = ("gradient", "attention", "integrated_gradients")
-
-DEFAULT_MAX_PROMPT_TOKENS = 512  # ATTRIBUTION_MAX_PROMPT_TOKENS overrides it
-MAX_NEW_TOKENS_LIMIT = 256
-MAX_STEPS = 1000  # IG's fixed step count, and the trust panel's rerun at twice the steps, stay within it
-MAX_AUTO_STEPS = 10_000  # n_steps="auto": the largest budget of path points one may allow
-DEFAULT_TARGET_ERROR = 0.01  # n_steps="auto": relative completeness error aimed for
-#: IG counts as converged when its relative completeness error is at most this; above it the trust panel
-#: reruns IG once with twice the steps.
-COMPLETENESS_TOLERANCE = 0.05
 
 #: What the gradient methods and IG explain, and each one's contrastive form (with a foil).
 SCORES = {
@@ -48,27 +64,160 @@ BASELINE_LABELS = {
 # context held, the mean embedding gave the lowest errors on SmolLM2's raw prompts.
 RECOMMENDED_BASELINE = "mean"
 
-#: name → `analyze` keyword arguments. `seed` is the default: the notebook's numbers, exactly.
-PRESETS: dict[str, dict[str, Any]] = {
-    "seed": dict(
-        methods=DEFAULT_METHODS, n_steps=50, baseline="zero", aggregation="l2", score="logit", hold_context=False,
-    ),
+def _validate_target(value: object) -> None | str | int:
+    """None (the predicted next token), text (its first token), or k ≥ 1 (the k-th generated token; the
+    engine checks k against what was generated)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value == "":
+            raise ValueError("target text is empty: give the word the model should produce, e.g. ' Riga'")
+        check_control_characters(value, "target text")
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= MAX_NEW_TOKENS_LIMIT:
+            raise ValueError(f"target {value} is out of range: choose a generated token from 1 to max_new_tokens "
+                             f"(at most {MAX_NEW_TOKENS_LIMIT})")
+        return value
+    raise ValueError(
+        f"target must be None (the predicted next token), text such as ' Riga', or the number "
+        f"of a generated token (1 = first); got {value!r}"
+    )
+
+
+def _validate_contrast(value: object) -> None | str | int:
+    """None, text whose first token is the foil, or the foil's vocabulary id (checked against the
+    vocabulary by the engine)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value == "":
+            raise ValueError("contrast text is empty: give the alternative, e.g. ' Tallinn', or None for none")
+        check_control_characters(value, "contrast text")
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"contrast token id must be 0 or more, got {value}")
+        return value
+    raise ValueError(f"contrast must be None, text such as ' Tallinn', or a token id; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of one analysis, validated when built (a `ValueError` names the setting and its
+    valid choices). `replace(**changes)` gives a validated copy; `to_dict`/`from_dict` are its JSON form
+    (deep links, the dataset mode's settings.json, `Analysis.to_dict()["settings"]`).
+
+    The defaults are the seed notebook's: its three methods, 50 IG steps from a zero baseline, L2 norm,
+    the logit, nothing held. `PRESETS` holds the named bundles.
+    """
+
+    methods: tuple[str, ...] = DEFAULT_METHODS  # registered names (attribution.catalog), run in this order
+    max_new_tokens: int = 20  # greedy tokens generated (0..MAX_NEW_TOKENS_LIMIT)
+    # What is explained: None = the predicted next token, " Riga" = that text's first token, k = the
+    # k-th generated token (attributed over the prompt and the k − 1 tokens before it).
+    target: None | str | int = None
+    # Contrastive: explain score(target) − score(foil); text whose first token is the foil, or its id.
+    contrast: None | str | int = None
+    score: str = "logit"  # a key of SCORES: what the gradient methods and IG explain
+    n_steps: int | str = 50  # IG path points, or "auto": refine until the error is under target_error
+    target_error: float = DEFAULT_TARGET_ERROR  # n_steps="auto": the relative completeness error to reach
+    max_steps: int = MAX_STEPS  # n_steps="auto": the most path points to spend
+    baseline: str = "zero"  # a key of BASELINE_LABELS
+    aggregation: str = "l2"  # a key of AGGREGATIONS: how IG's [seq, d_model] becomes one score per token
+    hold_context: bool = False  # IG's baseline keeps the held context (first position, special, template)
+    all_targets: bool = False  # also the answer map (every generated token × its sources)
+    trust: bool = False  # also the trust panel (completeness, faithfulness, agreement, verdict)
+    chat: bool = False  # the prompt is the user message of the model's chat template
+    system: str | None = None  # with chat: this system prompt instead of the template's default
+
+    def __post_init__(self) -> None:
+        checked = {
+            "methods": validate_methods(self.methods, CATALOG),
+            "max_new_tokens": validate_integer(self.max_new_tokens, "max_new_tokens", 0, MAX_NEW_TOKENS_LIMIT),
+            "target": _validate_target(self.target),
+            "contrast": _validate_contrast(self.contrast),
+            "score": validate_choice(self.score, "score", SCORES),
+            "n_steps": validate_steps(self.n_steps),
+            "target_error": validate_fraction(self.target_error, "target_error"),
+            "max_steps": validate_integer(self.max_steps, "max_steps", AUTO_FIRST_INTERVALS, MAX_AUTO_STEPS),
+            "baseline": validate_choice(self.baseline, "baseline", BASELINE_LABELS),
+            "aggregation": validate_choice(self.aggregation, "aggregation", AGGREGATIONS),
+            "hold_context": validate_flag(self.hold_context, "hold_context"),
+            "all_targets": validate_flag(self.all_targets, "all_targets"),
+            "trust": validate_flag(self.trust, "trust"),
+            "chat": validate_flag(self.chat, "chat"),
+            "system": None if self.system is None else validate_prompt(self.system, what="system prompt"),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(item.name for item in dataclasses.fields(cls))
+
+    @classmethod
+    def _check_names(cls, names: Iterator[str] | Any) -> None:
+        unknown = [name for name in names if name not in cls.names()]
+        if unknown:
+            raise ValueError(f"unknown setting {', '.join(map(repr, unknown))}; valid choices: {', '.join(cls.names())}")
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A validated copy with `changes` (setting names as keywords)."""
+        self._check_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON values, every setting (methods as a list)."""
+        return {name: (list(value) if name == "methods" else value)
+                for name, value in ((name, getattr(self, name)) for name in self.names())}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Settings":
+        """`to_dict`'s inverse; missing settings take their defaults, unknown ones are refused."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"settings must be a mapping of setting names to values, got {type(data).__name__}")
+        cls._check_names(data)
+        return cls(**data)
+
+    def differences(self, other: "Settings") -> dict[str, tuple[Any, Any]]:
+        """Setting name → (this value, the other's) for every setting that differs."""
+        return {name: (getattr(self, name), getattr(other, name))
+                for name in self.names() if getattr(self, name) != getattr(other, name)}
+
+    # A mapping's two methods, so that scripts written when presets were keyword dicts keep working:
+    # `analyze(loaded, prompt, max_new_tokens=4, **PRESETS["recommended"])` and `PRESETS["seed"]["n_steps"]`.
+    # As a mapping a Settings gives only what a preset decides (PRESET_FIELDS), as those dicts did, so that
+    # the other keywords beside it do not collide.
+    def keys(self) -> tuple[str, ...]:
+        return PRESET_FIELDS
+
+    def __getitem__(self, name: str) -> Any:
+        self._check_names([name])
+        return getattr(self, name)
+
+
+#: Named bundles of settings. `seed` is the default: the notebook's numbers, exactly.
+PRESETS: dict[str, Settings] = {
+    "seed": Settings(),
     # Chosen by measurement on the demo model, random Llama shapes and SmolLM2-135M-Instruct (raw and
     # chat prompts): holding the context (the attention sink, special and template tokens) keeps IG's
     # path on ordinary inputs; the mean embedding is a neutral start; auto steps stop at 1% error.
-    "recommended": dict(
-        methods=DEFAULT_METHODS, n_steps="auto", target_error=DEFAULT_TARGET_ERROR, baseline=RECOMMENDED_BASELINE,
-        aggregation="sum", score="logit", hold_context=True,
+    "recommended": Settings(
+        n_steps="auto", target_error=DEFAULT_TARGET_ERROR, baseline=RECOMMENDED_BASELINE, aggregation="sum",
+        hold_context=True,
     ),
 }
 
+#: The settings a preset decides (the rest — prompt-specific ones such as target and chat — it leaves).
+PRESET_FIELDS = ("methods", "n_steps", "target_error", "baseline", "aggregation", "score", "hold_context")
 
-def preset(name: object) -> dict[str, Any]:
-    """A copy of the named preset's settings; ValueError listing the valid names otherwise."""
+
+def preset(name: object) -> Settings:
+    """The named preset; ValueError listing the valid names otherwise."""
     if not isinstance(name, str) or name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid choices: {', '.join(PRESETS)}")
-    return dict(PRESETS[name])
-
+    return PRESETS[name]
 
 def allowed_models() -> list[str]:
     """The hub ids a hosted Space may load besides its default and the built-in models:

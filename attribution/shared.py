@@ -23,9 +23,8 @@ def integration(loaded: LoadedModel, request: AttributionRequest) -> Integration
         last = torch.tensor([request.input_ids.numel() - 1])
         foils = None if request.foil_id is None else torch.tensor([request.foil_id])
         return integrate(
-            loaded, request.input_ids, request.baseline, request.n_steps, last,
-            torch.tensor([request.target_id]), foils, request.internal_batch_size,
-            score=request.score, held=request.held, target_error=request.target_error, max_steps=request.max_steps,
+            loaded, request.input_ids, request.settings, last, torch.tensor([request.target_id]), foils,
+            held=request.held, batch_size=request.internal_batch_size,
         )
 
     return request.work.once("integration", compute)

@@ -4,10 +4,9 @@ and agreement between methods, with a plain-language verdict that quotes only to
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import combinations
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
@@ -21,67 +20,8 @@ from .faithfulness import (  # noqa: F401 (re-exported: attribution.trust's API)
     DEFAULT_REMOVAL, DEFAULT_SCALE, RANDOM_ORDERS, REMOVALS, SCALES, Faithfulness, content_order, faithfulness,
     removal_counts,
 )
+from .reports import EVIDENCE, Completeness, TrustReport  # noqa: F401 (re-exported)
 
-
-
-@dataclass(frozen=True)
-class Completeness:
-    """|Σ attributions − (F(x) − F(x′))| / |F(x) − F(x′)| for IG, and the one rerun at twice the steps."""
-
-    relative_error: float
-    n_steps: int
-    baseline: str
-    rerun_n_steps: int | None = None
-    rerun_relative_error: float | None = None
-
-    @property
-    def converged(self) -> bool:
-        best = self.relative_error if self.rerun_relative_error is None else self.rerun_relative_error
-        return best <= COMPLETENESS_TOLERANCE
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "relative_error": self.relative_error, "n_steps": self.n_steps, "baseline": self.baseline,
-            "rerun_n_steps": self.rerun_n_steps, "rerun_relative_error": self.rerun_relative_error,
-            "converged": self.converged,
-        }
-
-
-EVIDENCE = ("none", "weak", "clear")  # how well the best trusted method's tokens beat random ones
-
-
-@dataclass(frozen=True)
-class TrustReport:
-    faithfulness: Mapping[str, Faithfulness]
-    spearman: Mapping[str, float]  # "a|b" → rank correlation over content tokens
-    top3_overlap: Mapping[str, float]  # "a|b" → shared share of each method's top 3 content tokens
-    completeness: Completeness | None
-    verdict: str
-    ks: tuple[int, ...] = field(default=())
-    # Positions of the tokens the verdict quotes (all typed by the user, none held).
-    verdict_positions: tuple[int, ...] = field(default=())
-    evidence: str = "none"  # a value of EVIDENCE: the best faithfulness among the methods the verdict may cite
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "faithfulness", dict(self.faithfulness))
-        object.__setattr__(self, "spearman", dict(self.spearman))
-        object.__setattr__(self, "top3_overlap", dict(self.top3_overlap))
-        object.__setattr__(self, "verdict_positions", tuple(int(index) for index in self.verdict_positions))
-        for name, value in [*self.spearman.items(), *self.top3_overlap.items()]:
-            if not math.isfinite(value):
-                raise ValueError(f"agreement {name} is not finite")
-        if self.evidence not in EVIDENCE:
-            raise ValueError(f"unknown evidence {self.evidence!r}; valid choices: {', '.join(EVIDENCE)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "faithfulness": {name: item.to_dict() for name, item in self.faithfulness.items()},
-            "agreement": {"spearman": dict(self.spearman), "top3_overlap": dict(self.top3_overlap)},
-            "completeness": None if self.completeness is None else self.completeness.to_dict(),
-            "verdict": self.verdict,
-            "verdict_positions": list(self.verdict_positions),
-            "evidence": self.evidence,
-        }
 
 
 def rank_average(values: np.ndarray) -> np.ndarray:
@@ -138,7 +78,8 @@ def completeness(
         return report  # n_steps="auto" already refined as far as its target and budget allowed
     if report.relative_error <= COMPLETENESS_TOLERANCE or result.n_steps * 2 > MAX_STEPS:
         return report
-    rerun = integrated_gradients(loaded, replace(request, n_steps=result.n_steps * 2, work=SharedWork(True)))
+    doubled = request.settings.replace(n_steps=result.n_steps * 2)
+    rerun = integrated_gradients(loaded, replace(request, settings=doubled, work=SharedWork(True)))
     return replace(report, rerun_n_steps=rerun.n_steps, rerun_relative_error=rerun.relative_completeness_error)
 
 
@@ -158,11 +99,6 @@ def quote(token: str) -> str:
 def _names(methods: list[str]) -> str:
     labels = [METHOD_LABELS.get(name, name) for name in methods]
     return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + f" and {labels[-1]}"
-
-
-# What a Faithfulness's numbers measure, for the verdict's sentence.
-_MEASURED = {"log_probability": "the target's log-probability", "probability": "the target's probability",
-             "contrastive": "log p(target) − log p(foil)"}
 
 
 def _margin(item: Faithfulness) -> float:
@@ -206,7 +142,7 @@ def verdict(
                        "random token orders on only one of the two measures"
             sentences.append(
                 f"{lead}; removing {METHOD_LABELS.get(best, best)}'s top tokens lowers "
-                f"{_MEASURED.get(item.scale, item.scale)} by {item.comprehensiveness:.3g} on average, against "
+                f"{item.measured} by {item.comprehensiveness:.3g} on average, against "
                 f"{item.random_comprehensiveness:.3g} for random tokens"
             )
         n_content = int(content.sum())

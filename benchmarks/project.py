@@ -40,8 +40,8 @@ def make_request(input_ids, target_id: int, n_steps: int, batch_size: int | None
     import attribution
 
     return attribution.AttributionRequest(
-        input_ids=input_ids, target_id=int(target_id), n_steps=n_steps, baseline="zero", aggregation="l2",
-        internal_batch_size=batch_size,
+        input_ids=input_ids, target_id=int(target_id),
+        settings=attribution.Settings(n_steps=n_steps, baseline="zero", aggregation="l2"), internal_batch_size=batch_size,
     )
 
 

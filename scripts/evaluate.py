@@ -55,8 +55,8 @@ IG_MAX_STEPS = 81  # the recommended preset's auto steps, capped so that a CPU r
 def ig_settings(max_steps: int = IG_MAX_STEPS) -> dict:
     """IG as the evaluation runs it: the "recommended" preset (held context kept, auto steps to 1%
     completeness error) with its step budget capped at `max_steps` path points."""
-    settings = attribution.preset("recommended")
-    settings.pop("methods")
+    recommended = attribution.preset("recommended")
+    settings = {name: recommended[name] for name in PRESET_FIELDS if name != "methods"}
     return {**settings, "max_steps": max_steps}
 
 

@@ -43,7 +43,7 @@ SETTINGS = {
     "mean-held-probability-50": dict(baseline="mean", n_steps=50, hold_context=True, score="probability"),
     "mean-held-logprob-50": dict(baseline="mean", n_steps=50, hold_context=True, score="log_probability"),
     "mean-held-probability-auto": dict(baseline="mean", n_steps="auto", hold_context=True, score="probability"),
-    "recommended": dict(attribution.PRESETS["recommended"]),
+    "recommended": {name: attribution.PRESETS["recommended"][name] for name in PRESET_FIELDS},
 }
 
 

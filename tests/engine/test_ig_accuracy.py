@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import attribution
+from attribution.settings import Settings
 from attribution.__main__ import main as cli_main
 from attribution.integrated_gradients import auto_levels, integrate, integrate_to_accuracy, path_endpoints
 from attribution.passes import explained_score
@@ -77,8 +78,9 @@ def test_auto_steps_agree_with_gauss_legendre_at_many_steps(model_folder):
     loaded = attribution.load_model(str(model_folder), device="cpu")
     input_ids = _ids(loaded)
     last, target = torch.tensor([input_ids.numel() - 1]), torch.tensor([11])
-    reference = integrate(loaded, input_ids, "pad", 600, last, target)
-    automatic = integrate(loaded, input_ids, "pad", "auto", last, target, target_error=1e-5, max_steps=800)
+    reference = integrate(loaded, input_ids, Settings(baseline="pad", n_steps=600), last, target)
+    automatic = integrate(loaded, input_ids, Settings(baseline="pad", n_steps="auto", target_error=1e-5, max_steps=800),
+                          last, target)
     torch.testing.assert_close(automatic.attributions, reference.attributions, rtol=1e-3, atol=1e-5)
 
 

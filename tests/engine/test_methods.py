@@ -11,7 +11,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import attribution
 from attribution.methods import integrated_gradients
-from attribution.passes import AttributionRequest, SharedWork, input_gradient_pass, target_logit
+from attribution.passes import AttributionRequest
+from attribution.passes import SharedWork, input_gradient_pass, target_logit
+from attribution.settings import Settings
 from attribution.shared import input_gradients
 from attribution.models import LoadedModel
 from benchmarks import notebook_reference as notebook
@@ -61,7 +63,9 @@ def _request(loaded, prompt=SEED_PROMPT, **settings) -> AttributionRequest:
     input_ids = loaded.tokenizer(prompt, return_tensors="pt")["input_ids"][0]
     with torch.inference_mode():
         target_id = int(loaded.model(input_ids=input_ids[None]).logits[0, -1].argmax())
-    return AttributionRequest(input_ids=input_ids, target_id=target_id, **settings)
+    batch_size = settings.pop("internal_batch_size", None)
+    return AttributionRequest(input_ids=input_ids, target_id=target_id, settings=Settings(**settings),
+                              internal_batch_size=batch_size)
 
 
 def _independent_logit(model, embeddings, target_id) -> float:
@@ -174,7 +178,7 @@ def test_ig_input_row_gives_the_plain_gradient_and_forward(tiny_loaded, foil, ba
     score must equal a forward and backward of their own."""
     base = _request(tiny_loaded)
     request = AttributionRequest(input_ids=base.input_ids, target_id=base.target_id, foil_id=7 if foil else None,
-                                 n_steps=8, baseline="pad", internal_batch_size=batch_size,
+                                 settings=Settings(n_steps=8, baseline="pad"), internal_batch_size=batch_size,
                                  work=SharedWork(with_integration=True))
     result = integrated_gradients(tiny_loaded, request)
     standalone = AttributionRequest(input_ids=request.input_ids, target_id=request.target_id, foil_id=request.foil_id)

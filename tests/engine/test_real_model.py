@@ -18,7 +18,9 @@ from captum.attr import IntegratedGradients
 
 import attribution
 from attribution.models import LoadedModel, eager_attention
-from attribution.passes import AttributionRequest, target_logit
+from attribution.passes import AttributionRequest
+from attribution.passes import target_logit
+from attribution.settings import Settings
 from attribution.shared import input_gradients
 from attribution.prompts import encode_prompt
 from conftest import SEED_PROMPT
@@ -50,7 +52,9 @@ def raw_request(loaded: LoadedModel, **settings) -> AttributionRequest:
     input_ids = loaded.tokenizer(RAW_PROMPT, return_tensors="pt")["input_ids"][0]
     with torch.inference_mode():
         target_id = int(loaded.model(input_ids=input_ids[None]).logits[0, -1].argmax())
-    return AttributionRequest(input_ids=input_ids, target_id=target_id, **settings)
+    batch_size = settings.pop("internal_batch_size", None)
+    return AttributionRequest(input_ids=input_ids, target_id=target_id, settings=Settings(**settings),
+                              internal_batch_size=batch_size)
 
 
 def test_chat_answers_the_seed_question_and_marks_exactly_the_users_tokens(real_model):
