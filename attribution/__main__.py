@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 from transformers.utils import logging as transformers_logging
 
-from .cli_options import add_analysis_arguments, analysis_options, load_from_arguments
+from .cli_options import add_analysis_arguments, analysis_settings, load_from_arguments
 from .engine import analyze
-from .results import Analysis, top_k
+from .files import atomic_write_text
+from .results import Analysis, IntegratedGradientsScores, top_k
+from .settings import COMPLETENESS_TOLERANCE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,10 +56,9 @@ def format_table(analysis: Analysis) -> str:
             f"{analysis.input_tokens[i]!r} {result.scores[i]:.4g}" for i in top_k(result.scores, 5, exclude=context)
         )
         lines.append(f"\ntop 5 {name}: {best}")
-        delta = getattr(result, "convergence_delta", None)
-        if delta is not None:
+        if isinstance(result, IntegratedGradientsScores):
             lines.append(
-                f"  convergence delta {delta:.4g} (Σ attributions − (F(input) − F(baseline)); "
+                f"  convergence delta {result.convergence_delta:.4g} (Σ attributions − (F(input) − F(baseline)); "
                 f"F(input) − F(baseline) = {result.output_difference:.4g}; F = {result.score})"
             )
             if result.target_error is not None:
@@ -72,18 +73,30 @@ def format_table(analysis: Analysis) -> str:
             best = int(np.argmax(np.abs(row)))
             lines.append(f"  {target!r:>20} <- {table.sources[best]!r} ({row[best]:.4g})")
     if analysis.trust is not None:
+        # The page's words for the trust panel (attribution.display.tables), every judgement read from
+        # the report (beats random, evidence, converged), none recomputed here. Imported only when a
+        # report is printed: the display package's __init__ loads matplotlib.
+        from .display.tables import beats_random_text, faithfulness_note, interval_text, number_text
+
         trust = analysis.trust
-        lines.append("\ntrust: " + trust.verdict)
+        lines += [f"\ntrust: {trust.verdict}", f"  evidence: {trust.evidence}"]
+        if trust.faithfulness:
+            lines.append(f"  faithfulness: {faithfulness_note(trust)}")
         for name, item in trust.faithfulness.items():
             lines.append(
-                f"  {name:>22}: comprehensiveness {item.comprehensiveness:.4g} (random "
-                f"{item.random_comprehensiveness:.4g}), sufficiency {item.sufficiency:.4g} (random {item.random_sufficiency:.4g})"
+                f"  {name:>22}: comprehensiveness {number_text(item.comprehensiveness)} (random "
+                f"{interval_text(item.random_comprehensiveness, item.random_comprehensiveness_interval)}), "
+                f"sufficiency {number_text(item.sufficiency)} (random "
+                f"{interval_text(item.random_sufficiency, item.random_sufficiency_interval)}); "
+                f"drops of {item.measured}; beats random: {beats_random_text(item)}; evidence: {item.evidence}"
             )
         if trust.completeness is not None:
             check = trust.completeness
             rerun = "" if check.rerun_n_steps is None else (
                 f"; rerun at {check.rerun_n_steps} steps: {check.rerun_relative_error:.2%}")
-            lines.append(f"  IG completeness error at {check.n_steps} steps: {check.relative_error:.2%}{rerun}")
+            outcome = "converged" if check.converged else "NOT converged"
+            lines.append(f"  IG completeness error at {check.n_steps} steps: {check.relative_error:.2%}{rerun}: "
+                         f"{outcome} (tolerance {COMPLETENESS_TOLERANCE:.0%})")
     return "\n".join(lines)
 
 
@@ -91,18 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     transformers_logging.disable_progress_bar()
     try:
-        options = analysis_options(arguments)  # an unknown preset fails before the model loads
+        settings = analysis_settings(arguments)  # a bad setting fails before the model loads
         loaded = load_from_arguments(arguments)
-        analysis = analyze(loaded, arguments.prompt, all_targets=arguments.all_targets, **options)
+        analysis = analyze(loaded, arguments.prompt, settings)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_table(analysis))
     try:
         if arguments.json is not None:
-            arguments.json.write_text(analysis.to_json(), encoding="utf-8")
+            atomic_write_text(arguments.json, analysis.to_json())
         if arguments.csv is not None:
-            arguments.csv.write_text(analysis.to_csv(), encoding="utf-8")
+            atomic_write_text(arguments.csv, analysis.to_csv())
     except OSError as error:
         print(f"error: could not write the export: {error}", file=sys.stderr)
         return 2

@@ -59,7 +59,9 @@ def _target_gradients(loaded: LoadedModel, job: AnswerMapRequest) -> torch.Tenso
     """d(score of target t)/d(source embeddings) for every target: [T, S, d_model]; read from IG's
     integration when IG is in the map too (its batches held each target's plain gradient)."""
     if "integrated_gradients" in job.request.settings.methods:
-        return _integration(loaded, job).input_gradients
+        integration = _integration(loaded, job)
+        if integration.has_input_gradients:  # not when a held prefix ran once without gradients
+            return integration.input_gradients
     return job.work.once("gradients", lambda: _gradient_pass(loaded, job))
 
 

@@ -8,6 +8,7 @@ computed once per request and kept in the request's `SharedWork` (see `attributi
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from typing import Callable
@@ -86,18 +87,49 @@ def target_logit(
     return explained_score(output.logits[:, -1, :], target_id, foil_id, score)
 
 
-def logits_at(loaded: LoadedModel, embeddings: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+def logits_at(
+    loaded: LoadedModel, embeddings: torch.Tensor, positions: torch.Tensor, prefix: "Prefix | None" = None
+) -> torch.Tensor:
     """Logits [batch, vocab] of row b at position positions[b]: one forward explains many targets.
 
     The model's own forward computes them (so its head's post-processing — Gemma's softcapping,
     Granite's and Cohere's logit scaling — is applied as it would be), with the vocabulary projection
-    run only at the positions the batch needs (`logits_to_keep` given as positions).
+    run only at the positions the batch needs (`logits_to_keep` given as positions). With a `prefix`,
+    `embeddings` are the positions after it, continued from its keys and values; `positions` still
+    count from the sequence's start.
     """
-    kept, column = torch.unique(positions.cpu(), return_inverse=True)  # sorted positions; row → its column
-    output = loaded.model(inputs_embeds=embeddings, logits_to_keep=kept, use_cache=False)
+    start = 0 if prefix is None else prefix.length
+    kept, column = torch.unique(positions.cpu() - start, return_inverse=True)  # sorted positions; row → column
+    cache = None if prefix is None else prefix.for_rows(embeddings.shape[0])
+    output = loaded.model(inputs_embeds=embeddings, logits_to_keep=kept, cache=cache, use_cache=cache is not None)
     logits = output.logits  # [batch, kept, vocab]
     rows = torch.arange(logits.shape[0])
     return at_least_fp32(logits[rows, column])  # [batch, vocab]
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """Keys and values of the first `length` positions, computed once for rows that all share them
+    (IG's path rows where the held context leads the prompt: a chat template's system prompt)."""
+
+    length: int
+    cache: object  # the model's cache (transformers' DynamicCache), batch 1
+
+    def for_rows(self, rows: int) -> object:
+        cache = copy.deepcopy(self.cache)  # the forward appends to the cache it is given
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+
+def shared_prefix(loaded: LoadedModel, embeddings: torch.Tensor, length: int) -> Prefix | None:
+    """The `Prefix` of embeddings [1, seq, d_model] up to `length`, or None when there is none or the
+    model's cache cannot be expanded to a batch (then every row runs in full)."""
+    if length < 1:
+        return None
+    with torch.no_grad():
+        output = loaded.model(inputs_embeds=embeddings[:, :length], use_cache=True, logits_to_keep=1)
+    cache = getattr(output, "cache", None)
+    return Prefix(length, cache) if hasattr(cache, "batch_repeat_interleave") else None
 
 
 def input_gradient_pass(loaded: LoadedModel, request: AttributionRequest) -> torch.Tensor:

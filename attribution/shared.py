@@ -33,11 +33,15 @@ def integration(loaded: LoadedModel, request: AttributionRequest) -> Integration
 def input_gradients(loaded: LoadedModel, request: AttributionRequest) -> torch.Tensor:
     """d(explained score)/d(input embeddings) [seq, d_model]: from IG's integration when IG is part of
     the request (no pass of its own), else from one forward and backward."""
-    if request.work.with_integration:
-        return request.work.once(
-            "input_gradients", lambda: at_least_fp32(integration(loaded, request).input_gradients[0])
-        )
-    return request.work.once("input_gradients", lambda: input_gradient_pass(loaded, request))
+    def compute() -> torch.Tensor:
+        if request.work.with_integration:
+            result = integration(loaded, request)
+            # IG's input row covers every position unless a held prefix ran once without gradients.
+            if result.has_input_gradients:
+                return at_least_fp32(result.input_gradients[0])
+        return input_gradient_pass(loaded, request)
+
+    return request.work.once("input_gradients", compute)
 
 
 def shared_attention_maps(loaded: LoadedModel, request: AttributionRequest) -> AttentionMaps:

@@ -13,21 +13,21 @@ from matplotlib.figure import Figure
 from .figure_style import (
     DIVERGING_CMAP,
     MAX_TICK_LABELS,
-    SIGNED_METHODS,
     UNSIGNED_CMAP,
+    analysis_aggregation,
     bold_title,
     cell_text,
     draw_heatmap,
     excluded_tokens,
     figure_width,
     grey_excluded_ticks,
-    is_signed,
     plain_text,
     scaling_note,
     set_token_ticks,
     with_masked_color,
 )
 from .labels import method_label, token_label
+from ..catalog import is_signed
 from ..results import Analysis, AnswerMap
 from .tables import highlight_values
 
@@ -55,12 +55,9 @@ def source_exclusions(analysis: Analysis, table: AnswerMap, exclude_special: boo
 
 
 def answer_map_signed(analysis: Analysis, name: str) -> bool:
-    """Whether an answer map's method is signed (IG follows the analysis's aggregation)."""
-    result = analysis.methods.get(name)
-    if result is not None:
-        return is_signed(name, result)
-    table = analysis.answer_map[name]
-    return name in SIGNED_METHODS or bool(np.any(table.matrix < 0))
+    """Whether an answer map's method is signed: the catalog decides, with the analysis's IG aggregation
+    (the answer map is built with the analysis's settings, so it is signed exactly when the method's tab is)."""
+    return is_signed(name, analysis_aggregation(analysis))
 
 
 def answer_map_row(table: AnswerMap, index: int) -> tuple[tuple[str, ...], np.ndarray]:

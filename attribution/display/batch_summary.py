@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..bootstrap import LEVEL, Interval, mean_interval  # noqa: F401 (Interval: part of this module's API)
+from ..reports import MEASURED
 from .figure_style import method_color, plain_text
 from .labels import method_label, token_label
 from ..settings import COMPLETENESS_TOLERANCE
@@ -40,8 +41,11 @@ class MethodSummary:
     sufficiency: Interval | None
     random_sufficiency: Interval | None
     sufficiency_gain: Interval | None  # per row: random sufficiency − sufficiency (higher is better)
-    beats_random: float | None  # share of rows whose comprehensiveness exceeds random's
+    # Share of rows in which the engine says the method beats random on both measures (`beats_random`:
+    # beyond the random orders' interval), read from the rows, never recomputed from the means.
+    beats_random: float | None
     top_tokens: tuple[TokenShare, ...]
+    scales: tuple[str, ...] = ()  # what the rows' drops are measured in (`Faithfulness.scale`), in row order
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ def summarize(table: pa.Table, n_errors: int) -> Summary:
         random_sufficiency = _column(table, "random_sufficiency")
         comprehensive_pairs = [(a, b) for a, b in zip(comprehensiveness, random_comprehensiveness)
                                if a is not None and b is not None]
+        beats = [bool(value) for value in _column(table, f"beats_random_{name}") if value is not None]
         methods.append(MethodSummary(
             method=name,
             comprehensiveness=mean_interval(comprehensiveness),
@@ -108,8 +113,9 @@ def summarize(table: pa.Table, n_errors: int) -> Summary:
             random_sufficiency=mean_interval(random_sufficiency) if sufficiency else None,
             sufficiency_gain=mean_interval(b - a for a, b in zip(sufficiency, random_sufficiency)
                                            if a is not None and b is not None),
-            beats_random=(float(np.mean([a > b for a, b in comprehensive_pairs])) if comprehensive_pairs else None),
+            beats_random=float(np.mean(beats)) if beats else None,
             top_tokens=token_shares(tokens, _column(table, f"scores_{name}"), content),
+            scales=tuple(dict.fromkeys(value for value in _column(table, f"scale_{name}") if value is not None)),
         ))
     completeness = tuple(float(value) for value in _column(table, "ig_completeness_error") if value is not None)
     agreement = tuple(
@@ -130,6 +136,14 @@ def _markdown_token(token: str) -> str:
     return "`" + token_label(token).replace("`", "'").replace("|", "¦") + "`"
 
 
+def _measured(summary: Summary) -> str:
+    """What the rows' drops are drops of, in words (`attribution.reports.MEASURED`), as the rows record it."""
+    scales = dict.fromkeys(scale for item in summary.methods for scale in item.scales)
+    if not scales:  # rows written before the scale was recorded
+        return "the target's score (the rows do not record which)"
+    return " or ".join(MEASURED.get(scale, scale) for scale in scales)
+
+
 def summary_markdown(summary: Summary, settings: Mapping[str, Any]) -> str:
     lines = [
         "# Dataset attribution summary", "",
@@ -139,10 +153,11 @@ def summary_markdown(summary: Summary, settings: Mapping[str, Any]) -> str:
     ]
     if any(item.comprehensiveness is not None for item in summary.methods):
         lines += [
-            "Comprehensiveness: how much the target's probability drops when the method's top tokens are "
+            f"Comprehensiveness: how much {_measured(summary)} drops when the method's top tokens are "
             "hidden (AOPC, higher is better); sufficiency: how much it drops when only they are kept (lower "
             "is better). Gain: the method's advantage over a random order, per row, averaged — an interval "
-            f"above 0 means better than chance. Means with {LEVEL:.0%} bootstrap intervals.", "",
+            f"above 0 means better than chance. Means with {LEVEL:.0%} bootstrap intervals. Beats random: the "
+            "share of rows in which the method lies beyond the random orders' interval on both measures.", "",
             "| method | comprehensiveness | random | gain | beats random | sufficiency | random | gain |",
             "|---|---|---|---|---|---|---|---|",
         ]

@@ -4,13 +4,12 @@ progress lines shown while an analysis runs."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
-from ..catalog import ANSWER_MAP_METHODS, METHOD_DESCRIPTIONS, METHOD_HELP, TARGET_FREE_METHODS
-from .figure_style import is_signed
+from ..catalog import ANSWER_MAP_METHODS, METHOD_DESCRIPTIONS, METHOD_HELP, TARGET_FREE_METHODS, is_signed
+from .figure_style import analysis_aggregation, result_aggregation
 from .labels import method_label, quoted_token
-from ..settings import COMPLETENESS_TOLERANCE, DEFAULT_TARGET_ERROR, PRESETS, SCORES
-from ..results import Analysis, AnswerMap, MethodScores, Target
+from ..reports import Completeness, Progress
+from ..settings import COMPLETENESS_TOLERANCE, PRESET_FIELDS, PRESETS, SCORES, Settings
+from ..results import Analysis, AnswerMap, IntegratedGradientsScores, MethodScores, Target
 
 TOLERANCE = f"{COMPLETENESS_TOLERANCE:.0%}"  # IG's convergence threshold in words: '5%'
 
@@ -30,13 +29,14 @@ CHAT_TEMPLATE_NOTE = (
 SCORED_METHODS = ("gradient", "input_x_gradient", "integrated_gradients")
 
 
-def display_number(value: Any) -> Any:
+def display_number(value: object) -> object:
     """A whole number as UI sliders send it (50.0 → 50), anything else unchanged, for messages."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def stage_text(stage: Any, ig_steps: Any) -> str:
-    """The engine's stage (`attribution.engine.Progress`) as a progress line a reader follows."""
+def stage_text(stage: Progress, ig_steps: int | float | str) -> str:
+    """The engine's stage as a progress line a reader follows (`ig_steps`: IG's step setting, "auto" or
+    a count as the page's slider sends it)."""
     if stage.kind == "method":
         count = "auto" if ig_steps == "auto" else display_number(ig_steps)
         steps = f" ({count} steps)" if stage.method == "integrated_gradients" else ""
@@ -59,8 +59,11 @@ def method_help(name: str) -> str:
     return METHOD_HELP.get(name) or METHOD_DESCRIPTIONS.get(name, fallback)
 
 
-def highlight_legend(result: MethodScores, name: str | None = None) -> str:
-    if is_signed(name or result.method, result):
+def highlight_legend(result: MethodScores, name: str | None = None, aggregation: str | None = None) -> str:
+    """The colour legend of a method's highlighted text; signed by the catalog, with the analysis's IG
+    `aggregation` (default: what the result itself records)."""
+    aggregation = result_aggregation(result) if aggregation is None else aggregation
+    if is_signed(name or result.method, aggregation):
         return ("**Colour:** red tokens push the model towards the explained token, purple ones push "
                 "away from it; the stronger the colour, the larger the score (scaled so the largest "
                 "magnitude is 1).")
@@ -83,55 +86,67 @@ def aggregation_words(aggregation: str) -> str:
     return "signed sum" if aggregation == "sum" else f"{aggregation.upper()} norm"
 
 
-def ig_settings_text(settings: Mapping[str, Any]) -> str:
-    """IG settings (`analyze` keyword arguments, as a preset holds them) in a few words."""
-    steps = settings["n_steps"]
-    steps = (f"auto steps to {percent(settings.get('target_error', DEFAULT_TARGET_ERROR))}" if steps == "auto"
-             else f"{steps} steps")
-    held = "context held" if settings["hold_context"] else "context not held"
-    return (f"{settings['baseline']} baseline, {aggregation_words(settings['aggregation'])}, {steps}, "
-            f"{score_noun(settings['score'])} score, {held}")
+def ig_settings_text(settings: Settings) -> str:
+    """IG's settings (those a preset decides, the methods aside) in a few words."""
+    steps = (f"auto steps to {percent(settings.target_error)}" if settings.n_steps == "auto"
+             else f"{settings.n_steps} steps")
+    held = "context held" if settings.hold_context else "context not held"
+    return (f"{settings.baseline} baseline, {aggregation_words(settings.aggregation)}, {steps}, "
+            f"{score_noun(settings.score)} score, {held}")
 
 
 #: The recommended preset's IG settings in words (the methods it runs aside).
 RECOMMENDED_IG_TEXT = ig_settings_text(PRESETS["recommended"])
 
 
-def ig_result_settings(result: Any) -> dict[str, Any]:
-    """The IG settings that produced `result` (an IntegratedGradientsScores), as `analyze` keyword
-    arguments: with auto steps n_steps is "auto" and target_error the error it aimed for."""
-    auto = result.target_error is not None
-    settings = {"n_steps": "auto" if auto else int(result.n_steps), "baseline": result.baseline,
-                "aggregation": result.aggregation, "score": result.score, "hold_context": bool(result.held)}
+def ig_settings(source: Analysis | IntegratedGradientsScores) -> Settings:
+    """The settings IG ran with: the analysis's own record (`Analysis.settings`). A result built by hand
+    (or restored without its settings) has none; then its IG result's record of them stands in, over the
+    defaults (with auto steps n_steps is "auto" and target_error the error it aimed for)."""
+    if isinstance(source, Analysis):
+        if source.settings is not None:
+            return source.settings
+        result = source.methods.get("integrated_gradients")
+        if not isinstance(result, IntegratedGradientsScores):
+            raise ValueError("this analysis records no settings and has no Integrated Gradients result to read "
+                             f"them from; its methods: {', '.join(source.methods) or 'none'}")
+        source = result
+    if not isinstance(source, IntegratedGradientsScores):
+        raise ValueError(f"IG settings come from an Analysis or an IntegratedGradientsScores, "
+                         f"got {type(source).__name__}")
+    auto = source.target_error is not None
+    changes: dict[str, object] = {"n_steps": "auto" if auto else int(source.n_steps), "baseline": source.baseline,
+                                  "aggregation": source.aggregation, "score": source.score,
+                                  "hold_context": bool(source.held)}
     if auto:
-        settings["target_error"] = result.target_error
-    return settings
+        changes["target_error"] = source.target_error
+    return Settings().replace(**changes)
 
 
-def ig_preset(result: Any) -> str | None:
-    """The preset whose IG settings produced `result` ("seed", "recommended"), or None. Only IG's own
-    settings count (steps, target error, baseline, aggregation, score, held context), not the methods."""
-    settings = ig_result_settings(result)
+def ig_preset(source: Analysis | Settings | IntegratedGradientsScores) -> str | None:
+    """The preset ("seed", "recommended") whose settings other than the methods (`PRESET_FIELDS`) are the
+    analysis's, or None."""
+    settings = source if isinstance(source, Settings) else ig_settings(source)
     for name, values in PRESETS.items():
-        if all(settings.get(key) == value for key, value in values.items() if key != "methods"):
+        if all(getattr(settings, key) == getattr(values, key) for key in PRESET_FIELDS if key != "methods"):
             return name
     return None
 
 
-def ig_settings_line(result: Any) -> str:
+def ig_settings_line(settings: Settings) -> str:
     """Which IG settings produced the tab, said plainly (the seed's, the recommended or others)."""
-    settings = f"**Settings:** {ig_settings_text(ig_result_settings(result))}"
-    name = ig_preset(result)
+    line = f"**Settings:** {ig_settings_text(settings)}"
+    name = ig_preset(settings)
     if name == "recommended":
-        return f"{settings} — the **Recommended** settings (trustworthy on the real models measured)."
+        return f"{line} — the **Recommended** settings (trustworthy on the real models measured)."
     offer = (f"The **Recommended** settings ({RECOMMENDED_IG_TEXT}; trustworthy on the real models measured) "
              "are one press away: **Use the recommended IG settings** below.")
     if name == "seed":
-        return f"{settings} — the **Seed settings** (the notebook's), so that its numbers appear. {offer}"
-    return f"{settings}. {offer}"
+        return f"{line} — the **Seed settings** (the notebook's), so that its numbers appear. {offer}"
+    return f"{line}. {offer}"
 
 
-def steps_line(result: Any) -> str:
+def steps_line(result: IntegratedGradientsScores) -> str:
     """With auto steps: the path points used and the completeness error reached, against the target."""
     if result.target_error is None:
         return ""
@@ -159,8 +174,8 @@ def held_line(held: bool, generated_inputs: int = 0) -> str:
 def score_line(score: str, name: str) -> str:
     """What the scores explain (IG always says; the gradient methods only when not the logit)."""
     if name == "integrated_gradients":
-        return (f"**Score:** {SCORES[score]}. Occlusion always uses the log-probability and the trust "
-                "panel's faithfulness the probability, whatever this setting.")
+        return (f"**Score:** {SCORES[score]}. Occlusion always uses the log-probability, and the trust "
+                "panel's faithfulness its own scale (its table's *drops of* column), whatever this setting.")
     if name in SCORED_METHODS and score != "logit":
         return f"**Score:** not the logit but {SCORES[score]}."
     return ""
@@ -173,8 +188,10 @@ def pad_line(baseline: str, pad_token: str | None) -> str:
     return f"**Pad baseline** = {pad_token}: the seed sets pad = eos."
 
 
-def convergence_summary(result: Any) -> str:
-    """Integrated Gradients' completeness check in words a newcomer can follow (markdown)."""
+def convergence_summary(result: IntegratedGradientsScores, settings: Settings | None = None) -> str:
+    """Integrated Gradients' completeness check in words a newcomer can follow (markdown). Whether it
+    converged is the engine's rule (`Completeness.converged`, the trust panel's), so the tab and the
+    Compare tab never disagree; `settings`: what IG ran with (default: what the result records)."""
     total = result.convergence_delta + result.output_difference
     expected = result.output_difference
     error = abs(result.convergence_delta)
@@ -188,10 +205,9 @@ def convergence_summary(result: Any) -> str:
     if abs(expected) > 1e-6:
         percent_off = 100.0 * error / abs(expected)
         lines[0] += f" ({percent_off:.3g}% of {expected:.4g})."
-        converged = percent_off <= 100.0 * COMPLETENESS_TOLERANCE
     else:
         lines[0] += f" (the {score} barely changes along the path, so a percentage says little)."
-        converged = error <= 1e-3
+    converged = Completeness(result.relative_completeness_error, result.n_steps, result.baseline).converged
     auto = result.target_error is not None
     steps = f"{result.n_steps} path points (auto)" if auto else f"{result.n_steps} steps"
     if converged:
@@ -200,14 +216,14 @@ def convergence_summary(result: Any) -> str:
             "integral has converged, and the scores can be trusted to account for the prediction."
         )
     else:
-        advice = ("" if ig_preset(result) == "recommended"
+        advice = ("" if ig_preset(settings or result) == "recommended"
                   else f", or the **Recommended** settings ({RECOMMENDED_IG_TEXT})")
         more = "" if auto else "more steps (Settings → IG steps), auto steps"
         lines.append(
             f"That is more than {TOLERANCE}: with {steps} the integral has **not** converged. "
             f"Try {more or 'another baseline'}{advice}."
         )
-    if getattr(result, "aggregation", "sum") == "l2":
+    if result.aggregation == "l2":
         lines.append(
             "The bars show each token's L2 norm (the seed's view, always ≥ 0), which does not add up to "
             "anything; the check above uses the signed attributions before taking norms."
@@ -215,14 +231,28 @@ def convergence_summary(result: Any) -> str:
     return "\n\n".join(lines)
 
 
-def method_notes(name: str, result: MethodScores, foil: Target | None = None, chat: bool = False, *,
+def method_notes(name: str, source: Analysis | MethodScores, foil: Target | None = None, chat: bool = False, *,
                  score: str = "logit", pad_token: str | None = None, generated_inputs: int = 0) -> str:
-    """A method tab's notes: what the method measures, the colour legend, the chat template (`chat`),
-    the contrast, the score when it matters (`score`, the one analyze used), and for IG its settings,
-    steps, pad token (`pad_token`, see `pad_line`), held context (`generated_inputs`: generated tokens
-    before the target in the input, never held) and convergence."""
+    """A method tab's notes: what the method measures, the colour legend, the chat template, the contrast,
+    the score when it matters, and for IG its settings, steps, pad token (`pad_token`, see `pad_line`),
+    held context and convergence.
+
+    Pass the `Analysis`: its foil, chat flag, settings (the score, IG's settings, the aggregation that
+    decides the sign) and the generated tokens before the target (never held) are read from it, and
+    `foil`, `chat`, `score` and `generated_inputs` are ignored. Given one result instead (a result built
+    by hand), those keywords say them, and IG's settings are what its result records."""
+    settings: Settings | None = None
+    if isinstance(source, Analysis):
+        if name not in source.methods:
+            raise ValueError(f"no {name!r} result in this analysis; valid choices: {', '.join(source.methods)}")
+        result, foil, chat, settings = source.methods[name], source.foil, source.chat, source.settings
+        generated_inputs = source.n_tokens - (source.n_prompt_tokens or source.n_tokens)
+        aggregation = analysis_aggregation(source)
+        score = score if settings is None else settings.score
+    else:
+        result, aggregation = source, result_aggregation(source)
     label = method_label(name)
-    parts = [f"**{label}.** {method_help(name)}", highlight_legend(result, name)]
+    parts = [f"**{label}.** {method_help(name)}", highlight_legend(result, name, aggregation)]
     if chat:
         parts.append(CHAT_TEMPLATE_NOTE)
     if foil is not None:
@@ -232,30 +262,38 @@ def method_notes(name: str, result: MethodScores, foil: Target | None = None, ch
         else:
             parts.append(f"**Contrast:** these scores explain the explained token's score minus that of "
                          f"{quoted_token(foil.text)} — why this token rather than that one.")
-    if hasattr(result, "convergence_delta"):
-        parts += [ig_settings_line(result), steps_line(result), pad_line(result.baseline, pad_token),
+    if isinstance(result, IntegratedGradientsScores):
+        ig = settings or ig_settings(result)
+        parts += [ig_settings_line(ig), steps_line(result), pad_line(result.baseline, pad_token),
                   score_line(result.score, name), held_line(result.held, generated_inputs),
-                  convergence_summary(result)]
+                  convergence_summary(result, ig)]
     else:
         parts.append(score_line(score, name))
     return "\n\n".join(part for part in parts if part)
 
 
-def completeness_summary(check: Any) -> str:
-    """IG's completeness check from the trust report, in plain words (markdown)."""
+def completeness_summary(check: Completeness | None) -> str:
+    """IG's completeness check from the trust report, in plain words (markdown); converged or not is the
+    engine's `Completeness.converged` (the best of the run and its rerun)."""
     if check is None:
         return ("**Integrated Gradients completeness:** not checked — Integrated Gradients was not run "
                 "(tick it under *Settings → Methods*).")
     text = (f"**Integrated Gradients completeness:** with the *{check.baseline}* baseline and "
             f"{check.n_steps} steps, the signed attributions miss F(input) − F(baseline) by "
             f"**{check.relative_error:.1%}**")
-    if check.rerun_n_steps is not None and check.rerun_relative_error is not None:
+    rerun = check.rerun_n_steps is not None and check.rerun_relative_error is not None
+    if rerun:
         text += (f"; rerun at twice the steps ({check.rerun_n_steps}): **{check.rerun_relative_error:.1%}**")
     text += ". "
-    if check.converged:
+    if check.converged and rerun:
+        # The scores shown are the first run's: say that only the rerun's account for the prediction.
+        text += (f"That is within {TOLERANCE}: **converged** at {check.rerun_n_steps} steps — the scores shown "
+                 f"are the {check.n_steps}-step run's; set *IG steps* to {check.rerun_n_steps} to see scores "
+                 "that account for the prediction.")
+    elif check.converged:
         text += f"That is within {TOLERANCE}: **converged** — the scores account for the prediction."
     else:
-        advice = ("more steps" if check.baseline == PRESETS["recommended"]["baseline"]
+        advice = ("more steps" if check.baseline == PRESETS["recommended"].baseline
                   else f"the **Recommended** settings ({RECOMMENDED_IG_TEXT})")
         text += f"That is over {TOLERANCE}: **not converged** — try {advice}."
     return text

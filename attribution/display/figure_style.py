@@ -13,11 +13,9 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.colors import LinearSegmentedColormap
 
-from ..catalog import METHOD_COLORS, SIGNED_METHODS
-
+from ..catalog import METHOD_COLORS, METHOD_LABELS, is_signed
 from .labels import target_phrase, token_label
-from ..catalog import METHOD_LABELS
-from ..results import Analysis, MethodScores
+from ..results import Analysis, IntegratedGradientsScores, MethodScores
 
 # Method colours come from the catalog; a method missing there gets a FALLBACK_COLORS one.
 # No purple: negative scores are drawn in purple.
@@ -30,7 +28,6 @@ DIVERGING_CMAP = LinearSegmentedColormap.from_list("attribution_diverging",
 UNSIGNED_CMAP = "YlOrRd"
 MASKED_COLOR = "0.88"  # cells left out: special tokens hidden from the scaling, tokens after the target
 EXCLUDED_LABEL_COLOR = "0.6"  # tick labels of tokens left out of the scaling
-#: Methods whose scores are signed by construction, even when every score of one prompt is ≥ 0.
 MAX_TICK_LABELS = 60  # more tokens than this: label every k-th tick so the labels stay legible
 
 
@@ -42,13 +39,25 @@ def method_color(name: str) -> str:
     return FALLBACK_COLORS[index % len(FALLBACK_COLORS)]
 
 
-def is_signed(name: str, result: MethodScores) -> bool:
-    """Whether a method's scores can be negative (diverging colours, a zero line, the signed legend):
-    IG by its aggregation, Input × Gradient and Occlusion always, the others when a score is negative."""
-    aggregation = getattr(result, "aggregation", None)
-    if aggregation is not None:
-        return aggregation == "sum"
-    return name in SIGNED_METHODS or bool(result.signed)
+def result_aggregation(result: MethodScores) -> str | None:
+    """The IG aggregation a result records (None for the other methods, whose sign does not depend on it)."""
+    return result.aggregation if isinstance(result, IntegratedGradientsScores) else None
+
+
+def analysis_aggregation(analysis: Analysis) -> str | None:
+    """The IG aggregation an analysis was computed with: its settings', else (a result built by hand,
+    without settings) what its IG result records; None when neither says."""
+    if analysis.settings is not None:
+        return analysis.settings.aggregation
+    result = analysis.methods.get("integrated_gradients")
+    return None if result is None else result_aggregation(result)
+
+
+def method_signed(analysis: Analysis, name: str) -> bool:
+    """Whether a method's scores in this analysis are signed (diverging colours, a zero line, the signed
+    legend): the catalog decides (`attribution.catalog.is_signed`), with the analysis's aggregation. Never
+    read from the scores: a signed method whose scores all happen to be ≥ 0 is still drawn signed."""
+    return is_signed(name, analysis_aggregation(analysis))
 
 
 def plain_text(text: str) -> str:

@@ -15,14 +15,14 @@ from .figure_style import (
     draw_heatmap,
     figure_width,
     grey_excluded_ticks,
-    is_signed,
     method_color,
+    method_signed,
     plain_text,
     set_token_ticks,
 )
 from .labels import method_label, target_phrase
 from ..catalog import CATALOG
-from ..results import Analysis, MethodScores
+from ..results import Analysis, IntegratedGradientsScores, MethodScores
 
 
 #: How an aggregation is named on an axis.
@@ -33,7 +33,7 @@ def score_axis_label(name: str, result: MethodScores) -> str:
     """The y-axis label of a method's bar chart, naming what the number is (as the seed's labels do):
     the catalog's `axis_label`, with the method's label and its result's aggregation filled in."""
     template = CATALOG[name].axis_label
-    words = AGGREGATION_WORDS.get(getattr(result, "aggregation", None))
+    words = AGGREGATION_WORDS.get(result.aggregation) if isinstance(result, IntegratedGradientsScores) else None
     if words is None:  # a result without an aggregation: the label alone
         template = template.replace(" ({aggregation})", "")
     return template.format(label=method_label(name), aggregation=words)
@@ -50,7 +50,7 @@ def bar_figure(analysis: Analysis, name: str) -> Figure:
     color = method_color(name)
     colors = [color if value >= 0 else NEGATIVE_COLOR for value in scores]
     ax.bar(np.arange(len(tokens)), scores, color=colors, alpha=0.8)
-    if is_signed(name, result):
+    if method_signed(analysis, name):
         ax.axhline(0.0, color="0.35", linewidth=0.8)
     set_token_ticks(ax, tokens)
     grey_excluded_ticks(ax, analysis.template_tokens)  # the template's raw scores stay visible here

@@ -1,4 +1,8 @@
-"""Every figure of one analysis, by a file-name-safe key: what the app shows and offers as PNGs.
+"""Every figure of one analysis, by key: what the app shows and offers as PNGs.
+
+A key is "<tab>:<part>", the scheme of the page's outputs: "<method>:bars", "<method>:layers",
+"compare:heatmap", "compare:bars", "compare:agreement", and "answer_map:<method>" (the page's
+"answer_map:heatmap" shows the picked method's). `file_name` turns a key into a PNG file name.
 
 The figures themselves live in `method_figures` (one method's bars, layers and heads),
 `comparison_figures` (every method side by side, and their agreement) and `answer_map_figures`; their
@@ -25,19 +29,25 @@ from ..results import Analysis
 
 
 def figure_keys(analysis: Analysis) -> list[str]:
-    """The keys of every figure the analysis has, in order: '<method>_bars', '<method>_layers' (for results
-    with per-layer data), 'comparison_heatmap', 'comparison_bars', 'answer_map_<method>' (with an answer
-    map) and 'agreement_heatmap' (with a trust report on two or more methods)."""
+    """The keys of every figure the analysis has, in order: '<method>:bars', '<method>:layers' (for results
+    with per-layer data), 'compare:heatmap', 'compare:bars', 'answer_map:<method>' (with an answer
+    map) and 'compare:agreement' (with a trust report on two or more methods)."""
     keys: list[str] = []
     for name, result in analysis.methods.items():
-        keys.append(f"{name}_bars")
+        keys.append(f"{name}:bars")
         if np.asarray(getattr(result, "per_layer", np.zeros((0, 0)))).size:
-            keys.append(f"{name}_layers")
-    keys += ["comparison_heatmap", "comparison_bars"]
-    keys += [f"answer_map_{name}" for name in analysis.answer_map]
+            keys.append(f"{name}:layers")
+    keys += ["compare:heatmap", "compare:bars"]
+    keys += [f"answer_map:{name}" for name in analysis.answer_map]
     if analysis.trust is not None and len(analysis.methods) >= 2:
-        keys.append("agreement_heatmap")
+        keys.append("compare:agreement")
     return keys
+
+
+def file_name(key: str) -> str:
+    """A figure key as a PNG file name ('compare:heatmap' → 'compare_heatmap.png'): a colon is not a
+    file name character everywhere."""
+    return f"{key.replace(':', '_')}.png"
 
 
 def draw_figure(analysis: Analysis, key: str, exclude_special: bool = False, selected: int = 1) -> Figure:
@@ -45,23 +55,23 @@ def draw_figure(analysis: Analysis, key: str, exclude_special: bool = False, sel
     generated token); KeyError for a key the analysis has no figure for."""
     if key not in figure_keys(analysis):
         raise KeyError(f"no figure {key!r} for this analysis; it has: {', '.join(figure_keys(analysis))}")
-    if key == "comparison_heatmap":
+    owner, part = key.split(":", 1)
+    if key == "compare:heatmap":
         return comparison_heatmap_figure(analysis, exclude_special)
-    if key == "comparison_bars":
+    if key == "compare:bars":
         return comparison_bars_figure(analysis, exclude_special)
-    if key == "agreement_heatmap":
+    if key == "compare:agreement":
         foil = None if analysis.foil is None else analysis.foil.text
         return agreement_figure(list(analysis.methods), analysis.trust.spearman,
                                 target_phrase(analysis.target.text, foil))
-    if key.startswith("answer_map_"):
-        name = key.removeprefix("answer_map_")
-        table = analysis.answer_map[name]
+    if owner == "answer_map":
+        table = analysis.answer_map[part]
         exclude, template = source_exclusions(analysis, table, exclude_special)
-        return answer_map_figure(table, signed=answer_map_signed(analysis, name), exclude=exclude,
+        return answer_map_figure(table, signed=answer_map_signed(analysis, part), exclude=exclude,
                                  template=template, selected=selected)
-    if key.endswith("_layers"):
-        return layer_heatmap_figure(analysis, key.removesuffix("_layers"))
-    return bar_figure(analysis, key.removesuffix("_bars"))
+    if part == "layers":
+        return layer_heatmap_figure(analysis, owner)
+    return bar_figure(analysis, owner)
 
 
 def analysis_figures(analysis: Analysis, exclude_special: bool = False) -> Mapping[str, Figure]:

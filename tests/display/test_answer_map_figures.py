@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from attribution.catalog import is_signed
 from attribution.display import answer_map_figures, labels
 from attribution.results import Analysis, Target
+from attribution.settings import Settings
 from helpers import CHAT_TEMPLATE_POSITIONS, GENERATED, TOKENS, make_answer_map, make_chat_analysis, tick_texts
 
 
@@ -64,3 +68,14 @@ def test_answer_map_sources_carry_the_prompts_chat_template_flags_only():
     assert list(np.flatnonzero(exclude)) == list(np.flatnonzero(template)) == list(CHAT_TEMPLATE_POSITIONS)
     figure = answer_map_figures.answer_map_figure(table, signed=True, exclude=exclude, template=template)
     assert "chat-template tokens left out" in figure.axes[0].get_title().replace("\n", " ")
+
+
+@pytest.mark.parametrize("aggregation", ["l2", "sum"])
+def test_answer_map_sign_is_the_catalogs_with_the_analysis_aggregation(aggregation):
+    # The maps hold negative numbers whatever the method: the sign comes from the catalog, not the data.
+    analysis = dataclasses.replace(make_chat_analysis(), settings=Settings(aggregation=aggregation), answer_map={
+        name: make_answer_map(name) for name in ("gradient", "input_x_gradient", "integrated_gradients")})
+    assert all((table.matrix < 0).any() for table in analysis.answer_map.values())
+    signed = {name: answer_map_figures.answer_map_signed(analysis, name) for name in analysis.answer_map}
+    assert signed == {name: is_signed(name, aggregation) for name in analysis.answer_map}
+    assert signed["integrated_gradients"] == (aggregation == "sum") and not signed["gradient"]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 
 import attribution
 from attribution.display import explanations
+from attribution.reports import Completeness, Progress
 from attribution.results import IntegratedGradientsScores, MethodScores
-from attribution.trust import Completeness
+from attribution.settings import PRESETS, Settings
 from helpers import TOKENS, make_analysis, make_rich_analysis
 
 
@@ -104,8 +108,56 @@ def test_the_gradient_notes_name_the_score_only_when_it_is_not_the_logit():
 
 
 def test_progress_line_for_auto_steps():
-    from attribution.engine import Progress
-
     stage = Progress("method", 1, 3, "integrated_gradients")
     assert explanations.stage_text(stage, "auto") == "Computing Integrated Gradients (auto steps)…"
     assert explanations.stage_text(stage, 50.0) == "Computing Integrated Gradients (50 steps)…"
+
+
+def test_ig_settings_are_the_analysis_own_record():
+    analysis = make_analysis()  # hand-made: its IG result records 50 steps, a zero baseline, L2
+    assert explanations.ig_settings(analysis) == explanations.ig_settings(analysis.methods["integrated_gradients"])
+    assert explanations.ig_preset(analysis) == "seed"
+    # With settings, they are what counts (methods and prompt-specific settings aside).
+    recommended = PRESETS["recommended"].replace(methods=("gradient", "integrated_gradients"), target=2, trust=True)
+    computed = dataclasses.replace(analysis, settings=recommended)
+    assert explanations.ig_settings(computed) is recommended
+    assert explanations.ig_preset(computed) == explanations.ig_preset(recommended) == "recommended"
+    assert explanations.ig_preset(recommended.replace(score="probability")) is None
+    assert explanations.ig_settings_text(PRESETS["seed"]) == (
+        "zero baseline, L2 norm, 50 steps, logit score, context not held")
+    notes = explanations.method_notes("integrated_gradients", computed)
+    assert f"**Settings:** {explanations.RECOMMENDED_IG_TEXT} — the **Recommended** settings" in notes
+    without = dataclasses.replace(analysis, methods={"gradient": analysis.methods["gradient"]})
+    with pytest.raises(ValueError, match="no settings"):
+        explanations.ig_settings(without)
+
+
+def test_method_notes_read_the_analysis():
+    analysis = dataclasses.replace(make_rich_analysis(), settings=Settings(score="log_probability", chat=True))
+    notes = explanations.method_notes("gradient", analysis, score="logit")  # the analysis's settings win
+    assert "not the logit but the target's log-probability" in notes and "**Contrast:**" in notes
+    assert explanations.method_notes("gradient", analysis) == explanations.method_notes(
+        "gradient", analysis.methods["gradient"], analysis.foil, analysis.chat, score="log_probability")
+    with pytest.raises(ValueError, match="valid choices"):
+        explanations.method_notes("occlusion", analysis)
+
+
+@pytest.mark.parametrize("aggregation", ["l2", "sum"])
+def test_the_legend_follows_the_catalog_not_the_scores(aggregation):
+    analysis = make_analysis(aggregation=aggregation)
+    signed = attribution.catalog.is_signed("integrated_gradients", aggregation)
+    assert ("purple" in explanations.method_notes("integrated_gradients", analysis)) == signed
+    negative = dataclasses.replace(analysis, methods={**analysis.methods, "gradient": MethodScores(
+        "gradient", -np.ones(len(TOKENS)))})
+    assert "never negative" in explanations.method_notes("gradient", negative)
+
+
+def test_converged_is_the_engines_rule():
+    # F barely changes along the path: 1e-4 off is tiny, but the relative error is not, and the engine
+    # (the trust panel, the verdict) counts that as not converged; so does the tab.
+    flat = IntegratedGradientsScores("integrated_gradients", np.ones(3), convergence_delta=1e-4, input_output=1.0,
+                                     baseline_output=1.0 - 1e-8, n_steps=50, baseline="zero")
+    for result in (flat, ig_result(n_steps=50), ig_result(n_steps=50, convergence_delta=0.5)):
+        engine = Completeness(result.relative_completeness_error, result.n_steps, result.baseline).converged
+        assert ("the integral has converged" in explanations.convergence_summary(result)) == engine
+    assert "barely changes" in explanations.convergence_summary(flat)

@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
 
+import numpy as np
+import pytest
+
+from attribution import catalog
 from attribution.display import figure_style, labels
 from attribution.results import MethodScores
-from helpers import TOKENS, make_chat_analysis, make_rich_analysis
+from attribution.settings import Settings
+from helpers import TOKENS, make_analysis, make_chat_analysis, make_rich_analysis
 
 
 def test_signed_methods_are_signed_even_when_all_scores_are_positive():
-    occlusion = MethodScores("occlusion", np.linspace(0.1, 1.0, len(TOKENS)))
-    assert figure_style.is_signed("occlusion", occlusion) and figure_style.is_signed("input_x_gradient", occlusion)
-    assert not figure_style.is_signed("gradient", MethodScores("gradient", np.ones(3)))
+    # Signedness is the catalog's (method × aggregation), never read from the scores' signs.
+    analysis = make_analysis()
+    positive = {"occlusion": MethodScores("occlusion", np.linspace(0.1, 1.0, len(TOKENS))),
+                "gradient": MethodScores("gradient", -np.linspace(0.1, 1.0, len(TOKENS)))}  # negative, yet unsigned
+    analysis = dataclasses.replace(analysis, methods={**analysis.methods, **positive})
+    for name in analysis.methods:
+        assert figure_style.method_signed(analysis, name) == catalog.is_signed(name, "l2")
+    assert figure_style.method_signed(analysis, "occlusion") and not figure_style.method_signed(analysis, "gradient")
+
+
+@pytest.mark.parametrize("aggregation", ["l2", "sum"])
+def test_ig_is_signed_by_the_analysis_aggregation(aggregation):
+    # Hand-made (no settings): the IG result's record; computed: the settings', which win.
+    hand_made = make_analysis(aggregation=aggregation)
+    assert figure_style.analysis_aggregation(hand_made) == aggregation
+    assert figure_style.method_signed(hand_made, "integrated_gradients") == catalog.is_signed(
+        "integrated_gradients", aggregation)
+    other = "sum" if aggregation == "l2" else "l2"
+    computed = dataclasses.replace(hand_made, settings=Settings(aggregation=other))
+    assert figure_style.analysis_aggregation(computed) == other
+    assert figure_style.method_signed(computed, "integrated_gradients") == (other == "sum")
+    without_ig = dataclasses.replace(hand_made, methods={"gradient": hand_made.methods["gradient"]})
+    assert figure_style.analysis_aggregation(without_ig) is None
+    with pytest.raises(ValueError, match="valid choices"):
+        figure_style.method_signed(hand_made, "shap")
 
 
 def test_titles_never_split_a_quoted_token():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from attribution.display import labels, tables
+from attribution.reports import Faithfulness
 from helpers import CHAT_TEMPLATE_POSITIONS, TOKENS, make_analysis, make_chat_analysis, make_rich_analysis
 
 
@@ -39,14 +40,32 @@ def test_top_rows_rank_the_highest_scores():
 
 def test_trust_tables():
     analysis = make_rich_analysis()
-    rows = tables.faithfulness_rows(analysis.trust)
+    report = analysis.trust
+    rows = tables.faithfulness_rows(report)
     assert [row[0] for row in rows] == ["Gradient", "Attention", "Integrated Gradients"]
     assert len(tables.FAITHFULNESS_HEADERS) == len(rows[0])
-    assert rows[0][1:5] == ["0.600", "0.300", "0.200", "0.500"] and rows[0][5] == "yes, both"
-    assert rows[1][5] == "comprehensiveness only" and rows[2][5] == "no"
-    pairs = {row[0]: row for row in tables.agreement_rows(analysis.trust, n_content=9)}
+    gradient = report.faithfulness["gradient"]
+    assert rows[0][1] == f"{gradient.comprehensiveness:.3f}" and rows[0][3] == f"{gradient.sufficiency:.3f}"
+    # The sample's reports carry no random interval, so the engine says none beats random, although
+    # Gradient beats the random mean on both measures and Attention on comprehensiveness.
+    assert gradient.comprehensiveness > gradient.random_comprehensiveness and not gradient.comprehensiveness_beats_random
+    assert rows[0][2] == f"{gradient.random_comprehensiveness:.3f} [no interval]"
+    assert [row[5:] for row in rows] == [["no", item.evidence, item.measured] for item in report.faithfulness.values()]
+    pairs = {row[0]: row for row in tables.agreement_rows(report, n_content=9)}
     assert pairs["Gradient vs Attention"][1:] == ["0.50", "2 of 3"]
     assert pairs["Attention vs Integrated Gradients"][1:] == ["n/a", "3 of 3"]
+
+
+@pytest.mark.parametrize("comprehensive, sufficient, words", [
+    (True, True, "yes, both"), (True, False, "comprehensiveness only"), (False, True, "sufficiency only"),
+    (False, False, "no")])
+def test_beats_random_says_what_the_engine_decides(comprehensive, sufficient, words):
+    # Each measure's result against a tight interval around the random mean: beyond it or inside it.
+    item = Faithfulness(0.6 if comprehensive else 0.31, 0.2 if sufficient else 0.49, 0.3, 0.5,
+                        random_comprehensiveness_interval=(0.29, 0.32), random_sufficiency_interval=(0.48, 0.51))
+    assert (item.comprehensiveness_beats_random, item.sufficiency_beats_random) == (comprehensive, sufficient)
+    assert tables.beats_random_text(item) == words
+    assert tables.interval_text(-0.25, (-0.5, 0.125)) == "-0.250 [-0.500, 0.125]"
 
 
 def test_hiding_special_tokens_leaves_them_out_of_the_highlight_scaling():
