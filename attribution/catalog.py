@@ -165,8 +165,6 @@ METHOD_LABELS: dict[str, str] = {name: info.label for name, info in CATALOG.item
 METHOD_DESCRIPTIONS: dict[str, str] = {name: info.description for name, info in CATALOG.items()}
 METHOD_HELP: dict[str, str] = {name: info.help for name, info in CATALOG.items()}
 METHOD_COLORS: dict[str, str] = {name: info.color for name, info in CATALOG.items()}
-#: Methods signed whatever the settings (IG is signed only with the "sum" aggregation: `is_signed`).
-SIGNED_METHODS = frozenset(name for name, info in CATALOG.items() if info.signed is True)
 TARGET_FREE_METHODS = tuple(name for name, info in CATALOG.items() if not info.target_dependent)
 LAYERED_METHODS = tuple(name for name, info in CATALOG.items() if info.layered)
 ANSWER_MAP_METHODS = tuple(name for name, info in CATALOG.items() if info.answer_map is not False)

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .reports import TrustReport
-from .settings import Settings
+from .settings import COMPLETENESS_TOLERANCE, Settings
 
 
 def _as_float_array(values: Any, name: str, ndim: int) -> np.ndarray:
@@ -46,11 +46,6 @@ class MethodScores:
     def n_tokens(self) -> int:
         return int(self.scores.shape[0])
 
-    @property
-    def signed(self) -> bool:
-        """Whether negative scores are meaningful (used to choose the colour scale)."""
-        return bool(np.any(self.scores < 0))
-
     def to_dict(self) -> dict[str, Any]:
         return {"scores": [float(value) for value in self.scores]}
 
@@ -73,10 +68,6 @@ class AttentionScores(MethodScores):
                 f"{self.per_layer.shape}, per_head {self.per_head.shape}"
             )
         _check_finite(self.per_head, "attention weights")
-
-    @property
-    def signed(self) -> bool:
-        return False
 
     def to_dict(self) -> dict[str, Any]:
         result = super().to_dict()
@@ -111,8 +102,9 @@ class IntegratedGradientsScores(MethodScores):
             object.__setattr__(self, name, value)
 
     @property
-    def signed(self) -> bool:
-        return self.aggregation == "sum"
+    def converged(self) -> bool:
+        """Its completeness error is within COMPLETENESS_TOLERANCE (the trust panel's rule, `Completeness`)."""
+        return self.relative_completeness_error <= COMPLETENESS_TOLERANCE
 
     @property
     def reached_target(self) -> bool | None:

@@ -207,7 +207,7 @@ def convergence_summary(result: IntegratedGradientsScores, settings: Settings | 
         lines[0] += f" ({percent_off:.3g}% of {expected:.4g})."
     else:
         lines[0] += f" (the {score} barely changes along the path, so a percentage says little)."
-    converged = Completeness(result.relative_completeness_error, result.n_steps, result.baseline).converged
+    converged = result.converged
     auto = result.target_error is not None
     steps = f"{result.n_steps} path points (auto)" if auto else f"{result.n_steps} steps"
     if converged:
