@@ -15,8 +15,8 @@ from .methods import METHODS
 from .models import LoadedModel
 from .passes import AttributionRequest, SharedWork
 from .prompts import EncodedPrompt, encode_prompt, held_context
-from .reports import Progress
-from .results import Analysis, Prediction, Target
+from .reports import Progress, TrustReport
+from .results import Analysis, AnswerMap, MethodScores, Prediction, Target
 from .settings import Settings
 from .targets import ResolvedTarget, display_tokens, resolve_foil, resolve_target, validate_prompt
 from .trust import assess
@@ -110,6 +110,7 @@ class _Prepared:
     held: np.ndarray  # [seq] bool: the held context
     next_token_logits: torch.Tensor | None  # [vocab] at the target's position, when generation saw it
     request: AttributionRequest
+    tokens: tuple[str, ...]  # the input tokens' display strings
 
 
 def _prepare(loaded: LoadedModel, prompt: str, settings: Settings) -> _Prepared:
@@ -136,7 +137,34 @@ def _prepare(loaded: LoadedModel, prompt: str, settings: Settings) -> _Prepared:
         # methods their input gradient) is computed by whichever asks first.
         work=SharedWork(with_integration="integrated_gradients" in settings.methods),
     )
-    return _Prepared(encoded, generated_ids, resolved, foil, special, user_tokens, held, next_token_logits, request)
+    tokens = tuple(display_tokens(loaded, resolved.input_ids.tolist()))
+    return _Prepared(encoded, generated_ids, resolved, foil, special, user_tokens, held, next_token_logits, request,
+                     tokens)
+
+
+def _run_stages(
+    loaded: LoadedModel, prepared: _Prepared, settings: Settings, report_stage: Callable[..., None]
+) -> tuple[dict[str, MethodScores], dict[str, AnswerMap], TrustReport | None]:
+    """Each method in the order asked, then the answer map and the trust panel when asked for."""
+    request, n_prompt = prepared.request, prepared.encoded.ids.numel()
+    results = {}
+    for name in settings.methods:
+        report_stage("method", name)
+        results[name] = METHODS[name](loaded, request)
+    answer_map = {}
+    if settings.all_targets:
+        report_stage("answer_map")
+        answer_map = compute_answer_map(
+            loaded, prepared.encoded.ids, prepared.generated_ids, request,
+            held=prepared.held[:n_prompt] if settings.hold_context else None,
+        )
+    report = None
+    if settings.trust:
+        report_stage("trust")
+        # Held context (the first position, special and template tokens): faithfulness never hides it,
+        # agreement and the verdict leave it out.
+        report = assess(loaded, request, prepared.tokens, results, prepared.held, user=prepared.user_tokens)
+    return results, answer_map, report
 
 
 def analyze(
@@ -168,32 +196,15 @@ def analyze(
     with loaded.lock, cpu_threads_for(loaded):
         report_stage("generate")
         prepared = _prepare(loaded, prompt, settings)
-        request, n_prompt = prepared.request, prepared.encoded.ids.numel()
-        results = {}
-        for name in settings.methods:
-            report_stage("method", name)
-            results[name] = METHODS[name](loaded, request)
-        tokens = tuple(display_tokens(loaded, request.input_ids.tolist()))
-        answer_map = {}
-        if settings.all_targets:
-            report_stage("answer_map")
-            answer_map = compute_answer_map(
-                loaded, prepared.encoded.ids, prepared.generated_ids, request,
-                held=prepared.held[:n_prompt] if settings.hold_context else None,
-            )
-        report = None
-        if settings.trust:
-            report_stage("trust")
-            # Held context (the first position, special and template tokens): faithfulness never hides it,
-            # agreement and the verdict leave it out.
-            report = assess(loaded, request, tokens, results, prepared.held, user=prepared.user_tokens)
+        results, answer_map, report = _run_stages(loaded, prepared, settings, report_stage)
+        request = prepared.request
         predictions = top_predictions(loaded, request.input_ids, logits=prepared.next_token_logits)
 
     generated_ids = prepared.generated_ids
     return Analysis(
         model=loaded.name,
         prompt=prompt,
-        input_tokens=tokens,
+        input_tokens=prepared.tokens,
         input_ids=request.input_ids.cpu().numpy(),
         generated_text=loaded.tokenizer.decode(generated_ids.tolist(), skip_special_tokens=True),
         generated_ids=generated_ids.cpu().numpy(),
@@ -205,7 +216,7 @@ def analyze(
         user_tokens=prepared.user_tokens,
         held_tokens=prepared.held,
         chat=settings.chat,
-        n_prompt_tokens=int(n_prompt),
+        n_prompt_tokens=int(prepared.encoded.ids.numel()),
         system=settings.system,
         answer_map=answer_map,
         trust=report,

@@ -105,6 +105,49 @@ def _margin(item: Faithfulness) -> float:
     return item.comprehensiveness - item.random_comprehensiveness
 
 
+def _evidence_sentences(report: Mapping[str, Faithfulness], rated: list[str], trusted: list[str], evidence: str,
+                        n_content: int) -> list[str]:
+    """What the faithfulness report supports: which methods beat random orders, by how much."""
+    if evidence == "none":
+        sentences = ["no method beats random here: removing each method's top tokens changes the prediction "
+                     "no more than removing random tokens"]
+    else:
+        best = max(trusted, key=lambda name: _margin(report[name]))
+        item = report[best]
+        verb = f"beat{'s' if len(trusted) == 1 else ''}"
+        lead = (f"{_names(trusted)} {verb} random token orders" if evidence == "clear" else
+                f"the evidence is weak: {_names(trusted)} {verb} random token orders on only one of the two measures")
+        sentences = [f"{lead}; removing {METHOD_LABELS.get(best, best)}'s top tokens lowers "
+                     f"{item.measured} by {item.comprehensiveness:.3g} on average, against "
+                     f"{item.random_comprehensiveness:.3g} for random tokens"]
+    if n_content <= 2:
+        sentences.append(f"only {n_content} token{'s' if n_content != 1 else ''} could be removed, so that "
+                         "comparison is weak")
+    return sentences
+
+
+def _top_token_sentence(tokens: tuple[str, ...], methods: Mapping[str, MethodScores], voters: list[str],
+                        quotable: np.ndarray) -> tuple[str, int | None]:
+    """Which typed token the voting methods rank first, and its position when they agree (or one votes)."""
+    tops: dict[int, list[str]] = {}
+    for name in voters:
+        tops.setdefault(_top(methods[name].scores, quotable, 1)[0], []).append(name)
+    position, agreeing = max(tops.items(), key=lambda item: len(item[1]))
+    token = quote(tokens[position])
+    if len(agreeing) >= 2:
+        return f"{_names(agreeing)} agree that the typed token that matters most is {token}", position
+    if len(voters) == 1:
+        return f"{_names(agreeing)} ranks {token} first among the typed tokens", position
+    return "the methods disagree on which typed token matters most", None
+
+
+def _ig_sentence(check: Completeness) -> str:
+    error = check.relative_error if check.rerun_relative_error is None else check.rerun_relative_error
+    advice = "try more steps" if check.baseline == RECOMMENDED_BASELINE else f"try the {RECOMMENDED_BASELINE} baseline"
+    return (f"IG did not converge ({error:.0%} off even at {check.rerun_n_steps or check.n_steps} steps; {advice}), "
+            "so it is not cited")
+
+
 def verdict(
     tokens: tuple[str, ...], methods: Mapping[str, MethodScores], content: np.ndarray,
     report: Mapping[str, Faithfulness], check: Completeness | None, quotable: np.ndarray | None = None,
@@ -121,51 +164,18 @@ def verdict(
     quotable = content if quotable is None else np.asarray(quotable, dtype=bool) & content
     ig_failed = check is not None and not check.converged
     citable = [name for name in methods if not (ig_failed and name == "integrated_gradients")]
-    sentences: list[str] = []
-    positions: list[int] = []
     rated = [name for name in citable if name in report]
     evidence = max((report[name].evidence for name in rated), key=EVIDENCE.index, default="none")
     trusted = [name for name in rated if report[name].evidence == evidence] if evidence != "none" else []
-    if rated:
-        if evidence == "none":
-            sentences.append(
-                "no method beats random here: removing each method's top tokens changes the prediction "
-                "no more than removing random tokens"
-            )
-        else:
-            best = max(trusted, key=lambda name: _margin(report[name]))
-            item = report[best]
-            if evidence == "clear":
-                lead = f"{_names(trusted)} beat{'s' if len(trusted) == 1 else ''} random token orders"
-            else:
-                lead = f"the evidence is weak: {_names(trusted)} beat{'s' if len(trusted) == 1 else ''} " \
-                       "random token orders on only one of the two measures"
-            sentences.append(
-                f"{lead}; removing {METHOD_LABELS.get(best, best)}'s top tokens lowers "
-                f"{item.measured} by {item.comprehensiveness:.3g} on average, against "
-                f"{item.random_comprehensiveness:.3g} for random tokens"
-            )
-        n_content = int(content.sum())
-        if n_content <= 2:
-            sentences.append(f"only {n_content} token{'s' if n_content != 1 else ''} could be removed, so that "
-                             "comparison is weak")
+    sentences = _evidence_sentences(report, rated, trusted, evidence, int(content.sum())) if rated else []
+    positions: list[int] = []
     # Which typed token matters most, by the methods the evidence supports (all citable ones when
     # there is no faithfulness report, e.g. no content at all).
     voters = trusted or (citable if not rated else [])
     if quotable.any() and voters:
-        tops: dict[int, list[str]] = {}
-        for name in voters:
-            tops.setdefault(_top(methods[name].scores, quotable, 1)[0], []).append(name)
-        position, agreeing = max(tops.items(), key=lambda item: len(item[1]))
-        token = quote(tokens[position])
-        if len(agreeing) >= 2:
-            sentences.append(f"{_names(agreeing)} agree that the typed token that matters most is {token}")
-            positions.append(position)
-        elif len(voters) == 1:
-            sentences.append(f"{_names(agreeing)} ranks {token} first among the typed tokens")
-            positions.append(position)
-        else:
-            sentences.append("the methods disagree on which typed token matters most")
+        sentence, position = _top_token_sentence(tokens, methods, voters, quotable)
+        sentences.append(sentence)
+        positions += [] if position is None else [position]
     elif rated and evidence == "none" and quotable.any():
         sentences.append("so no token can be named as the one that drove the prediction")
     if "attention" in methods and (~content).any():
@@ -177,14 +187,7 @@ def verdict(
                 f"{held_share:.0%} of it)"
             )
     if ig_failed:
-        error = check.relative_error if check.rerun_relative_error is None else check.rerun_relative_error
-        advice = (
-            "try more steps" if check.baseline == RECOMMENDED_BASELINE else f"try the {RECOMMENDED_BASELINE} baseline"
-        )
-        sentences.append(
-            f"IG did not converge ({error:.0%} off even at {check.rerun_n_steps or check.n_steps} steps; {advice}), "
-            "so it is not cited"
-        )
+        sentences.append(_ig_sentence(check))
     text = "; ".join(sentences) or "nothing to compare"
     return Verdict(text[0].upper() + text[1:] + ".", tuple(positions), evidence)
 
