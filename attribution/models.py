@@ -315,15 +315,21 @@ def _finish(name: str, model, tokenizer, device: torch.device, dtype: torch.dtyp
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=device, dtype=dtype, note=note)
 
 
-def is_chat_model(loaded: LoadedModel) -> bool:
-    """Whether prompts should go through the chat template by default: the tokenizer has one and the
-    model is known to be instruction-tuned (a packaged chat model, or a name that says so)."""
-    if not getattr(loaded.tokenizer, "chat_template", None):
-        return False
-    packaged = PACKAGED_MODELS.get(loaded.name)
+def is_chat_model_name(name: str) -> bool:
+    """Whether a model name says the model is instruction-tuned, without loading it: a packaged model by
+    its entry, any other by its last path part (-Instruct, -chat, -it)."""
+    packaged = PACKAGED_MODELS.get(name)
     if packaged is not None:
         return packaged.chat
-    return bool(_CHAT_NAME.search(Path(loaded.name).name))
+    return bool(_CHAT_NAME.search(Path(name).name))
+
+
+def is_chat_model(loaded: LoadedModel) -> bool:
+    """Whether prompts should go through the chat template by default: the tokenizer has one and the
+    model is known to be instruction-tuned (`is_chat_model_name`)."""
+    if not getattr(loaded.tokenizer, "chat_template", None):
+        return False
+    return is_chat_model_name(loaded.name)
 
 
 def clear_cache() -> None:

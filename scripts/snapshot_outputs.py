@@ -5,15 +5,18 @@ records: the check that a refactoring changed no output.
     python scripts/snapshot_outputs.py record /tmp/after.json      # on the new code
     python scripts/snapshot_outputs.py compare /tmp/before.json /tmp/after.json
 
-Recorded per case: the library's JSON (`attribution.analyze(...).to_dict()`), and every output of the page's
-`/analyze` handler in order: text and tables as values, figures as the SHA-256 of the PNG shown, download
-files as the SHA-256 of their bytes (their paths differ per request). Timings are left out of the JSON.
+Recorded per case: the library's JSON (`attribution.analyze(...).to_dict()`), every output of the page's
+`/analyze` handler in order (text and tables as values, download files as the SHA-256 of their bytes, as
+their paths differ per request), every figure the page draws for it when each tab is opened (the SHA-256 of
+the PNG shown), and the session's stored result (its View and settings; the state itself is a random id).
+Timings are left out of the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -93,19 +96,31 @@ def library_settings(page: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def record(path: Path) -> None:
-    from app import OUTPUT_KEYS, analyze  # the Space's API function and its outputs, before and after the move
+def page_record(outputs: list[Any]) -> dict[str, Any]:
+    """The page's outputs for one case, each tab's figures as drawn when it is opened, and what the session
+    stores (the state is a random id: its stored View and settings stand in for it)."""
+    from app import OUTPUT_KEYS  # the Space's API outputs, before and after the move
+    from ui import figures, store
 
-    keys = list(OUTPUT_KEYS)
+    values = dict(zip(OUTPUT_KEYS, outputs))
+    stored = store.recall(values["state"])
+    values["state"] = {"view": dataclasses.asdict(stored.view), "settings": stored.analysis.settings.to_dict()}
+    for tab in figures.TAB_FIGURES:  # the answer map at its first method and row, as the page opens it
+        drawn = figures.stored_figures(stored, tab, stored.view.hide_special)
+        values |= {key: drawn[key] for key in figures.TAB_FIGURES[tab]}
+    return {key: without_timings(plain(value)) for key, value in values.items()}
+
+
+def record(path: Path) -> None:
+    from app import analyze  # the Space's API function, before and after the move
+
     cases = []
     for model, prompt, page in CASES:
         name = model or attribution.default_model_name()
         loaded = attribution.load_model(name)
         library = attribution.analyze(loaded, prompt, **library_settings(page)).to_dict()
-        outputs = analyze(prompt, model, **page)
         cases.append({"model": name, "prompt": prompt, "settings": page,
-                      "library": without_timings(library),
-                      "page": {key: without_timings(plain(value)) for key, value in zip(keys, outputs)}})
+                      "library": without_timings(library), "page": page_record(analyze(prompt, model, **page))})
         print(f"recorded {name} · {prompt!r} · {page}", flush=True)
     path.write_text(json.dumps(cases, indent=1, sort_keys=True), encoding="utf-8")
 

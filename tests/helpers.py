@@ -411,7 +411,7 @@ def png_of(plot) -> bytes:
 
 
 def png_bytes_of(figure, dpi: int = 100) -> bytes:
-    """A figure saved as the page saves it (PNG at the page's dpi, `ui.figures.DPI`)."""
+    """A figure saved as the page saves it (PNG at the page's dpi, `ui.store.DPI`)."""
     import io
 
     buffer = io.BytesIO()

@@ -1,41 +1,26 @@
-"""The analyze event (the API's /analyze): validate the settings, run the engine, and turn the result into
-every tab's outputs; and the views redrawn from the stored result after it (the model is not run again)."""
+"""The analyze event (the API's /analyze): the page's inputs become one `attribution.Settings`, the engine
+runs, the result is stored for the session (`ui.store`) and turned into every tab's outputs; and the views
+read from the stored result after it (the model is not run again)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Sequence
 
 import gradio as gr
 
 import attribution
 from attribution.catalog import CATALOG
-from attribution.display.explanations import display_number, explained_line, stage_text
-from attribution.targets import display_tokens, validate_prompt
+from attribution.display.explanations import display_number, explained_line, ig_preset, stage_text
+from attribution.settings import Settings
+from attribution.validation import validate_prompt
 
-from . import exports, figures
-from .inputs import (
-    describe_target,
-    model_label,
-    pad_token_label,
-    parse_contrast,
-    parse_flag,
-    parse_steps,
-    parse_system,
-    parse_target,
-    token_index,
-)
+from . import exports, figures, store
+from .inputs import describe_target, model_label, model_name, pad_token_label, page_settings, parse_flag, token_index
 from .runtime import gpu, spaces
-from .settings import DEFAULTS
+from .settings import DEFAULTS, SETTING_KEYS
 from .tabs import answer_map, compare, method
-from .view_state import (
-    View,
-    analysis_from_view_state,
-    answer_view,
-    contrast_options,
-    dump_view_state,
-    explained_answer_token,
-    load_view_state,
-)
+from .view import View, answer_view, contrast_options, explained_answer_token, result_settings
 
 #: The outputs of the analyze event (and of `/analyze` in the API), in this order.
 OUTPUT_KEYS = (
@@ -52,22 +37,23 @@ SCALED_KEYS = ([f"{name}:{part}" for name in CATALOG for part in ("highlight", "
 
 
 @gpu
-def compute(model_name: str, prompt: str, settings: dict[str, Any],
-            stage: Callable[[Any], None] | None = None) -> attribution.Analysis:
+def compute(model: str, prompt: str, settings: Settings,
+            stage: Callable[[attribution.Progress], None] | None = None) -> attribution.Analysis:
     """Generation and every attribution method: the only GPU work. Returns CPU numpy data, which
     pickles back from the ZeroGPU worker process."""
-    loaded = attribution.load_model(model_name)
-    return attribution.analyze(loaded, prompt, progress=stage, **settings)
+    loaded = attribution.load_model(model)
+    return attribution.analyze(loaded, prompt, settings, progress=stage)
 
 
 def render(analysis: attribution.Analysis, view: View) -> list[Any]:
-    """Every output of the analyze event, in OUTPUT_KEYS order. The figures are cleared, not drawn: the page
-    draws the open tab's once the rest is shown, and another tab's when it is opened (`ui.figures`)."""
+    """Stores the result for the session and returns every output of the analyze event, in OUTPUT_KEYS
+    order (the state: the stored result's id). The figures are cleared, not drawn: the page draws the open
+    tab's once the rest is shown, and another tab's when it is opened (`ui.figures`)."""
     folder = exports.new_export_dir()
     values: dict[str, Any] = {key: None for key in OUTPUT_KEYS if key in figures.FIGURE_KEYS}
     values |= {
         "answer": analysis.generated_text,
-        "explained": explained_line(analysis, view.target_description),
+        "explained": explained_line(analysis, describe_target(result_settings(analysis).target)),
     }
     for name in CATALOG:
         values.update(method.render(analysis, name, view))
@@ -77,8 +63,21 @@ def render(analysis: attribution.Analysis, view: View) -> list[Any]:
     values["export:json"] = str(json_path)
     values["export:csv"] = str(csv_path)
     values["export:png"] = None  # drawn when asked for (`figures.export_pngs`)
-    values["state"] = dump_view_state(analysis, view.answer_tokens, view.explained, figures.remember(analysis))
+    values["state"] = store.remember(analysis, view)
     return [values[key] for key in OUTPUT_KEYS]
+
+
+def page_view(loaded: attribution.LoadedModel, analysis: attribution.Analysis, hide_special: bool,
+              all_targets: bool) -> View:
+    """How the page shows a fresh result: its display choices, and what only the loaded model knows."""
+    # Which token a pad baseline repeats depends on the model's tokenizer: the notes name it.
+    pad = result_settings(analysis).baseline.startswith("pad")
+    return View(
+        hide_special=hide_special, all_targets=all_targets, pad_token=pad_token_label(loaded) if pad else None,
+        # The clickable answer shows one token per generated id: only the tokenizer can split it so.
+        answer_tokens=tuple(attribution.display_tokens(loaded, analysis.generated_ids)),
+        explained=explained_answer_token(analysis),
+    )
 
 
 def analyze(
@@ -125,87 +124,74 @@ def analyze(
     trust verdict, the comparison heatmap and bars, the faithfulness table, the agreement heatmap and
     top-3 overlap table, IG's completeness, and the JSON, CSV and PNG exports.
     """
-    if model is None or (isinstance(model, str) and not model.strip()):
-        model = attribution.default_model_name()
-    if methods is None:
-        methods = DEFAULTS["methods"]
+    arguments = dict(locals())  # the parameters are SETTINGS in order (test_settings checks): read them by name
+    values = {key: arguments[key] for key in SETTING_KEYS} | {"contrast_pick": contrast_pick}
+    if methods is None:  # a list cannot be a parameter's default
+        values["methods"] = DEFAULTS["methods"]
+    model = model_name(model)
     try:
         validate_prompt(prompt)  # fail fast, before a large model is loaded
-        parsed_target = parse_target(target, target_k, target_text)
-        contrast = parse_contrast(contrast_text, contrast_pick)
-        all_targets = parse_flag(all_targets, "all_targets")
-        trust = parse_flag(trust, "trust")
+        settings = page_settings(values)
         hide_special = parse_flag(hide_special, "hide_special")
-        chat = parse_flag(chat, "chat")
-        system = parse_system(system, chat)
-        n_steps = parse_steps(ig_steps, ig_auto)
-        hold_context = parse_flag(hold_context, "hold_context")
         progress(0.05, desc=f"Loading {model_label(model)}…")
         loaded = attribution.load_model(model)  # cached after the first call; a ValueError names the problem
-        progress(0.15, desc=f"Generating up to {display_number(max_new_tokens)} tokens and computing the "
-                            "attributions…")
+        progress(0.15, desc=f"Generating up to {display_number(settings.max_new_tokens)} tokens and computing "
+                            "the attributions…")
 
-        def stage(step: Any) -> None:  # an attribution.engine.Progress
-            progress(0.15 + 0.75 * step.fraction, desc=stage_text(step, n_steps))
+        def stage(step: attribution.Progress) -> None:
+            progress(0.15 + 0.75 * step.fraction, desc=stage_text(step, settings.n_steps))
 
-        analysis = compute(model, prompt, {
-            "methods": methods,
-            "max_new_tokens": max_new_tokens,
-            "n_steps": n_steps,
-            "target_error": target_error,
-            "baseline": ig_baseline,
-            "aggregation": aggregation,
-            "score": score,
-            "hold_context": hold_context,
-            "target": parsed_target,
-            "contrast": contrast,
-            # Nothing generated, nothing to map: the answer map is skipped rather than refused.
-            "all_targets": all_targets and max_new_tokens != 0,
-            "trust": trust,
-            "chat": chat,
-            "system": system,
-        }, stage if spaces is None else None)  # the ZeroGPU worker is another process: stages only here
-        # Which token a pad baseline repeats depends on the model's tokenizer: the notes name it.
-        pad_token = pad_token_label(loaded) if str(ig_baseline).startswith("pad") else None
+        # The ZeroGPU worker is another process: progress stages only here.
+        analysis = compute(model, prompt, settings, stage if spaces is None else None)
+        view = page_view(loaded, analysis, hide_special, parse_flag(all_targets, "all_targets"))
     except ValueError as error:
         raise gr.Error(str(error)) from None
-    view = View(
-        hide_special=hide_special, all_targets=all_targets, score=score, pad_token=pad_token,
-        target_description=describe_target(target, target_k),
-        # The clickable answer shows one token per generated id: only the tokenizer can split it so.
-        answer_tokens=tuple(display_tokens(loaded, analysis.generated_ids)),
-        explained=explained_answer_token(analysis, parsed_target),
-    )
     return render(analysis, view)
 
 
 #: What a cached example stores: everything but the figures and the PNG files, which are drawn when seen
-#: (gradio's example cache writes an empty output as '' and cannot read it back).
-EXAMPLE_KEYS = [key for key in OUTPUT_KEYS if key not in figures.FIGURE_KEYS and key != "export:png"]
+#: (gradio's example cache writes an empty output as '' and cannot read it back), and but the state, which
+#: it cannot hold at all (a gr.State output is cached empty). The stored result's id goes in a hidden
+#: text output instead ("example:result"), and `example_state` makes it the session's.
+EXAMPLE_KEYS = [key for key in OUTPUT_KEYS if key not in figures.FIGURE_KEYS and key not in ("export:png", "state")]
+EXAMPLE_KEYS.append("example:result")
 
 
 def analyze_example(*settings: Any) -> list[Any]:
-    """`analyze` for the Examples table (settings in SETTINGS order), EXAMPLE_KEYS outputs."""
+    """`analyze` for the Examples table (settings in SETTINGS order), EXAMPLE_KEYS outputs. Its result is
+    pinned in the store: the example cache hands its id out for as long as the process runs."""
     values = dict(zip(OUTPUT_KEYS, analyze(*settings)))
+    values["example:result"] = values["state"]
+    store.pin(values["state"], slot=json.dumps(settings, default=str))
     return [values[key] for key in EXAMPLE_KEYS]
+
+
+def example_state(result_id: Any) -> str | None:
+    """A cached example shown: its stored result becomes the session's (the state), so that every view
+    reads it. None, with a warning, for an id the store does not hold as an example's (a cache written by
+    another process): the views then show nothing of an earlier result."""
+    if store.is_pinned(result_id):
+        return result_id
+    gr.Warning(store.EXPIRED)
+    return None
 
 
 def scaled_views(state: str | None, hide_special: Any, method_name: Any, token: Any) -> list[Any]:
     """Everything the colour scaling touches (SCALED_KEYS order: highlights, top 5s, comparison and
     answer map), redrawn from the stored result when "Leave held context out of the colour scaling"
-    changes: the model is not run again."""
-    data = load_view_state(state)
-    analysis = analysis_from_view_state(data)
-    if analysis is None:
+    changes: the model is not run again. An expired result is left as shown (the figures drawn next say
+    it has gone)."""
+    stored = store.lookup(state, warn=False)
+    if stored is None:
         return [gr.update() for _key in SCALED_KEYS]
-    hide_special = bool(hide_special)
-    exclude = View(hide_special=hide_special).exclude(analysis)
+    analysis, view = stored.analysis, stored.view.scaled(hide_special)
+    exclude = view.exclude(analysis)
     values: dict[str, Any] = {}
     for name in CATALOG:
         values.update(method.scaled(analysis, name, exclude))
     values["compare:heatmap"] = values["compare:bars"] = None
-    values["answer_map:heatmap"], values["answer_map:highlight"] = answer_map.views(state, method_name, token,
-                                                                                    hide_special, draw=False)
+    values["answer_map:heatmap"], values["answer_map:highlight"] = answer_map.stored_views(
+        stored, method_name, token, view.hide_special, draw=False)
     return [values[key] for key in SCALED_KEYS]
 
 
@@ -213,20 +199,25 @@ def after_analysis(state: str | None, contrast_pick: Any) -> list[Any]:
     """After each analysis: the answer-map pickers (first method, first token), the contrast picker's
     choices (the picked foil kept while it is still the one in use), the recommended-IG button, the
     answer-map label and the clickable answer (the explained token marked)."""
-    data = load_view_state(state)
-    method_update, token_update, label_update = answer_map.pickers(data)
+    stored = store.lookup(state, warn=False)  # the figures drawn at the same time warn if it has gone
+    if stored is None:
+        return [gr.update()] * 6
+    analysis = stored.analysis
+    method_update, token_update, label_update = answer_map.pickers(analysis)
     picked = contrast_pick.get("id") if isinstance(contrast_pick, dict) else None
-    in_use = picked is not None and picked == data.get("foil_id")
-    contrast_update = gr.update(choices=contrast_options(data), value=picked if in_use else "")
-    ig = data.get("ig")
-    recommend_update = gr.update(visible=ig is not None and ig.get("preset") != "recommended")
-    return [method_update, token_update, contrast_update, recommend_update, label_update, answer_view(data)]
+    in_use = picked is not None and analysis.foil is not None and picked == analysis.foil.id
+    contrast_update = gr.update(choices=contrast_options(analysis), value=picked if in_use else "")
+    ran_ig = "integrated_gradients" in analysis.methods
+    recommend_update = gr.update(visible=ran_ig and ig_preset(analysis) != "recommended")
+    return [method_update, token_update, contrast_update, recommend_update, label_update,
+            answer_view(stored.view)]
 
 
 def explain_answer_token(state: str | None, event: gr.SelectData) -> list[Any]:
     """A generated token clicked in the answer: explain that token (Explain → generated token k); the
     analysis then runs again. Nothing changes before the first analysis."""
-    count = len(load_view_state(state).get("answer", []))
+    stored = store.lookup(state)
+    count = 0 if stored is None else len(stored.view.answer_tokens)
     if not count or not isinstance(event.index, int):
         return [gr.update(), gr.update()]
     return ["generated", token_index(event.index + 1, count)]
@@ -237,7 +228,9 @@ def pick_contrast(choice: Any, state: str | None) -> list[Any]:
     what the analysis uses while the box still shows that text)."""
     if choice in (None, ""):
         return ["", None]
-    for item in load_view_state(state).get("predictions", []):
-        if item["id"] == choice:
-            return [item["text"], {"id": int(item["id"]), "text": item["text"]}]
+    stored = store.lookup(state)
+    predictions = () if stored is None else stored.analysis.top_predictions
+    for prediction in predictions:
+        if prediction.id == choice:
+            return [prediction.text, {"id": int(prediction.id), "text": prediction.text}]
     return [gr.update(), None]

@@ -12,7 +12,7 @@ from attribution.catalog import CATALOG
 from attribution.display.labels import method_label
 from attribution.settings import AGGREGATIONS, BASELINE_LABELS, MAX_NEW_TOKENS_LIMIT, MAX_STEPS, SCORES, allowed_models
 
-from .inputs import PRESET_FIELDS, TARGET_CHOICES, chat_default, deep_link_settings, preset_settings
+from .inputs import PRESET_CONTROLS, TARGET_CHOICES, chat_default, deep_link_settings, preset_settings
 from .inputs import model_choices as picker_choices
 from .runtime import is_hosted
 from .settings import DEEP_LINK_KEYS, DEFAULTS, SEED_PROMPT
@@ -53,74 +53,92 @@ def build_prompt_row(default_model: str, choices: Sequence[tuple[str, str]]) -> 
 
 def build_settings() -> dict[str, Any]:
     """The Settings accordion: presets and every setting but the prompt, model, chat and colour scaling."""
-    controls: dict[str, Any] = {}
     with gr.Accordion("Settings", open=False, elem_id="settings"):
-        with gr.Row(equal_height=True):
-            gr.Markdown("**Presets** fill the settings below (methods and IG's); nothing runs until you press "
-                        "**Analyze**, and anything you change afterwards wins.", elem_classes=["legend-note"])
-            controls["seed_button"] = gr.Button("Seed settings", size="md", elem_id="preset-seed")
-            controls["recommended_button"] = gr.Button("Recommended (trustworthy on real models)", size="md",
-                                                       variant="secondary", elem_id="preset-recommended")
-        with gr.Row():
-            controls["methods"] = gr.CheckboxGroup([(method_label(name), name) for name in CATALOG],
-                                                   value=DEFAULTS["methods"], label="Methods")
-            controls["max_new_tokens"] = gr.Slider(0, MAX_NEW_TOKENS_LIMIT, value=DEFAULTS["max_new_tokens"], step=1,
-                                                   label="Max new tokens", info="greedy tokens generated for the answer")
-        with gr.Row(equal_height=True):
-            controls["ig_steps"] = gr.Slider(1, MAX_STEPS, value=DEFAULTS["ig_steps"], step=1, label="IG steps",
-                                             scale=2, info="more steps: a more exact integral, slower",
-                                             elem_id="ig-steps")
-            controls["ig_auto"] = gr.Checkbox(DEFAULTS["ig_auto"], label="Auto steps", scale=1, min_width=160,
-                                              info="refine until the completeness error is under the target",
-                                              elem_id="ig-auto")
-            controls["target_error"] = gr.Number(
-                DEFAULTS["target_error"], label="Target error (auto)", minimum=0, maximum=1, step=0.001, scale=1,
-                min_width=160, visible=DEFAULTS["ig_auto"], info="a fraction: 0.01 = 1%", elem_id="target-error")
-        with gr.Row():
-            controls["ig_baseline"] = gr.Radio(
-                [(label, key) for key, label in BASELINE_LABELS.items()], value=DEFAULTS["ig_baseline"],
-                label="IG baseline",
-                info="pad = the EOS token's embedding (the seed sets pad = eos); the IG notes name the model's token",
-                elem_id="ig-baseline")
-            controls["aggregation"] = gr.Radio([(description, key) for key, description in AGGREGATIONS.items()],
-                                               value=DEFAULTS["aggregation"], label="IG aggregation")
-        with gr.Row():
-            controls["score"] = gr.Radio(
-                [(description, key) for key, description in SCORES.items()], value=DEFAULTS["score"],
-                label="Score explained (gradient, input × gradient, IG)",
-                info="occlusion always uses the log-probability and faithfulness the probability", elem_id="score")
-            controls["hold_context"] = gr.Checkbox(
-                DEFAULTS["hold_context"], label="Hold context (IG)",
-                info="the baseline keeps the first position, special and chat-template tokens at their real "
-                     "embeddings (they get exactly 0). Generated tokens before the explained one are not "
-                     "held: holding them made IG less complete on SmolLM2 (32% → 68% error)",
-                elem_id="hold-context")
-        with gr.Row():
-            controls["target"] = gr.Radio(TARGET_CHOICES, value=DEFAULTS["target"], label="Explain")
-            controls["target_k"] = gr.Number(DEFAULTS["target_k"], precision=0, minimum=1, label="Generated token k",
-                                             info="1 = the first generated token", visible=False)
-            controls["target_text"] = gr.Textbox(DEFAULTS["target_text"], label="Custom target text",
-                                                 placeholder="' Riga' (mind the leading space)", visible=False)
-        with gr.Row():
-            controls["contrast_choice"] = gr.Dropdown(
-                [("(none)", "")], value="", label="Contrast: why the explained token rather than…",
-                info="the model's likeliest alternatives at that position, with their probabilities "
-                     "(filled in after each analysis)", elem_id="contrast-choice")
-            controls["contrast_text"] = gr.Textbox(
-                DEFAULTS["contrast_text"], label="…or type the alternative",
-                info="its first token is the contrast; empty: no contrast",
-                placeholder="' Tallinn' (mind the leading space)", elem_id="contrast-text")
-        with gr.Row():
-            controls["all_targets"] = gr.Checkbox(
-                DEFAULTS["all_targets"], label="Explain every generated token (answer map)",
-                info="the Answer map tab; on the demo model it adds well under a second, on large models "
-                     "it costs about one attribution per method for the whole answer",
-                elem_id="all-targets")
-            controls["trust"] = gr.Checkbox(
-                DEFAULTS["trust"], label="Trust panel",
-                info="faithfulness, agreement and IG completeness under Compare; a few batched forward "
-                     "passes, plus one IG rerun at twice the steps when IG has not converged",
-                elem_id="trust")
+        return {**preset_buttons(), **generation_and_ig_controls(), **target_controls()}
+
+
+def preset_buttons() -> dict[str, Any]:
+    """The row of preset buttons (their events fill the controls: `fill_preset`)."""
+    controls: dict[str, Any] = {}
+    with gr.Row(equal_height=True):
+        gr.Markdown("**Presets** fill the settings below (methods and IG's); nothing runs until you press "
+                    "**Analyze**, and anything you change afterwards wins.", elem_classes=["legend-note"])
+        controls["seed_button"] = gr.Button("Seed settings", size="md", elem_id="preset-seed")
+        controls["recommended_button"] = gr.Button("Recommended (trustworthy on real models)", size="md",
+                                                   variant="secondary", elem_id="preset-recommended")
+    return controls
+
+
+def generation_and_ig_controls() -> dict[str, Any]:
+    """Methods and max new tokens, then IG's steps, baseline and aggregation, the score and the held context."""
+    controls: dict[str, Any] = {}
+    with gr.Row():
+        controls["methods"] = gr.CheckboxGroup([(method_label(name), name) for name in CATALOG],
+                                               value=DEFAULTS["methods"], label="Methods")
+        controls["max_new_tokens"] = gr.Slider(0, MAX_NEW_TOKENS_LIMIT, value=DEFAULTS["max_new_tokens"], step=1,
+                                               label="Max new tokens", info="greedy tokens generated for the answer")
+    with gr.Row(equal_height=True):
+        controls["ig_steps"] = gr.Slider(1, MAX_STEPS, value=DEFAULTS["ig_steps"], step=1, label="IG steps",
+                                         scale=2, info="more steps: a more exact integral, slower",
+                                         elem_id="ig-steps")
+        controls["ig_auto"] = gr.Checkbox(DEFAULTS["ig_auto"], label="Auto steps", scale=1, min_width=160,
+                                          info="refine until the completeness error is under the target",
+                                          elem_id="ig-auto")
+        controls["target_error"] = gr.Number(
+            DEFAULTS["target_error"], label="Target error (auto)", minimum=0, maximum=1, step=0.001, scale=1,
+            min_width=160, visible=DEFAULTS["ig_auto"], info="a fraction: 0.01 = 1%", elem_id="target-error")
+    with gr.Row():
+        controls["ig_baseline"] = gr.Radio(
+            [(label, key) for key, label in BASELINE_LABELS.items()], value=DEFAULTS["ig_baseline"],
+            label="IG baseline",
+            info="pad = the EOS token's embedding (the seed sets pad = eos); the IG notes name the model's token",
+            elem_id="ig-baseline")
+        controls["aggregation"] = gr.Radio([(description, key) for key, description in AGGREGATIONS.items()],
+                                           value=DEFAULTS["aggregation"], label="IG aggregation")
+    with gr.Row():
+        controls["score"] = gr.Radio(
+            [(description, key) for key, description in SCORES.items()], value=DEFAULTS["score"],
+            label="Score explained (gradient, input × gradient, IG)",
+            info="occlusion always uses the log-probability; faithfulness has its own scale (the Compare tab's "
+                 "table names it in *drops of*)", elem_id="score")
+        controls["hold_context"] = gr.Checkbox(
+            DEFAULTS["hold_context"], label="Hold context (IG)",
+            info="the baseline keeps the first position, special and chat-template tokens at their real "
+                 "embeddings (they get exactly 0). Generated tokens before the explained one are not "
+                 "held: holding them made IG less complete on SmolLM2 (32% → 68% error)",
+            elem_id="hold-context")
+    return controls
+
+
+def target_controls() -> dict[str, Any]:
+    """What is explained, the contrast, and the answer map and trust panel switches."""
+    controls: dict[str, Any] = {}
+    with gr.Row():
+        controls["target"] = gr.Radio(TARGET_CHOICES, value=DEFAULTS["target"], label="Explain")
+        controls["target_k"] = gr.Number(DEFAULTS["target_k"], precision=0, minimum=1, label="Generated token k",
+                                         info="1 = the first generated token", visible=False)
+        controls["target_text"] = gr.Textbox(DEFAULTS["target_text"], label="Custom target text",
+                                             placeholder="' Riga' (mind the leading space)", visible=False)
+    with gr.Row():
+        controls["contrast_choice"] = gr.Dropdown(
+            [("(none)", "")], value="", label="Contrast: why the explained token rather than…",
+            info="the model's likeliest alternatives at that position, with their probabilities "
+                 "(filled in after each analysis)", elem_id="contrast-choice")
+        controls["contrast_text"] = gr.Textbox(
+            DEFAULTS["contrast_text"], label="…or type the alternative",
+            info="its first token is the contrast; empty: no contrast",
+            placeholder="' Tallinn' (mind the leading space)", elem_id="contrast-text")
+    with gr.Row():
+        controls["all_targets"] = gr.Checkbox(
+            DEFAULTS["all_targets"], label="Explain every generated token (answer map)",
+            info="the Answer map tab; on the demo model it adds well under a second, on large models "
+                 "it costs about one attribution per method for the whole answer",
+            elem_id="all-targets")
+        controls["trust"] = gr.Checkbox(
+            DEFAULTS["trust"], label="Trust panel",
+            info="faithfulness, agreement and IG completeness under Compare; a few batched forward "
+                 "passes, plus one IG rerun at twice the steps when IG has not converged",
+            elem_id="trust")
     return controls
 
 
@@ -151,8 +169,8 @@ def step_fields(auto: Any) -> list[Any]:
     return [gr.update(interactive=not auto), gr.update(visible=bool(auto))]
 
 
-def fill_preset(name: str, fields: Sequence[str] = PRESET_FIELDS) -> list[Any]:
-    """`attribution.PRESETS[name]` as values for the settings controls named in `fields` (nothing runs);
-    a control the preset leaves alone (IG steps under auto) is not updated."""
+def fill_preset(name: str, names: Sequence[str] = PRESET_CONTROLS) -> list[Any]:
+    """`attribution.PRESETS[name]` as values for the settings controls in `names` (nothing runs); a
+    control the preset leaves alone (IG steps under auto) is not updated."""
     values = preset_settings(name)
-    return [values[field] if field in values else gr.update() for field in fields]
+    return [values[key] if key in values else gr.update() for key in names]

@@ -1,30 +1,33 @@
-"""The app's form values (and the same JSON values from `/analyze` API callers) → the library's arguments.
+"""The page's input values (and the same JSON values from `/analyze` API callers) → one `attribution.Settings`,
+and back (presets fill the controls); the deep link's query; the model picker.
 
-The library validates every value itself; these only translate the UI's shape (three target fields,
-a checkbox, a picked foil, a selector, a deep link's query, the model picker) and raise ValueError with
-the setting's name, which the app shows as its error message.
+The library validates every setting itself (`Settings` raises ValueError naming it and its valid
+choices); these only translate the page's shape (three target fields, a steps slider with a checkbox, a
+picked foil, checkboxes that API callers may send as 0/1, an empty system prompt box). The handler turns
+any ValueError into the page's error message (`ui.analysis.analyze`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from attribution.gguf import PACKAGED_MODELS, packaged_gguf
-from attribution.integrated_gradients import pad_baseline_token_id
-from attribution.methods import METHODS
-from attribution.models import _CHAT_NAME, DEMO_MODEL_PATH, LoadedModel
+import attribution
+from attribution.catalog import CATALOG
 from attribution.display.labels import quoted_token
 from attribution.settings import (
     AGGREGATIONS,
     BASELINE_LABELS,
-    DEFAULT_TARGET_ERROR,
     MAX_NEW_TOKENS_LIMIT,
     MAX_STEPS,
+    PRESET_FIELDS,
     SCORES,
+    Settings,
     preset,
 )
-from attribution.targets import display_tokens, validate_integer
+from attribution.validation import validate_integer
+
+from .settings import COMBINED, SETTINGS
 
 #: The real model the picker offers from the hub (gated: needs HF_TOKEN with the licence accepted).
 HUB_MODEL = "meta-llama/Llama-3.2-1B"
@@ -37,8 +40,31 @@ TARGET_CHOICES = [
 ]
 
 
+# --- page values → Settings -----------------------------------------------------------------------
+
+
+def page_settings(values: Mapping[str, Any]) -> Settings:
+    """The one `attribution.Settings` the page's inputs describe. `values`: every SETTINGS name (as
+    /analyze receives them), and optionally "contrast_pick" (the foil picked from the list). Each
+    setting with a `field` fills it (checkboxes parsed as flags); the COMBINED fields are made from their
+    inputs here. ValueError, naming the setting, for a value that is not valid."""
+    fields: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.field is None or setting.field in COMBINED:
+            continue
+        value = values[setting.name]
+        fields[setting.field] = parse_flag(value, setting.name) if setting.kind in ("flag", "chat") else value
+    fields["n_steps"] = parse_steps(values["ig_steps"], values["ig_auto"])
+    fields["target"] = parse_target(values["target"], values["target_k"], values["target_text"])
+    fields["contrast"] = parse_contrast(values["contrast_text"], values.get("contrast_pick"))
+    fields["system"] = parse_system(fields["system"], fields["chat"])
+    # Nothing generated, nothing to map: the answer map is skipped rather than refused.
+    fields["all_targets"] = fields["all_targets"] and fields["max_new_tokens"] != 0
+    return Settings(**fields)
+
+
 def parse_target(target: str, target_k: Any, target_text: str | None) -> None | int | str:
-    """The library's `target` from the UI's three fields; the library validates the value itself."""
+    """The library's `target` from the page's three fields; the library validates the value itself."""
     if target == "next":
         return None
     if target == "generated":
@@ -78,7 +104,7 @@ def parse_system(system: Any, chat: bool) -> str | None:
 
 
 def parse_contrast(contrast_text: Any, contrast_pick: Any = None) -> None | int | str:
-    """The library's `contrast` from the UI: the picked token's id while the text box still shows the
+    """The library's `contrast` from the page: the picked token's id while the text box still shows the
     picked token (byte-level display text may not round-trip), else the typed text; '' means none."""
     if contrast_text is None or contrast_text == "":
         return None
@@ -87,6 +113,23 @@ def parse_contrast(contrast_text: Any, contrast_pick: Any = None) -> None | int 
     if isinstance(contrast_pick, dict) and contrast_pick.get("text") == contrast_text:
         return int(contrast_pick["id"])
     return contrast_text
+
+
+def model_name(model: Any) -> Any:
+    """The model to load: the page's default (`attribution.default_model_name`) when none is given; any
+    other value as given (`load_model` says what is wrong with it)."""
+    if model is None or (isinstance(model, str) and not model.strip()):
+        return attribution.default_model_name()
+    return model
+
+
+def describe_target(target: None | int | str) -> str:
+    """A Settings target in words, for the "Explained token" box: 'generated token 3'."""
+    if isinstance(target, int):
+        return f"generated token {target}"
+    if isinstance(target, str):
+        return "the custom target's first token"
+    return "the predicted next token"
 
 
 def token_index(value: Any, count: int) -> int:
@@ -98,79 +141,52 @@ def token_index(value: Any, count: int) -> int:
     return min(max(index, 1), max(count, 1))
 
 
-def model_label(name: Any) -> str:
-    """How the model picker shows a model: the demo model and the built-in real models by what they
-    are (a built-in whose package is missing says how to install it), anything else by its name."""
-    if not isinstance(name, str):
-        return repr(name)
-    try:
-        if Path(name).expanduser().resolve() == DEMO_MODEL_PATH.resolve():
-            return "demo model (assets/demo-model, offline)"
-    except (OSError, ValueError, RuntimeError):  # no file system can hold the name: load_model says why
-        pass
-    packaged = PACKAGED_MODELS.get(name)
-    if packaged is None:
-        return name
-    kind = "chat model" if packaged.chat else "model"
-    try:
-        packaged_gguf(name)
-    except ValueError:  # offline it cannot load: say how to make it loadable
-        return f"{name} (built-in {kind}; offline it needs: {packaged.install})"
-    return f"{name} (built-in {kind}, offline)"
+def pad_token_label(loaded: attribution.LoadedModel) -> str:
+    """The token a pad baseline repeats for a loaded model, as `pad_line` shows it: '"<|im_end|>" (EOS,
+    token id 2)'. ValueError when the tokenizer has neither EOS nor pad (no pad baseline is possible)."""
+    token_id = attribution.pad_baseline_token_id(loaded)
+    kind = "EOS" if token_id == loaded.tokenizer.eos_token_id else "pad"
+    return f"{quoted_token(attribution.display_tokens(loaded, [token_id])[0])} ({kind}, token id {token_id})"
 
 
-def model_choices(default_model: str, *, hosted: bool, allowed: Sequence[str] = ()) -> list[tuple[str, str]]:
-    """The model picker's (label, name) pairs. Hosted: the default, the `allowed` hub ids and the
-    built-in real models (nothing else loads there); locally also the demo model and Llama-3.2-1B."""
-    if hosted:
-        names = [default_model, *allowed, *PACKAGED_MODELS]
-    else:
-        names = [default_model, str(DEMO_MODEL_PATH), HUB_MODEL, *PACKAGED_MODELS]
-    return [(model_label(name), name) for name in dict.fromkeys(names)]
+# --- Settings → controls (presets) ------------------------------------------------------------------
 
-
-def chat_default(model: Any) -> bool:
-    """Whether the Chat template box starts ticked for a model, decided from its name without loading
-    it: a built-in model by its entry, any other by the rule `is_chat_model` applies once loaded
-    (an instruction-tuned name: -Instruct, -chat, -it). The demo model and base models: off."""
-    if not isinstance(model, str) or not model.strip():
-        return False
-    name = model.strip()
-    if name in PACKAGED_MODELS:
-        return PACKAGED_MODELS[name].chat
-    return bool(_CHAT_NAME.search(Path(name).name))
-
-
-#: The settings controls a preset fills, by the app's input names (`preset_settings`).
-PRESET_FIELDS = ("methods", "ig_steps", "ig_auto", "target_error", "ig_baseline", "aggregation", "score",
-                 "hold_context", "hide_special")
+#: The settings controls a preset fills: those of the fields it decides (attribution.settings.PRESET_FIELDS),
+#: and the colour scaling (PRESET_VIEWS).
+PRESET_CONTROLS = tuple(setting.name for setting in SETTINGS if setting.field in PRESET_FIELDS) + ("hide_special",)
 #: The colour scaling each preset shows: the seed's view puts every token in the scaling; the
 #: recommended one leaves the held context out, as its IG gives those tokens exactly 0 anyway.
 PRESET_VIEWS = {"seed": False, "recommended": True}
 
 
-def preset_settings(name: str) -> dict[str, Any]:
-    """`attribution.PRESETS[name]` as the app's settings controls (PRESET_FIELDS names → values): a fixed
-    step count fills IG steps and unticks Auto steps; "auto" ticks it and leaves IG steps as it is. A
-    preset without a target error gets the library's default, so every preset sets every field but
-    IG steps; `hide_special` follows PRESET_VIEWS. ValueError for an unknown name."""
-    settings = preset(name)
-    auto = settings["n_steps"] == "auto"
-    values = {
-        "methods": list(settings["methods"]),
-        "ig_auto": auto,
-        "target_error": settings.get("target_error", DEFAULT_TARGET_ERROR),
-        "ig_baseline": settings["baseline"],
-        "aggregation": settings["aggregation"],
-        "score": settings["score"],
-        "hold_context": settings["hold_context"],
-        "hide_special": PRESET_VIEWS[name],
-    }
-    if not auto:
-        values["ig_steps"] = settings["n_steps"]
+def control_values(settings: Settings, fields: Iterable[str]) -> dict[str, Any]:
+    """Some fields of `settings` as the values of the controls that show them (SETTINGS names): one
+    control per field, but n_steps: "auto" ticks Auto steps and leaves IG steps as it is, a count fills
+    IG steps and unticks Auto steps. ValueError for target or contrast (no preset decides them)."""
+    fields = set(fields)
+    if fields & {"target", "contrast"}:
+        raise ValueError("target and contrast are not filled from settings: no preset decides them")
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.field in fields and setting.field not in COMBINED:
+            value = getattr(settings, setting.field)
+            values[setting.name] = (list(value) if isinstance(value, tuple)
+                                    else setting.default if value is None else value)
+    if "n_steps" in fields:
+        values["ig_auto"] = settings.n_steps == "auto"
+        if settings.n_steps != "auto":
+            values["ig_steps"] = settings.n_steps
     return values
 
 
+def preset_settings(name: str) -> dict[str, Any]:
+    """`attribution.PRESETS[name]` as the page's settings controls (PRESET_CONTROLS names → values): every
+    one of them but IG steps under auto (left as it is); `hide_special` follows PRESET_VIEWS. ValueError
+    for an unknown name."""
+    return {**control_values(preset(name), PRESET_FIELDS), "hide_special": PRESET_VIEWS[name]}
+
+
+# --- the deep link and the model picker -----------------------------------------------------------------
 
 
 def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_model: bool) -> dict[str, Any]:
@@ -191,23 +207,10 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
     model = query.get("model", "").strip()
     if model and (model in models or any_model):
         settings["model"] = model
-    methods = [item for item in query.get("methods", "").split(",") if item in METHODS]
+    methods = [item for item in query.get("methods", "").split(",") if item in CATALOG]
     if methods:
         settings["methods"] = methods
-    for key, low, high in (("max_new_tokens", 0, MAX_NEW_TOKENS_LIMIT), ("steps", 1, MAX_STEPS),
-                           ("k", 1, MAX_NEW_TOKENS_LIMIT)):
-        try:
-            value = int(query[key])
-        except (KeyError, ValueError):
-            continue
-        if low <= value <= high:
-            settings[key] = value
-    try:
-        target_error = float(query["target_error"])
-    except (KeyError, ValueError):
-        target_error = None
-    if target_error is not None and 0 < target_error < 1:  # NaN fails both comparisons
-        settings["target_error"] = target_error
+    settings |= _link_numbers(query)
     for key, valid in (("baseline", list(BASELINE_LABELS)), ("aggregation", list(AGGREGATIONS)),
                        ("target", [value for _label, value in TARGET_CHOICES]), ("score", list(SCORES))):
         if query.get(key) in valid:
@@ -223,18 +226,61 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
     return settings
 
 
-def describe_target(target: str, target_k: Any) -> str:
-    """The "Explain" setting in words: 'generated token 3'."""
-    if target == "generated":
-        return f"generated token {parse_target(target, target_k, None)}"
-    if target == "text":
-        return "the custom target's first token"
-    return "the predicted next token"
+def _link_numbers(query: Mapping[str, str]) -> dict[str, Any]:
+    """A deep link's numbers that are in range: max_new_tokens, steps, k and target_error."""
+    numbers: dict[str, Any] = {}
+    for key, low, high in (("max_new_tokens", 0, MAX_NEW_TOKENS_LIMIT), ("steps", 1, MAX_STEPS),
+                           ("k", 1, MAX_NEW_TOKENS_LIMIT)):
+        try:
+            value = int(query[key])
+        except (KeyError, ValueError):
+            continue
+        if low <= value <= high:
+            numbers[key] = value
+    try:
+        target_error = float(query["target_error"])
+    except (KeyError, ValueError):
+        target_error = None
+    if target_error is not None and 0 < target_error < 1:  # NaN fails both comparisons
+        numbers["target_error"] = target_error
+    return numbers
 
 
-def pad_token_label(loaded: LoadedModel) -> str:
-    """The token a pad baseline repeats for a loaded model, as `pad_line` shows it: '"<|im_end|>" (EOS,
-    token id 2)'. ValueError when the tokenizer has neither EOS nor pad (no pad baseline is possible)."""
-    token_id = pad_baseline_token_id(loaded)
-    kind = "EOS" if token_id == loaded.tokenizer.eos_token_id else "pad"
-    return f"{quoted_token(display_tokens(loaded, [token_id])[0])} ({kind}, token id {token_id})"
+def model_label(name: Any) -> str:
+    """How the model picker shows a model: the demo model and the built-in real models by what they
+    are (a built-in whose package is missing says how to install it), anything else by its name."""
+    if not isinstance(name, str):
+        return repr(name)
+    try:
+        if Path(name).expanduser().resolve() == attribution.DEMO_MODEL_PATH.resolve():
+            return "demo model (assets/demo-model, offline)"
+    except (OSError, ValueError, RuntimeError):  # no file system can hold the name: load_model says why
+        pass
+    packaged = attribution.PACKAGED_MODELS.get(name)
+    if packaged is None:
+        return name
+    kind = "chat model" if packaged.chat else "model"
+    try:
+        attribution.packaged_gguf(name)
+    except ValueError:  # offline it cannot load: say how to make it loadable
+        return f"{name} (built-in {kind}; offline it needs: {packaged.install})"
+    return f"{name} (built-in {kind}, offline)"
+
+
+def model_choices(default_model: str, *, hosted: bool, allowed: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The model picker's (label, name) pairs. Hosted: the default, the `allowed` hub ids and the
+    built-in real models (nothing else loads there); locally also the demo model and Llama-3.2-1B."""
+    if hosted:
+        names = [default_model, *allowed, *attribution.PACKAGED_MODELS]
+    else:
+        names = [default_model, str(attribution.DEMO_MODEL_PATH), HUB_MODEL, *attribution.PACKAGED_MODELS]
+    return [(model_label(name), name) for name in dict.fromkeys(names)]
+
+
+def chat_default(model: Any) -> bool:
+    """Whether the Chat template box starts ticked for a model, decided from its name without loading
+    it (`attribution.is_chat_model_name`: a built-in model by its entry, any other by an
+    instruction-tuned name such as -Instruct, -chat, -it). The demo model and base models: off."""
+    if not isinstance(model, str) or not model.strip():
+        return False
+    return attribution.is_chat_model_name(model.strip())

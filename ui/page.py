@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -19,6 +20,7 @@ from .analysis import (
     analyze,
     analyze_example,
     explain_answer_token,
+    example_state,
     pick_contrast,
     scaled_views,
 )
@@ -32,11 +34,11 @@ from .controls import (
     step_fields,
     target_fields,
 )
-from .inputs import PRESET_FIELDS, chat_default
+from .inputs import PRESET_CONTROLS, chat_default
 from .runtime import is_hosted
 from .settings import SETTING_KEYS, example_rows, page_defaults, share_js
 from .tabs import answer_map, compare, method
-from .view_state import EXPLAINED
+from .view import EXPLAINED
 
 INTRO = (
     "# Token attribution\n"
@@ -73,147 +75,201 @@ def launch_options() -> dict[str, Any]:
     return {"css": CSS, "theme": gr.themes.Soft(primary_hue="orange", secondary_hue="blue")}
 
 
+@dataclass
+class Page:
+    """The page's components, by role, for wiring their events."""
+
+    controls: dict[str, Any]  # the inputs (SETTINGS names), the Analyze and preset buttons, the contrast picker
+    outputs: dict[str, Any]  # the analyze event's (OUTPUT_KEYS), drawing events' (FIGURE_KEYS) and examples' outputs
+    method_controls: dict[str, dict[str, Any]]  # each method tab's own controls (`method.build`)
+    map_pickers: dict[str, Any]  # the answer map's method and token pickers
+    tabs: dict[str, gr.Tab]
+    share: dict[str, Any]  # the PNG button, the share button and its link box
+    answer_tokens: gr.HighlightedText  # the clickable answer
+    contrast_pick: gr.State  # the foil picked from the list: {"id", "text"} (not part of the API)
+    state: gr.State  # the session's stored result's id (`ui.store`)
+    open_tab: gr.Textbox  # which tab is open (its figures are drawn first)
+    examples_slot: gr.Column
+
+    def components(self, keys: Any) -> list[Any]:
+        return [self.outputs[key] for key in keys]
+
+    @property
+    def setting_inputs(self) -> list[Any]:
+        return [self.controls[key] for key in SETTING_KEYS]
+
+    @property
+    def run(self) -> dict[str, Any]:
+        """The analyze event. preprocess=False: the inputs are plain JSON values and `analyze` (with the
+        library) validates every one, so an API caller's bad value (text in a number, NaN, out of range)
+        gets a message naming the setting instead of gradio's "the upstream Gradio app has raised an
+        exception". Progress (and an error) shows once, on the answer, instead of on every output."""
+        return dict(fn=analyze, inputs=[*self.setting_inputs, self.contrast_pick],
+                    outputs=self.components(OUTPUT_KEYS), preprocess=False, concurrency_id="model",
+                    concurrency_limit=1, show_progress_on=[self.answer_tokens])
+
+    @property
+    def draw(self) -> dict[str, Any]:
+        """Drawing the open tab's figures from the stored result (the model is not run again)."""
+        inputs = [self.open_tab, self.controls["hide_special"], self.map_pickers["method"],
+                  self.map_pickers["token"], self.state]
+        return dict(fn=figures.draw_tab, inputs=inputs, outputs=self.components(figures.FIGURE_KEYS),
+                    preprocess=False, show_progress="minimal", **IN_ORDER)
+
+    @property
+    def scaled(self) -> dict[str, Any]:
+        """Redrawing what the colour scaling touches from the stored result."""
+        inputs = [self.state, self.controls["hide_special"], self.map_pickers["method"], self.map_pickers["token"]]
+        return dict(fn=scaled_views, inputs=inputs, outputs=self.components(SCALED_KEYS), show_progress="minimal",
+                    **IN_ORDER)
+
+
+#: One queue for every event that draws into the figures, first come first drawn: a tab opened while the
+#: figures of a new result are being cleared and drawn is drawn after that, never overwritten.
+IN_ORDER = dict(concurrency_id="figures", concurrency_limit=1)
+PRIVATE = dict(api_visibility="private")
+
+
+def build_layout(default_model: str, choices: list[tuple[str, str]]) -> Page:
+    """Every component, in page order (inside the open gr.Blocks)."""
+    outputs: dict[str, Any] = {}
+    method_controls: dict[str, dict[str, Any]] = {}
+    gr.Markdown(INTRO)
+    controls = build_prompt_row(default_model, choices)
+    examples_slot = gr.Column()  # filled at the end, once the outputs the examples fill exist
+    controls.update(build_settings())
+    contrast_pick = gr.State(None)
+    with gr.Row(equal_height=True):
+        # The answer as text is the API's first output; the page shows it as clickable tokens instead.
+        outputs["answer"] = gr.Textbox(label="Generated answer", interactive=False, visible=False, elem_id="answer")
+        answer_tokens = gr.HighlightedText(
+            label="Generated answer: click a token to explain it", show_legend=False, show_inline_category=False,
+            combine_adjacent=False, color_map={EXPLAINED: "#f59e0b"}, scale=3, elem_id="answer-tokens")
+        outputs["explained"] = gr.Textbox(label="Explained token", interactive=False, scale=4, elem_id="explained")
+        controls["hide_special"] = build_hide_special()
+    tabs: dict[str, gr.Tab] = {}
+    with gr.Tabs(elem_id="method-tabs"):
+        for name in CATALOG:
+            with gr.Tab(method_label(name), id=name, elem_id=f"tab-{name}") as tabs[name]:
+                method_controls[name] = method.build(name, outputs)
+        with gr.Tab("Answer map", id="answer_map", elem_id="tab-answer_map") as tabs["answer_map"]:
+            map_pickers = answer_map.build(outputs)
+        with gr.Tab("Compare", id="compare", elem_id="tab-compare") as tabs["compare"]:
+            compare.build(outputs)
+    share = downloads.build(outputs)
+    outputs["state"] = state = gr.State(None, time_to_live=exports.EXPORT_TTL_S)
+    # A cached example's result id (its state, which gradio's example cache cannot hold).
+    outputs["example:result"] = gr.Textbox(visible=False, elem_id="example-result")
+    # A hidden input, so that the API's /figures can name a tab.
+    open_tab = gr.Textbox(next(iter(CATALOG)), visible=False, elem_id="open-tab")
+    for name in LAYERED_METHODS:
+        outputs[f"{name}:layer"] = method_controls[name]["layer"]
+        outputs[f"{name}:heads"] = method_controls[name]["heads"]
+    return Page(controls, outputs, method_controls, map_pickers, tabs, share, answer_tokens, contrast_pick, state,
+                open_tab, examples_slot)
+
+
+def wire_analysis(page: Page) -> None:
+    """Analyze (button, Enter, a clicked answer token, the IG tab's offer) and what follows each result:
+    the open tab's figures, the pickers, the contrast choices, the clickable answer."""
+    controls = page.controls
+    controls["analyze_button"].click(**page.run, api_name="analyze")
+    controls["prompt"].submit(**page.run, **PRIVATE)
+    # Figures are drawn when seen: the open tab's once an analysis (or a cached example) is shown.
+    page.state.change(figures.draw_after_analysis, [page.open_tab, controls["hide_special"], page.state],
+                      page.components(figures.FIGURE_KEYS), show_progress="minimal", **PRIVATE, **IN_ORDER)
+    recommend_button = page.method_controls["integrated_gradients"]["recommend"]
+    page.state.change(after_analysis, [page.state, page.contrast_pick],
+                      [page.map_pickers["method"], page.map_pickers["token"], controls["contrast_choice"],
+                       recommend_button, page.outputs["answer_map:highlight"], page.answer_tokens],
+                      concurrency_limit=None, show_progress="hidden", **PRIVATE)
+    page.answer_tokens.select(explain_answer_token, page.state, [controls["target"], controls["target_k"]],
+                              queue=False, **PRIVATE).then(**page.run, **PRIVATE)
+    # The IG tab's offer: the recommended IG settings (the methods as they are), then run.
+    ig_controls = [name for name in PRESET_CONTROLS if name != "methods"]
+    recommend_button.click(lambda: fill_preset("recommended", ig_controls), None,
+                           [controls[name] for name in ig_controls], queue=False, **PRIVATE).then(
+        **page.run, **PRIVATE)
+
+
+def wire_views(page: Page) -> None:
+    """Views redrawn from the stored result: another tab opened, the API's /figures and /figures_png, the
+    colour scaling, the answer map's pickers, a layered method's layer."""
+    for name, tab in page.tabs.items():
+        tab.select(lambda _name=name: _name, None, page.open_tab, queue=False, **PRIVATE).then(**page.draw, **PRIVATE)
+    # The API's way to a tab's figures for the caller's last analysis: /figures(tab, hide_special, ...).
+    figures_button = gr.Button(visible=False, elem_id="figures-api")
+    figures_button.click(**page.draw, api_name="figures")
+    page.share["png_button"].click(figures.export_pngs, [page.state, page.controls["hide_special"]],
+                                   page.outputs["export:png"], api_name="figures_png", concurrency_limit=None)
+    for name in LAYERED_METHODS:
+        layer, heads = page.method_controls[name]["layer"], page.method_controls[name]["heads"]
+        layer.input(lambda state, index, _name=name: method.head_figure(state, _name, index), [page.state, layer],
+                    heads, trigger_mode="always_last", **PRIVATE, **IN_ORDER)
+    pickers = page.map_pickers
+    for picker in pickers.values():
+        picker.input(answer_map.views, [page.state, pickers["method"], pickers["token"], page.controls["hide_special"]],
+                     page.components(["answer_map:heatmap", "answer_map:highlight"]), trigger_mode="always_last",
+                     show_progress="minimal", **PRIVATE, **IN_ORDER)
+    page.controls["hide_special"].input(**page.scaled, trigger_mode="always_last", **PRIVATE).then(
+        **page.draw, **PRIVATE)
+
+
+def wire_settings(page: Page) -> None:
+    """The settings controls' own events: fields shown with their choice, the model's chat default, the
+    contrast picker, the presets (nothing of these runs the model)."""
+    controls = page.controls
+    controls["target"].change(target_fields, controls["target"], [controls["target_k"], controls["target_text"]],
+                              queue=False, **PRIVATE)
+    # Only the user's pick: a deep link sets the model and its own chat setting together.
+    controls["model"].input(chat_default, controls["model"], controls["chat"], queue=False, **PRIVATE)
+    controls["contrast_choice"].input(pick_contrast, [controls["contrast_choice"], page.state],
+                                      [controls["contrast_text"], page.contrast_pick], queue=False, **PRIVATE)
+    controls["contrast_text"].input(lambda: ["", None], None, [controls["contrast_choice"], page.contrast_pick],
+                                    queue=False, **PRIVATE)
+    controls["ig_auto"].change(step_fields, controls["ig_auto"], [controls["ig_steps"], controls["target_error"]],
+                               queue=False, **PRIVATE)
+    for name in ("seed", "recommended"):
+        # Filled, not run; the colour scaling is display only, so the current views follow it at once.
+        controls[f"{name}_button"].click(lambda _name=name: fill_preset(_name), None,
+                                         [controls[key] for key in PRESET_CONTROLS], queue=False, **PRIVATE).then(
+            **page.scaled, **PRIVATE).then(**page.draw, **PRIVATE)
+
+
+def wire_links(demo: gr.Blocks, page: Page, defaults: dict[str, Any], models: list[str]) -> None:
+    """The share link (written in the browser) and the deep link a page is opened with."""
+    page.share["share_button"].click(None, page.setting_inputs, page.share["share_url"], js=share_js(defaults),
+                                     **PRIVATE)
+
+    def load_query(request: gr.Request) -> list[Any]:
+        return from_query(dict(request.query_params), models)
+
+    demo.load(load_query, None, page.setting_inputs, queue=False, **PRIVATE).then(None, js=AUTORUN_JS, **PRIVATE)
+
+
 def build_demo(default_model: str | None = None, *, cache_examples: bool = True) -> gr.Blocks:
     default_model = default_model or attribution.default_model_name()
     choices = model_choices(default_model)
-    outputs: dict[str, Any] = {}
-    method_controls: dict[str, dict[str, Any]] = {}
-
+    defaults = page_defaults(default_model, chat_default(default_model))
     # Gradio's cached copies of the downloads age out as our originals do.
     export_age = (exports.EXPORT_TTL_S, exports.EXPORT_TTL_S)
     with gr.Blocks(title="Token attribution", delete_cache=export_age) as demo:
-        gr.Markdown(INTRO)
-        controls = build_prompt_row(default_model, choices)
-        examples_slot = gr.Column()  # filled at the end, once the outputs the examples fill exist
-        controls.update(build_settings())
-        contrast_pick = gr.State(None)  # the foil picked from the list: {"id", "text"} (not part of the API)
-
-        with gr.Row(equal_height=True):
-            # The answer as text is the API's first output; the page shows it as clickable tokens instead.
-            outputs["answer"] = gr.Textbox(label="Generated answer", interactive=False, visible=False,
-                                           elem_id="answer")
-            answer_tokens = gr.HighlightedText(
-                label="Generated answer: click a token to explain it", show_legend=False,
-                show_inline_category=False, combine_adjacent=False, color_map={EXPLAINED: "#f59e0b"}, scale=3,
-                elem_id="answer-tokens")
-            outputs["explained"] = gr.Textbox(label="Explained token", interactive=False, scale=4,
-                                              elem_id="explained")
-            controls["hide_special"] = build_hide_special()
-        setting_inputs = [controls[key] for key in SETTING_KEYS]
-        preset_controls = [controls[field] for field in PRESET_FIELDS]
-        inputs = [*setting_inputs, contrast_pick]
-
-        tabs: dict[str, gr.Tab] = {}
-        with gr.Tabs(elem_id="method-tabs"):
-            for name in CATALOG:
-                with gr.Tab(method_label(name), id=name, elem_id=f"tab-{name}") as tabs[name]:
-                    method_controls[name] = method.build(name, outputs)
-            with gr.Tab("Answer map", id="answer_map", elem_id="tab-answer_map") as tabs["answer_map"]:
-                map_pickers = answer_map.build(outputs)
-            with gr.Tab("Compare", id="compare", elem_id="tab-compare") as tabs["compare"]:
-                compare.build(outputs)
-        share = downloads.build(outputs)
-        outputs["state"] = state = gr.State(None, time_to_live=exports.EXPORT_TTL_S)
-        # Which tab is open (its figures are drawn first); a hidden input, so that the API's /figures can name one.
-        open_tab = gr.Textbox(next(iter(CATALOG)), visible=False, elem_id="open-tab")
-        for name in LAYERED_METHODS:
-            outputs[f"{name}:layer"] = method_controls[name]["layer"]
-            outputs[f"{name}:heads"] = method_controls[name]["heads"]
-        figure_outputs = [outputs[key] for key in figures.FIGURE_KEYS]
-
-        output_components = [outputs[key] for key in OUTPUT_KEYS]
-        # Progress (and an error) shows once, on the answer, instead of on every output.
-        run = dict(fn=analyze, inputs=inputs, outputs=output_components, preprocess=False, concurrency_id="model",
-                   concurrency_limit=1, show_progress_on=[answer_tokens])
-        # preprocess=False: the inputs are plain JSON values and `analyze` (with the library) validates
-        # every one, so an API caller's bad value (text in a number, NaN, out of range) gets a message
-        # naming the setting instead of gradio's "the upstream Gradio app has raised an exception".
-        controls["analyze_button"].click(**run, api_name="analyze")
-        controls["prompt"].submit(**run, api_visibility="private")
-        controls["target"].change(target_fields, controls["target"], [controls["target_k"], controls["target_text"]],
-                                  queue=False, api_visibility="private")
-        # Only the user's pick: a deep link sets the model and its own chat setting together.
-        controls["model"].input(chat_default, controls["model"], controls["chat"], queue=False,
-                                api_visibility="private")
-
-        # Figures are drawn when seen, from the kept result (the model is not run again): the open tab's once
-        # an analysis (or a cached example) is shown, another tab's when it is opened.
-        draw_inputs = [open_tab, controls["hide_special"], map_pickers["method"], map_pickers["token"], state]
-        # One queue for every event that draws into the figures, first come first drawn: a tab opened while
-        # the figures of a new result are being cleared and drawn is drawn after that, never overwritten.
-        in_order = dict(concurrency_id="figures", concurrency_limit=1)
-        draw = dict(fn=figures.draw_tab, inputs=draw_inputs, outputs=figure_outputs, preprocess=False,
-                    show_progress="minimal", **in_order)
-        state.change(figures.draw_after_analysis, [open_tab, controls["hide_special"], state], figure_outputs,
-                     api_visibility="private", show_progress="minimal", **in_order)
-        for name, tab in tabs.items():
-            tab.select(lambda _name=name: _name, None, open_tab, queue=False, api_visibility="private").then(
-                **draw, api_visibility="private")
-        # The API's way to a tab's figures for the caller's last analysis: /figures(tab, hide_special, ...).
-        figures_button = gr.Button(visible=False, elem_id="figures-api")
-        figures_button.click(**draw, api_name="figures")
-        for name in LAYERED_METHODS:
-            layer, heads = method_controls[name]["layer"], method_controls[name]["heads"]
-            layer.input(lambda value, index, _name=name: method.head_figure(value, _name, index), [state, layer],
-                        heads, api_visibility="private", trigger_mode="always_last", **in_order)
-        recommend_button = method_controls["integrated_gradients"]["recommend"]
-        scaled_inputs = [state, controls["hide_special"], map_pickers["method"], map_pickers["token"]]
-        scaled_outputs = [outputs[key] for key in SCALED_KEYS]
-        state.change(after_analysis, [state, contrast_pick],
-                     [map_pickers["method"], map_pickers["token"], controls["contrast_choice"], recommend_button,
-                      outputs["answer_map:highlight"], answer_tokens], api_visibility="private",
-                     concurrency_limit=None, show_progress="hidden")
-        answer_tokens.select(explain_answer_token, state, [controls["target"], controls["target_k"]], queue=False,
-                             api_visibility="private").then(**run, api_visibility="private")
-        for picker in map_pickers.values():
-            picker.input(answer_map.views, [state, map_pickers["method"], map_pickers["token"],
-                                            controls["hide_special"]],
-                         [outputs["answer_map:heatmap"], outputs["answer_map:highlight"]], api_visibility="private",
-                         trigger_mode="always_last", show_progress="minimal", **in_order)
-        controls["hide_special"].input(scaled_views, scaled_inputs, scaled_outputs, api_visibility="private",
-                                       trigger_mode="always_last", **in_order,
-                                       show_progress="minimal").then(**draw, api_visibility="private")
-        controls["contrast_choice"].input(pick_contrast, [controls["contrast_choice"], state],
-                                          [controls["contrast_text"], contrast_pick], queue=False,
-                                          api_visibility="private")
-        controls["contrast_text"].input(lambda: ["", None], None, [controls["contrast_choice"], contrast_pick],
-                                        queue=False, api_visibility="private")
-        controls["ig_auto"].change(step_fields, controls["ig_auto"], [controls["ig_steps"], controls["target_error"]],
-                                   queue=False, api_visibility="private")
-        for name in ("seed", "recommended"):
-            # Filled, not run; the colour scaling is display only, so the current views follow it at once.
-            controls[f"{name}_button"].click(lambda _name=name: fill_preset(_name), None, preset_controls, queue=False,
-                                             api_visibility="private").then(
-                scaled_views, scaled_inputs, scaled_outputs, api_visibility="private", **in_order,
-                show_progress="minimal").then(**draw, api_visibility="private")
-        # The IG tab's offer: the recommended IG settings (the methods as they are), then run.
-        ig_fields = [field for field in PRESET_FIELDS if field != "methods"]
-        recommend_button.click(lambda: fill_preset("recommended", ig_fields), None,
-                               [controls[field] for field in ig_fields], queue=False,
-                               api_visibility="private").then(**run, api_visibility="private")
-
-        share["png_button"].click(figures.export_pngs, [state, controls["hide_special"]], outputs["export:png"],
-                                  api_name="figures_png", concurrency_limit=None)
-
-        defaults = page_defaults(default_model, chat_default(default_model))
-        share["share_button"].click(None, setting_inputs, share["share_url"], api_visibility="private",
-                                    js=share_js(defaults))
-
-        choice_values = [value for _label, value in choices]
-
-        def load_query(request: gr.Request) -> list[Any]:
-            return from_query(dict(request.query_params), choice_values)
-
-        demo.load(load_query, None, setting_inputs, queue=False, api_visibility="private").then(
-            None, js=AUTORUN_JS, api_visibility="private")
-
-        with examples_slot:
-            gr.Examples(
-                example_rows(defaults), setting_inputs, [outputs[key] for key in EXAMPLE_KEYS], fn=analyze_example,
-                cache_examples=cache_examples,
-                cache_mode="lazy" if cache_examples else None, visible_columns=[0], api_visibility="private",
-                label="Examples (the default settings)",
+        page = build_layout(default_model, choices)
+        wire_analysis(page)
+        wire_views(page)
+        wire_settings(page)
+        wire_links(demo, page, defaults, [value for _label, value in choices])
+        with page.examples_slot:
+            examples = gr.Examples(
+                example_rows(defaults), page.setting_inputs, page.components(EXAMPLE_KEYS), fn=analyze_example,
+                cache_examples=cache_examples, cache_mode="lazy" if cache_examples else None, visible_columns=[0],
+                api_visibility="private", label="Examples (the default settings)",
             )
+        if cache_examples:  # uncached, an example only fills the inputs
+            # After the cached outputs are shown (gradio's event that loads them): the example's stored result
+            # becomes the session's, and the state's change draws its figures and views as after any analysis.
+            # Queued: gradio reports a changed state (and so fires its change events) only from queued events.
+            examples.load_input_event.then(example_state, page.outputs["example:result"], page.state, **PRIVATE)
     demo.queue(default_concurrency_limit=1, max_size=64)
     return demo
 

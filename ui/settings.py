@@ -1,6 +1,18 @@
 """The page's settings, in one ordered list: it gives the /analyze parameters' order and defaults, the
-deep-link keys, the share link and the example rows. New settings are only ever appended, so that API
-callers passing values by position keep working."""
+deep-link keys, the share link, the example rows, and which `attribution.Settings` field each input fills.
+New settings are only ever appended, so that API callers passing values by position keep working.
+
+Most inputs fill one Settings field of the same meaning (`Setting.field`). Three fields are filled by
+more than one input, and `ui.inputs.page_settings` combines them (`COMBINED`):
+
+- `n_steps` from ig_steps and ig_auto: "auto" while Auto steps is ticked, else the step count;
+- `target` from target, target_k and target_text: None (the next token), k, or the text;
+- `contrast` from contrast_text and the page's picked foil (`contrast_pick`, not an API parameter): the
+  picked token's id while the box still shows its text, else the text, None when empty.
+
+`prompt` and `model` are the analysis' own arguments, and `hide_special` is a display choice (the
+scores do not change): those have no field.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from attribution.catalog import CATALOG
-from attribution.settings import DEFAULT_TARGET_ERROR, PRESETS
+from attribution.settings import PRESETS, Settings
 
 SEED_PROMPT = "What is the Capital City of Latvia?"
 EXAMPLE_PROMPTS = (
@@ -23,8 +35,8 @@ SEED = PRESETS["seed"]
 
 @dataclass(frozen=True)
 class Setting:
-    """One input of the analysis: its /analyze parameter name, its deep-link key, its default, and how
-    the share link writes it."""
+    """One input of the analysis: its /analyze parameter name, its deep-link key, its default, how the
+    share link writes it, and the `attribution.Settings` field it fills."""
 
     name: str
     link: str
@@ -33,42 +45,55 @@ class Setting:
     # (comma-separated, left out when at the default), "flag" (1 or 0, left out when at the default),
     # "chat" (a flag, also written whenever the model is not the page's default).
     kind: str
+    # The Settings field it fills; None for the page's own inputs (prompt, model, hide_special). A field
+    # named by several settings is one of COMBINED.
+    field: str | None
     # Written only while another setting has this value: (its name, the value).
     only_with: tuple[str, Any] | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("prompt", "prompt", SEED_PROMPT, "text"),
-    Setting("model", "model", None, "value"),  # None: the page's default model
+    Setting("prompt", "prompt", SEED_PROMPT, "text", None),
+    Setting("model", "model", None, "value", None),  # None: the page's default model
     # Every registered method, so every tab has something to show. This also keeps the cached examples
     # free of empty outputs: gradio's example cache writes None as '' and cannot read it back.
-    Setting("methods", "methods", list(CATALOG), "list"),
-    Setting("max_new_tokens", "max_new_tokens", 20, "value"),
+    Setting("methods", "methods", list(CATALOG), "list", "methods"),
+    Setting("max_new_tokens", "max_new_tokens", 20, "value", "max_new_tokens"),
     # The seed notebook's IG settings (the seed preset's), so that its numbers appear.
-    Setting("ig_steps", "steps", SEED["n_steps"], "value"),
-    Setting("ig_baseline", "baseline", SEED["baseline"], "value"),
-    Setting("aggregation", "aggregation", SEED["aggregation"], "value"),
-    Setting("target", "target", "next", "value"),
-    Setting("target_k", "k", 1, "text", only_with=("target", "generated")),
-    Setting("target_text", "text", "", "text", only_with=("target", "text")),
-    Setting("contrast_text", "contrast", "", "value"),  # "" = no contrast
+    Setting("ig_steps", "steps", SEED.n_steps, "value", "n_steps"),
+    Setting("ig_baseline", "baseline", SEED.baseline, "value", "baseline"),
+    Setting("aggregation", "aggregation", SEED.aggregation, "value", "aggregation"),
+    Setting("target", "target", "next", "value", "target"),
+    Setting("target_k", "k", 1, "text", "target", only_with=("target", "generated")),
+    Setting("target_text", "text", "", "text", "target", only_with=("target", "text")),
+    Setting("contrast_text", "contrast", "", "value", "contrast"),  # "" = no contrast
     # Both cost well under a second of compute on the demo model (measured: about 0.15 s CPU for the
     # answer map and 0.2 s for the trust panel, on top of 0.1 s for the six methods), so both are on.
-    Setting("all_targets", "answer_map", True, "flag"),
-    Setting("trust", "trust", True, "flag"),
+    Setting("all_targets", "answer_map", True, "flag", "all_targets"),
+    Setting("trust", "trust", True, "flag", "trust"),
     # Display only (the scores are the same either way): the held context (first position, special and
     # template tokens) stays grey, out of the colour scaling, so one attention sink does not wash out every
     # other colour. The Seed settings button unticks it: the seed's view, every token scaled.
-    Setting("hide_special", "hide_special", True, "flag"),
+    Setting("hide_special", "hide_special", True, "flag", None),
     # The API's default: the raw prompt, as before chat templates. The page ticks Chat template for chat
     # models (`chat_default`) instead; a share link for another model always says chat.
-    Setting("chat", "chat", False, "chat"),
-    Setting("system", "system", "", "value"),  # "" = the chat template's default system prompt
-    Setting("ig_auto", "auto", False, "flag"),  # True: IG steps to `target_error` (n_steps="auto")
-    Setting("target_error", "target_error", DEFAULT_TARGET_ERROR, "value", only_with=("ig_auto", True)),
-    Setting("score", "score", SEED["score"], "value"),
-    Setting("hold_context", "hold_context", SEED["hold_context"], "flag"),
+    Setting("chat", "chat", SEED.chat, "chat", "chat"),
+    Setting("system", "system", "", "value", "system"),  # "" = the chat template's default system prompt
+    Setting("ig_auto", "auto", False, "flag", "n_steps"),  # True: IG steps to `target_error` (n_steps="auto")
+    Setting("target_error", "target_error", SEED.target_error, "value", "target_error",
+            only_with=("ig_auto", True)),
+    Setting("score", "score", SEED.score, "value", "score"),
+    Setting("hold_context", "hold_context", SEED.hold_context, "flag", "hold_context"),
 )
+
+#: The Settings fields filled by several inputs (see the module's docstring): field → those inputs.
+COMBINED: dict[str, tuple[str, ...]] = {
+    "n_steps": ("ig_steps", "ig_auto"),
+    "target": ("target", "target_k", "target_text"),
+    "contrast": ("contrast_text",),  # and the page's contrast_pick
+}
+#: Settings fields the page never sets: they stay at the library's defaults.
+LIBRARY_ONLY = tuple(name for name in Settings.names() if name not in {setting.field for setting in SETTINGS})
 
 #: /analyze's parameters in order, and their defaults.
 SETTING_KEYS = tuple(setting.name for setting in SETTINGS)

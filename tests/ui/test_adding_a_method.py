@@ -54,7 +54,7 @@ np.testing.assert_allclose(analysis.methods["negated_gradient"].scores, -analysi
                            rtol=0, atol=0)
 assert "negated_gradient" in analysis.to_dict()["methods"]
 figures = analysis_figures(analysis)
-assert "negated_gradient_bars" in figures
+assert "negated_gradient:bars" in figures
 assert method_color("negated_gradient") == "teal"
 assert [key for key in OUTPUT_KEYS if key.startswith("negated_gradient:")] == [
     "negated_gradient:notes", "negated_gradient:highlight", "negated_gradient:bars", "negated_gradient:top"]

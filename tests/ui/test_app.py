@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -22,10 +23,12 @@ from conftest import SEED_PROMPT, SMOLLM2  # noqa: E402
 from ui import settings as ui_settings  # noqa: E402
 from ui import runtime  # noqa: E402
 from attribution import catalog  # noqa: E402
+from attribution.display import plotting  # noqa: E402
 from ui.tabs import method as method_tab  # noqa: E402
 from ui import analysis as ui_analysis  # noqa: E402
 from ui import controls  # noqa: E402
 from ui import figures  # noqa: E402
+from ui import store  # noqa: E402
 from helpers import png_of  # noqa: E402
 
 RUN = tuple(ui_settings.DEFAULTS["methods"])  # the methods the app runs unless told otherwise
@@ -44,24 +47,42 @@ def test_the_analysis_comes_without_figures_and_the_open_tab_is_drawn_after_it(a
 
 
 def test_the_png_downloads_are_the_bytes_the_page_shows(outputs):
-    files = {Path(path).stem: Path(path).read_bytes() for path in outputs["export:png"]}
-    shown = {f"{name}:bars": f"{name}_bars" for name in RUN} | {
-        "attention:layers": "attention_layers", "compare:heatmap": "comparison_heatmap",
-        "compare:bars": "comparison_bars", "compare:agreement": "agreement_heatmap",
-        "answer_map:heatmap": "answer_map_gradient"}  # the answer map as it opens: gradient, token 1
-    for output, stem in shown.items():
-        assert png_of(outputs[output]) == files[stem], output
+    files = {Path(path).name: Path(path).read_bytes() for path in outputs["export:png"]}
+    # Each figure output shows the figure of the same key (the PNG named after it), but the answer map's,
+    # which shows the picked method's: as it opens, gradient at token 1.
+    shown = {key: plotting.file_name(key) for name in RUN for key in figures.TAB_FIGURES[name]} | {
+        key: plotting.file_name(key) for key in figures.TAB_FIGURES["compare"]} | {
+        "answer_map:heatmap": plotting.file_name("answer_map:gradient")}
+    for output, name in shown.items():
+        assert png_of(outputs[output]) == files[name], output
     assert len(set(files.values())) == len(files)  # fourteen different figures, not one copied
+
+
+def test_the_state_is_only_the_id_of_the_full_result_kept_on_the_server(analyzed):
+    state = analyzed["state"]
+    assert isinstance(state, str) and re.fullmatch(r"[0-9a-f]{32}", state)
+    stored = store.recall(state)
+    # The engine's own result, whole (per-head weights, settings), not a copy of some of its fields.
+    assert stored.analysis.settings.max_new_tokens == 4 and stored.analysis.settings.trust is True
+    assert stored.analysis.methods["attention"].per_head.ndim == 3
+    assert json.loads(Path(analyzed["export:json"]).read_text(encoding="utf-8")) == json.loads(
+        stored.analysis.to_json())
+    assert stored.view.answer_tokens and stored.view.explained == 1 and stored.view.hide_special is True
 
 
 def test_a_result_no_longer_kept_says_so(analyzed, monkeypatch):
     warnings = []
-    monkeypatch.setattr(figures.gr, "Warning", lambda message: warnings.append(message))
-    state = json.dumps({**json.loads(analyzed["state"]), "result": "0" * 32})
+    monkeypatch.setattr(store.gr, "Warning", lambda message: warnings.append(message))
+    assert store.recall(analyzed["state"]) is not None
+    state = "0" * 32  # an id the store does not hold (any more)
     assert all(value == gr.update() for value in figures.draw_tab("compare", True, None, 1, state))
-    assert warnings == [figures.EXPIRED]
+    assert warnings == [store.EXPIRED]
     with pytest.raises(gr.Error, match="no longer kept"):
         figures.export_pngs(state, True)
+    # The other views leave the page as it is, and those a user starts say so too.
+    assert method_tab.head_figure(state, "attention", 0) is None and len(warnings) == 2
+    assert ui_analysis.scaled_views(state, False, "gradient", 1) == [gr.update()] * len(ui_analysis.SCALED_KEYS)
+    assert ui_analysis.after_analysis(state, None) == [gr.update()] * 6 and len(warnings) == 2
     with pytest.raises(gr.Error, match="unknown tab 'nope'; valid choices: gradient"):
         figures.draw_tab("nope", True, None, 1, analyzed["state"])
 
@@ -116,7 +137,7 @@ def test_exports_follow_the_cli_contract(outputs, tiny_folder):
     assert len(csv_lines) == len(data["input_tokens"]) + 1
     pngs = [Path(path) for path in outputs["export:png"]]
     assert {path.name for path in pngs} == {f"{name}_bars.png" for name in RUN} | {
-        "attention_layers.png", "comparison_heatmap.png", "comparison_bars.png", "agreement_heatmap.png"} | {
+        "attention_layers.png", "compare_heatmap.png", "compare_bars.png", "compare_agreement.png"} | {
         f"answer_map_{name}.png" for name in attribution.ANSWER_MAP_METHODS}
     # The new keys arrive through to_dict(): the answer map, the trust panel, the foil candidates.
     assert set(data["answer_map"]) == set(attribution.ANSWER_MAP_METHODS)
@@ -132,9 +153,9 @@ def test_exports_follow_the_cli_contract(outputs, tiny_folder):
 
 def test_per_head_view_is_redrawn_from_the_stored_result(outputs):
     state = outputs["state"]
-    stored = json.loads(state)
-    n_layers = len(stored["per_head"]["attention"])
-    slider, heads = method_tab.head_views(state, "attention")
+    stored = store.recall(state)
+    n_layers = stored.analysis.methods["attention"].per_head.shape[0]
+    slider, heads = method_tab.head_views(stored, "attention")
     assert slider["maximum"] == max(n_layers - 1, 1) and slider["value"] == n_layers - 1
     assert isinstance(heads["value"], Figure)
     figure = method_tab.head_figure(state, "attention", 0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -21,6 +20,7 @@ from ui import settings as ui_settings  # noqa: E402
 from ui import analysis as ui_analysis  # noqa: E402
 from ui import controls  # noqa: E402
 from ui import figures  # noqa: E402
+from ui import store  # noqa: E402
 from attribution.display.plotting import draw_figure  # noqa: E402
 from helpers import QUICK, exported, png_bytes_of, png_of, template_flags  # noqa: E402
 
@@ -60,10 +60,10 @@ def test_chat_template_tokens_are_grey_and_out_of_the_scaling_and_top_5(chat_fol
         assert "**Chat template:**" in values[f"{name}:notes"]
     shown = dict(zip(ui_analysis.SCALED_KEYS, ui_analysis.scaled_views(values["state"], True, "gradient", 1)))
     assert shown["gradient:highlight"] == values["gradient:highlight"]  # the toggle's default
-    kept = figures.recall(json.loads(values["state"])["result"])
+    kept = store.recall(values["state"]).analysis
     drawn = dict(zip(figures.FIGURE_KEYS, figures.draw_tab("compare", True, None, 1, values["state"])))
-    figure = draw_figure(kept, "comparison_heatmap", True)
-    assert png_of(drawn["compare:heatmap"]) == png_bytes_of(figure, figures.DPI)
+    figure = draw_figure(kept, "compare:heatmap", True)
+    assert png_of(drawn["compare:heatmap"]) == png_bytes_of(figure, store.DPI)
     heatmap = figure.axes[0].get_images()[0].get_array()
     assert list(np.ma.getmaskarray(heatmap)[0]) == list(held)
     title = figure.axes[0].get_title().replace("\n", " ")
@@ -102,7 +102,7 @@ def test_clicking_a_generated_token_explains_it(tiny_folder):
     second = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.analyze(SEED_PROMPT, str(tiny_folder), target=target, target_k=k,
                                                    **QUICK)))
     assert "generated token 3" in second["explained"] and second["answer"] == first["answer"]
-    assert json.loads(second["state"])["target"] == answer[2][0]  # the clicked token is the one explained
+    assert store.recall(second["state"]).analysis.target.text == answer[2][0]  # the clicked token is explained
     *_, marked = ui_analysis.after_analysis(second["state"], None)
     assert [category for _token, category in marked] == [None, None, "explained"]
     assert [token for token, _category in marked] == [token for token, _category in answer]

@@ -47,6 +47,8 @@ def test_hosted_space_loads_only_allowed_models_and_no_local_path(monkeypatch, t
         "./assets/../tests",
         "../" * 8 + "etc",
     ]
+    # What this test's requests load, whatever earlier tests left in the process-wide model cache.
+    cached_before = set(models_module._cache)
     with serve(str(tiny_folder)) as server:
         hosted = make_client(server.url, tmp_path / "downloads")
         try:
@@ -62,7 +64,8 @@ def test_hosted_space_loads_only_allowed_models_and_no_local_path(monkeypatch, t
                                         model="someone/allowed-model")
         finally:
             hosted.close()
-    assert not any(str(other_local) == key[0] for key in models_module._cache), "a refused model was loaded"
+    loaded_here = {key[0] for key in set(models_module._cache) - cached_before}
+    assert loaded_here <= {str(tiny_folder)}, f"a refused model was loaded: {loaded_here}"
 
 
 # --- security ---------------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
     page.locator("#hide-special input").check()
 
     page.locator("#download-png-button").click()  # the PNG files are made when asked for
-    page.locator("#download-png").get_by_text("comparison_heatmap", exact=True).wait_for(timeout=TIMEOUT_MS)
+    page.locator("#download-png").get_by_text("compare_heatmap", exact=True).wait_for(timeout=TIMEOUT_MS)
     page.locator("#share-button").click()
     share_box = page.locator("#share-url textarea, #share-url input").first
     page.wait_for_function("el => el.value.includes('prompt=')", arg=share_box.element_handle(),
@@ -246,6 +246,15 @@ def test_clicking_an_example_runs_it_and_caches_it(page_url, browser):
         page.wait_for_function(
             "() => document.querySelector('#highlight-gradient')?.innerText.includes('Germany')",
             timeout=TIMEOUT_MS)
+    # A cached example's state is the id of its result, kept on the server: its figures and the clickable
+    # answer are drawn from that result as from any other.
+    page.locator("#bars-gradient img").first.wait_for(timeout=TIMEOUT_MS)
+    before = page.locator("#bars-gradient img").first.get_attribute("src")
+    page.get_by_text("The capital of France is", exact=True).click()
+    page.wait_for_function(
+        "(before) => { const image = document.querySelector('#bars-gradient img');"
+        "  return image !== null && image.getAttribute('src') !== before; }", arg=before, timeout=TIMEOUT_MS)
+    page.locator("#answer-tokens .token").first.wait_for(timeout=TIMEOUT_MS)
     page.close()
 
 

@@ -1,4 +1,4 @@
-"""attribution.app_inputs: the app's form values and deep links → the library's arguments."""
+"""ui.inputs: the page's values and deep links → one attribution.Settings, and presets → the page's controls."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import attribution
 from ui import inputs as ui_inputs
 from ui import settings as ui_settings
 from attribution.gguf import PACKAGED_MODELS
+from attribution.settings import PRESET_FIELDS, Settings
 from attribution.models import DEMO_MODEL_PATH
 from conftest import SMOLLM2
 
@@ -76,7 +77,7 @@ def test_model_picker_lists_the_built_in_model_and_says_how_to_install_it(monkey
     def missing(hub_id):
         raise ValueError(f"{hub_id} is not installed")
 
-    monkeypatch.setattr(ui_inputs, "packaged_gguf", missing)
+    monkeypatch.setattr(attribution, "packaged_gguf", missing)
     label = ui_inputs.model_label(SMOLLM2)
     assert label.startswith(SMOLLM2) and PACKAGED_MODELS[SMOLLM2].install in label
 
@@ -97,7 +98,7 @@ def test_presets_as_the_apps_controls():
     assert "ig_steps" not in recommended and recommended["ig_auto"] is True
     assert recommended["target_error"] == attribution.PRESETS["recommended"]["target_error"]
     assert recommended["hold_context"] is True and recommended["hide_special"] is True
-    assert set(seed) == set(ui_inputs.PRESET_FIELDS) == set(recommended) | {"ig_steps"}
+    assert set(seed) == set(ui_inputs.PRESET_CONTROLS) == set(recommended) | {"ig_steps"}
     with pytest.raises(ValueError, match="unknown preset 'fast'"):
         ui_inputs.preset_settings("fast")
 
@@ -110,3 +111,69 @@ def test_deep_link_carries_auto_steps_target_error_score_and_held_context():
     for bad in ("0", "1", "nan", "inf", "-0.1", "1%"):
         assert "target_error" not in ui_inputs.deep_link_settings({"target_error": bad}, [], False), bad
     assert ui_inputs.deep_link_settings({"score": "energy", "hold_context": "yes"}, [], False) == {}
+
+
+def page_values(**changes):
+    """Every /analyze parameter at the page's defaults (as an API caller leaving them out sends them)."""
+    return {**ui_settings.DEFAULTS, "prompt": "Hi", "model": None, **changes}
+
+
+def test_the_page_builds_one_settings_and_its_defaults_are_the_pages():
+    settings = ui_inputs.page_settings(page_values())
+    assert settings == Settings(methods=tuple(ui_settings.DEFAULTS["methods"]), all_targets=True, trust=True)
+    # Each setting with a field fills it with its value as given (flags may come as 0/1).
+    changed = ui_inputs.page_settings(page_values(
+        methods=["gradient"], max_new_tokens=5.0, ig_baseline="mean", aggregation="sum", all_targets=0, trust=1,
+        chat=True, system="Be brief.", target_error=0.02, score="probability", hold_context=True))
+    assert changed.differences(settings) == {
+        "methods": (("gradient",), settings.methods), "max_new_tokens": (5, 20), "baseline": ("mean", "zero"),
+        "aggregation": ("sum", "l2"), "all_targets": (False, True), "chat": (True, False),
+        "system": ("Be brief.", None), "target_error": (0.02, settings.target_error),
+        "score": ("probability", "logit"), "hold_context": (True, False)}
+
+
+def test_the_combined_fields_come_from_their_inputs():
+    def built(**changes):
+        return ui_inputs.page_settings(page_values(**changes))
+
+    assert built(ig_steps=7).n_steps == 7 and built(ig_steps=7, ig_auto=True).n_steps == "auto"
+    assert built(target="generated", target_k=3.0, target_text=" Riga").target == 3
+    assert built(target="text", target_k=3, target_text=" Riga").target == " Riga"
+    assert built(target="next", target_k=3, target_text=" Riga").target is None
+    assert built(contrast_text=" Oslo").contrast == " Oslo" and built().contrast is None
+    assert built(contrast_text=" Oslo", contrast_pick={"id": 98, "text": " Oslo"}).contrast == 98
+    # Nothing generated: the answer map is skipped, not refused.
+    assert built(max_new_tokens=0).all_targets is False and built(max_new_tokens=1).all_targets is True
+
+
+def test_a_bad_page_value_is_a_value_error_naming_the_setting():
+    for changes, message in (({"trust": "yes"}, "trust must be true or false"),
+                             ({"ig_auto": 2}, "ig_auto must be true or false"),
+                             ({"ig_steps": 0}, "n_steps must be from 1 to 1000, got 0"),
+                             ({"ig_baseline": "banana"}, "unknown baseline 'banana'; valid choices: zero"),
+                             ({"target": "generated", "target_k": "two"}, "generated token k must be a whole number"),
+                             ({"system": "Be brief."}, "a system prompt needs the chat template"),
+                             ({"methods": ["lime"]}, "unknown method 'lime'")):
+        with pytest.raises(ValueError, match=message):
+            ui_inputs.page_settings(page_values(**changes))
+
+
+def test_presets_fill_the_controls_of_the_fields_they_decide_and_back():
+    assert set(ui_inputs.PRESET_CONTROLS) == {setting.name for setting in ui_settings.SETTINGS
+                                              if setting.field in PRESET_FIELDS} | {"hide_special"}
+    for name, settings in attribution.PRESETS.items():
+        values = ui_inputs.preset_settings(name)
+        if "ig_steps" not in values:  # auto steps leave the step count as it is
+            values["ig_steps"] = ui_settings.DEFAULTS["ig_steps"]
+        # The page built from the filled controls runs the preset's settings.
+        built = ui_inputs.page_settings(page_values(**values))
+        assert {field: getattr(built, field) for field in PRESET_FIELDS} == {
+            field: getattr(settings, field) for field in PRESET_FIELDS}, name
+    with pytest.raises(ValueError, match="no preset decides them"):
+        ui_inputs.control_values(Settings(), ["target"])
+
+
+def test_describe_target_from_the_settings_target():
+    assert ui_inputs.describe_target(None) == "the predicted next token"
+    assert ui_inputs.describe_target(3) == "generated token 3"
+    assert ui_inputs.describe_target(" Riga") == "the custom target's first token"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from collections import Counter
 
+from attribution.settings import Settings
 from ui import analysis as ui_analysis
 from ui import controls
 from ui import settings as ui_settings
@@ -17,6 +19,19 @@ def test_the_api_parameters_are_the_settings_in_order_with_their_defaults():
             assert parameter.default is None
             continue
         assert parameter.default == ui_settings.DEFAULTS[parameter.name], parameter.name
+
+
+def test_each_setting_fills_one_settings_field_and_the_combined_ones_are_named():
+    fields = Counter(setting.field for setting in ui_settings.SETTINGS if setting.field is not None)
+    assert set(fields) <= set(Settings.names())
+    assert [setting.name for setting in ui_settings.SETTINGS if setting.field is None] == [
+        "prompt", "model", "hide_special"]  # the analysis' own arguments and a display choice
+    # A field filled by several inputs is one of COMBINED, which names exactly those inputs (contrast: also
+    # the page's picked foil, which is not an API parameter).
+    assert {field for field, count in fields.items() if count > 1} <= set(ui_settings.COMBINED)
+    for field, names in ui_settings.COMBINED.items():
+        assert names == tuple(setting.name for setting in ui_settings.SETTINGS if setting.field == field), field
+    assert ui_settings.LIBRARY_ONLY == ("max_steps",)  # the page leaves auto steps' budget to the library
 
 
 def test_a_deep_link_fills_each_setting_in_the_settings_order():

@@ -12,9 +12,9 @@ from attribution.display.explanations import ANSWER_MAP_HELP, answer_map_label, 
 from attribution.display.labels import method_label, token_label
 from attribution.results import Analysis
 
-from .. import figures
+from .. import figures, store
 from ..inputs import token_index
-from ..view_state import View, analysis_from_view_state, answer_map_from_view_state, load_view_state
+from ..view import View
 
 OUTPUT_KEYS = ("answer_map:notes", "answer_map:heatmap", "answer_map:highlight")
 
@@ -47,33 +47,40 @@ def render(analysis: Analysis, view: View) -> dict[str, Any]:
     return values
 
 
-def views(state: str | None, method: Any, token: Any, hide_special: Any, draw: bool = True) -> list[Any]:
-    """The heatmap (the chosen row outlined; None with `draw=False`) and one generated token's highlighted
-    sources, redrawn from the stored result for another method, token or colour scaling (the model is not
-    run)."""
-    data = load_view_state(state)
-    table = answer_map_from_view_state(data, method)
-    analysis = analysis_from_view_state(data)
-    if table is None or analysis is None:
+def views(state: str | None, method: Any, token: Any, hide_special: Any) -> list[Any]:
+    """A method or token picked: the heatmap (the chosen row outlined) and that generated token's
+    highlighted sources, drawn from the stored result (the model is not run)."""
+    stored = store.lookup(state)
+    if stored is None:
+        return [gr.update(), gr.update()]
+    return stored_views(stored, method, token, hide_special, draw=True)
+
+
+def stored_views(stored: store.Stored, method: Any, token: Any, hide_special: Any, draw: bool) -> list[Any]:
+    """The heatmap (None with `draw=False`, for the page to draw when it is seen) and one generated token's
+    highlighted sources, for a method, token and colour scaling."""
+    analysis = stored.analysis
+    table = analysis.answer_map.get(method) if isinstance(method, str) else None
+    if table is None:
         return [None, gr.update(value=None, label=answer_map_label(None, 1))]
     index = token_index(token, len(table.targets))
     exclude, _template = source_exclusions(analysis, table, bool(hide_special))
     heatmap = None
     if draw:
-        heatmap = figures.tab_figures("answer_map", hide_special, method, index, state).get("answer_map:heatmap")
+        heatmap = figures.stored_figures(stored, "answer_map", hide_special, method, index)["answer_map:heatmap"]
     highlight = answer_map_highlight(table, index, exclude)
     return [heatmap, gr.update(value=highlight, label=answer_map_label(table, index))]
 
 
-def pickers(data: dict[str, Any]) -> list[Any]:
+def pickers(analysis: Analysis) -> list[Any]:
     """After each analysis: the method and token pickers (first method, first token) and the highlight's
-    label, from the stored result."""
-    methods = list(data.get("answer_map", {}))
-    targets = data["answer_map"][methods[0]]["targets"] if methods else []
+    label."""
+    methods = list(analysis.answer_map)
+    table = analysis.answer_map[methods[0]] if methods else None
+    targets = table.targets if table is not None else ()
     method_update = gr.update(choices=[(method_label(name), name) for name in methods],
                               value=methods[0] if methods else None, interactive=bool(methods))
     token_update = gr.update(
         choices=[(f"{index} · {token_label(token)}", index) for index, token in enumerate(targets, start=1)],
-        value=1 if targets else None, interactive=len(targets) > 1)
-    table = answer_map_from_view_state(data, methods[0]) if methods else None
+        value=1 if len(targets) else None, interactive=len(targets) > 1)
     return [method_update, token_update, gr.update(label=answer_map_label(table, 1))]

@@ -12,15 +12,18 @@ from attribution.display.explanations import completeness_summary
 from attribution.display.tables import AGREEMENT_HEADERS, FAITHFULNESS_HEADERS, agreement_rows, faithfulness_rows
 from attribution.results import Analysis
 
-from ..view_state import View
+from ..view import View
 
 TRUST_HELP = (
     "**Faithfulness** (ERASER, averaged over hiding k = 1, 2, 20% and 50% of the content tokens): "
-    "*comprehensiveness* is how much the explained token's probability drops when a method's top-k tokens "
-    "are hidden; *sufficiency* is how much it drops when only those are kept. **Higher comprehensiveness "
-    "than random = the method found tokens that matter; lower sufficiency is better.** *Random*: the same "
-    "for random token orders. Start/special tokens always stay visible; with a contrast, the drops are in "
-    "log p(explained) − log p(contrast)."
+    "*comprehensiveness* is how much the explained token's score drops when a method's top-k tokens "
+    "are hidden; *sufficiency* is how much it drops when only those are kept. The *drops of* column names "
+    "the score (by default the explained token's log-probability; with a contrast, log p(explained) − "
+    "log p(contrast)). **Higher comprehensiveness than random = the method found "
+    "tokens that matter; lower sufficiency is better.** *Random*: the same for random token orders, their "
+    "mean with its bootstrap interval in brackets; a method *beats random* on a measure only when it "
+    "lies beyond that interval on the better side, and its *evidence* is clear (both measures), weak (one) "
+    "or none. Start/special tokens always stay visible."
 )
 AGREEMENT_HELP = (
     "**Agreement.** Spearman rank correlation of every pair of methods over the content tokens (1: the same "

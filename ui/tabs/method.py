@@ -15,7 +15,8 @@ from attribution.display.method_figures import head_heatmap_figure
 from attribution.display.tables import TOP_HEADERS, highlight_values, top_rows
 from attribution.results import Analysis
 
-from ..view_state import View, load_view_state
+from .. import store
+from ..view import View
 
 PARTS = ("notes", "highlight", "bars", "top")
 
@@ -80,30 +81,34 @@ def render(analysis: Analysis, name: str, view: View) -> dict[str, Any]:
         values[f"{name}:highlight"] = None
         values[f"{name}:top"] = pd.DataFrame([], columns=TOP_HEADERS)
     else:
-        values[f"{name}:notes"] = method_notes(
-            name, result, analysis.foil, analysis.chat, score=view.score, pad_token=view.pad_token,
-            generated_inputs=analysis.n_tokens - (analysis.n_prompt_tokens or analysis.n_tokens))
+        values[f"{name}:notes"] = method_notes(name, analysis, pad_token=view.pad_token)
         values[f"{name}:highlight"] = highlight_values(analysis.input_tokens, result.scores, view.exclude(analysis))
         values[f"{name}:top"] = top_table(analysis, name, view.exclude(analysis))
     return values
 
 
-def head_figure(state: str | None, name: str, layer: float | None) -> Any:
-    """The per-head heatmap of one layer, redrawn from the stored result (the model is not run)."""
-    data = load_view_state(state)
-    per_head = data.get("per_head", {}).get(name)
-    if not per_head:
+def layer_heads(analysis: Analysis, name: str, layer: Any) -> Any:
+    """The per-head heatmap of one layer of a layered method (None when it has no per-head weights)."""
+    per_head = getattr(analysis.methods.get(name), "per_head", None)
+    if per_head is None or not len(per_head):
         return None
     layer = min(max(int(layer or 0), 0), len(per_head) - 1)
-    return head_heatmap_figure(data["tokens"], per_head, layer, data["target"], method_label(name),
-                               data.get("foil"))
+    foil = None if analysis.foil is None else analysis.foil.text
+    return head_heatmap_figure(analysis.input_tokens, per_head, layer, analysis.target.text, method_label(name), foil)
 
 
-def head_views(state: str | None, name: str) -> list[Any]:
+def head_figure(state: str | None, name: str, layer: float | None) -> Any:
+    """The layer slider moved: that layer's per-head heatmap, drawn from the stored result (the model is
+    not run)."""
+    stored = store.lookup(state)
+    return None if stored is None else layer_heads(stored.analysis, name, layer)
+
+
+def head_views(stored: store.Stored, name: str) -> list[Any]:
     """After each analysis: size the per-head slider to the model's layers and draw the last layer."""
-    per_head = load_view_state(state).get("per_head", {}).get(name)
-    if not per_head:
+    per_head = getattr(stored.analysis.methods.get(name), "per_head", None)
+    if per_head is None or not len(per_head):
         return [gr.update(visible=False), gr.update(value=None, visible=False)]
     last = len(per_head) - 1
     return [gr.update(minimum=0, maximum=max(last, 1), value=last, visible=True, interactive=last > 0),
-            gr.update(value=head_figure(state, name, last), visible=True)]
+            gr.update(value=layer_heads(stored.analysis, name, last), visible=True)]

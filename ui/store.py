@@ -1,0 +1,123 @@
+"""The server's stored results: one per session, read by every view.
+
+The analyze event stores its full `Analysis` with its `View` under a random id (one user cannot guess
+another's) and the session's state holds only that id. Every view after it (figures, colour scaling,
+answer-map picks, per-head layers, the contrast picker, the clickable answer) reads the stored result: the
+model never runs again and nothing is rebuilt from a copy. Each figure is also rendered to PNG bytes here
+once per result, key, colour scaling and row, so that the page's image and the PNG download are the same
+bytes.
+
+Results are kept for EXPORT_TTL_S (as long as the session's state lives) and at most MAX_RESULTS of them;
+the cached examples' results are pinned (`pin`), because gradio's example cache hands their ids out for
+as long as the process runs. A result that has gone makes the views say so (`EXPIRED`).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from attribution.display.plotting import draw_figure
+from attribution.results import Analysis
+
+from . import exports
+from .view import View
+
+MAX_RESULTS = 256  # a few MB at most each (per-head attention of a 1B model at 512 tokens is about 1 MB)
+MAX_PNGS = 512
+DPI = 100  # as the PNG downloads always were
+EXPIRED = "This result is no longer kept on the server (results are kept for an hour): press **Analyze** again."
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One stored result: the analysis as the engine returned it, how it is shown, and its id."""
+
+    id: str
+    analysis: Analysis
+    view: View
+    stored_at: float
+
+
+_lock = threading.Lock()
+_results: OrderedDict[str, Stored] = OrderedDict()
+_pinned: dict[str, str] = {}  # slot → the id of a result never swept (a cached example's)
+_pngs: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+
+
+def remember(analysis: Analysis, view: View) -> str:
+    """Store a result; returns its id (random), what the session's state holds."""
+    result_id = uuid.uuid4().hex
+    now = time.time()
+    with _lock:
+        _results[result_id] = Stored(result_id, analysis, view, now)
+        pinned = set(_pinned.values())
+        for old_id in [key for key, stored in _results.items()
+                       if key not in pinned and now - stored.stored_at > exports.EXPORT_TTL_S]:
+            del _results[old_id]
+        unpinned = [key for key in _results if key not in pinned]  # oldest first
+        for old_id in unpinned[:max(len(unpinned) - MAX_RESULTS, 0)]:
+            del _results[old_id]
+    return result_id
+
+
+def pin(result_id: str, slot: str) -> None:
+    """Keep a result for as long as the process runs, in `slot` (one per example row: a result pinned
+    to the same slot before goes back to the usual sweep)."""
+    with _lock:
+        _pinned[slot] = result_id
+
+
+def is_pinned(result_id: Any) -> bool:
+    """Whether `result_id` is a stored result pinned by `pin` (a cached example's)."""
+    with _lock:
+        return isinstance(result_id, str) and result_id in _pinned.values() and result_id in _results
+
+
+def recall(result_id: Any) -> Stored | None:
+    """The stored result, or None when it has expired (or never was)."""
+    with _lock:
+        stored = _results.get(result_id) if isinstance(result_id, str) else None
+        if stored is None:
+            return None
+        if result_id not in _pinned.values() and time.time() - stored.stored_at > exports.EXPORT_TTL_S:
+            return None
+        _results.move_to_end(result_id)
+        return stored
+
+
+def lookup(state: Any, *, warn: bool = True) -> Stored | None:
+    """The session's stored result (`state`: its id). None before the first analysis, and None with a
+    warning on the page (`warn`) when the result has expired."""
+    if not state:
+        return None
+    stored = recall(state)
+    if stored is None and warn:
+        gr.Warning(EXPIRED)
+    return stored
+
+
+def png_bytes(stored: Stored, key: str, hide_special: bool, selected: int = 1) -> bytes:
+    """One figure of a stored result (`attribution.display.plotting` key) as PNG bytes, rendered once
+    and reused."""
+    cache_key = (stored.id, key, bool(hide_special), selected)
+    with _lock:
+        cached = _pngs.get(cache_key)
+        if cached is not None:
+            _pngs.move_to_end(cache_key)
+            return cached
+    buffer = io.BytesIO()
+    draw_figure(stored.analysis, key, bool(hide_special), selected).savefig(buffer, format="png", dpi=DPI)
+    data = buffer.getvalue()
+    with _lock:
+        _pngs[cache_key] = data
+        while len(_pngs) > MAX_PNGS:
+            _pngs.popitem(last=False)
+    return data
