@@ -27,10 +27,8 @@ from .passes import (
     SharedWork,
     at_least_fp32,
     attention_maps,
-    choose_batch_size,
     embed,
-    logits_at,
-    run_in_batches,
+    logits_at_positions,
     score_rows,
 )
 from .results import AnswerMap
@@ -66,22 +64,20 @@ def _target_gradients(loaded: LoadedModel, job: AnswerMapRequest) -> torch.Tenso
 
 
 def _gradient_pass(loaded: LoadedModel, job: AnswerMapRequest) -> torch.Tensor:
-    embeddings = embed(loaded, job.source_ids)  # [1, S, d_model]
+    """One forward of the whole answer (the model is causal: it gives every target's score at its own
+    position), then one backward per target on that graph: [T, S, d_model]."""
     positions, target_ids, score = job.positions, job.target_ids, job.request.settings.score
     n_targets = int(target_ids.numel())
-    gradients = torch.zeros((n_targets, *embeddings.shape[1:]), dtype=at_least_fp32(embeddings).dtype,
-                            device=embeddings.device)  # [T, S, d_model]
-
-    def differentiate(start: int, stop: int) -> None:
-        length = int(positions[start:stop].max()) + 1  # causal: later sources cannot matter (gradient 0)
-        rows = embeddings[:, :length].expand(stop - start, -1, -1).clone().requires_grad_(True)
-        with torch.enable_grad():
-            logits = logits_at(loaded, rows, positions[start:stop])  # [rows, vocab]
-            (chunk,) = torch.autograd.grad(score_rows(logits, target_ids[start:stop], None, score).sum(), rows)
-        gradients[start:stop, :length] = at_least_fp32(chunk)
-
-    batch_size = choose_batch_size(loaded, job.source_ids.numel(), n_targets)
-    run_in_batches(loaded, n_targets, batch_size, differentiate, "the answer map's gradients", "target")
+    kept, column = torch.unique(positions.cpu(), return_inverse=True)
+    embeddings = embed(loaded, job.source_ids[: int(positions.max()) + 1]).requires_grad_(True)  # [1, L, d_model]
+    gradients = torch.zeros((n_targets, job.source_ids.numel(), embeddings.shape[-1]),
+                            dtype=at_least_fp32(embeddings).dtype, device=embeddings.device)  # [T, S, d_model]
+    with torch.enable_grad():
+        logits = logits_at_positions(loaded, embeddings, kept)[0, column]  # [T, vocab]
+        scores = score_rows(logits, target_ids, None, score)  # [T]
+        for t in range(n_targets):
+            (gradient,) = torch.autograd.grad(scores[t], embeddings, retain_graph=t < n_targets - 1)
+            gradients[t, : int(positions[t]) + 1] = at_least_fp32(gradient[0, : int(positions[t]) + 1])
     return gradients
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -18,29 +17,9 @@ from .prompts import EncodedPrompt, encode_prompt, held_context
 from .reports import Progress, TrustReport
 from .results import Analysis, AnswerMap, MethodScores, Prediction, Target
 from .settings import Settings
+from .threads import cpu_threads_for
 from .targets import ResolvedTarget, display_tokens, resolve_foil, resolve_target, validate_prompt
 from .trust import assess
-
-
-# Below this size a CPU forward is a few small matmuls, and thread start-up and synchronisation cost
-# more than they save: measured on the 2.7M-parameter demo model on 2 cores, a full analysis took
-# 155 ms on one thread and 716 ms on two (benchmarks/RESULTS.md has the controlled figures).
-SINGLE_THREAD_PARAMETERS = 20_000_000
-
-
-@contextmanager
-def cpu_threads_for(loaded: LoadedModel) -> Iterator[None]:
-    """Run small CPU models on one thread; leave everything else to torch's own choice."""
-    n_parameters = sum(parameter.numel() for parameter in loaded.model.parameters())
-    if loaded.input_device.type != "cpu" or n_parameters >= SINGLE_THREAD_PARAMETERS:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _greedy(loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int, with_logits: bool):

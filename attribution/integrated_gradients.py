@@ -21,7 +21,7 @@ from .passes import (
     choose_batch_size,
     embed,
     explained_score,
-    logits_at,
+    logits_at_positions,
     run_in_batches,
     score_rows,
     shared_prefix,
@@ -168,12 +168,14 @@ def _path_sums(
 ) -> _PathSums:
     """One batched pass over the path points baseline + α·(input − baseline) for T targets.
 
-    Each target contributes one row per α plus, with `ends`, the input itself (which gives F(input)
-    and the plain gradient, so the gradient method needs no pass of its own) and the baseline (which
-    gives F(baseline)). A target's rows are
-    consecutive, so a batch can stop at the last position its targets need: the model is causal,
-    later tokens cannot change those logits, and their gradients are exactly zero. With a `prefix`
-    (`held_prefix`), rows start after it and continue from its keys and values.
+    One row per α plus, with `ends`, the input itself (which gives F(input) and the plain gradient, so
+    the gradient methods need no pass of its own) and the baseline (which gives F(baseline)). The model
+    is causal, so one forward of a row gives every target's score at once (target t at its position):
+    the answer map's T targets share each forward, and only the backward runs per target (on the same
+    graph; measured on SmolLM2's chat answer, 8 targets × 16 steps: 9.1 s against 14.8 s with a row of
+    its own per target and α). Sources after a target's position cannot change its score, and their
+    gradients are exactly zero. With a `prefix` (`held_prefix`), rows start after it and continue from
+    its keys and values.
     """
     first = 0 if prefix is None else prefix.length  # the first position the rows run
     n_targets, n_alphas = int(target_ids.numel()), int(alphas.numel())
@@ -182,55 +184,70 @@ def _path_sums(
     # Path points are formed in fp32 (or wider) and then cast to the model's dtype: α and the
     # difference rounded to bf16 would move them by up to 0.4%.
     wide_baseline = baseline.to(accumulate_dtype)
+    length = int(positions.max()) + 1  # no later token can matter to any target
+    span = slice(first, length)
     difference = inputs.to(accumulate_dtype) - wide_baseline  # [1, seq, d_model]
 
-    rows_per_target = n_alphas + 2 * ends
+    n_points = n_alphas + 2 * ends
     input_point, baseline_point = n_alphas, n_alphas + 1
-    target_of_row = torch.arange(n_targets).repeat_interleave(rows_per_target)  # [T·rows_per_target]
-    point_of_row = torch.arange(rows_per_target).repeat(n_targets)  # α index, or input / baseline
     # α = 0 reproduces the baseline exactly (x + 0·d = x); the input row is taken as is, since
     # baseline + 1·(input − baseline) can differ from the input in the last bit.
     alpha_of_point = torch.cat([alphas.double(), torch.tensor([1.0, 0.0], dtype=torch.float64)])
-    total_rows = n_targets * rows_per_target
-    batch_size = batch_size or choose_batch_size(loaded, inputs.shape[1] - first, total_rows)
+    batch_size = batch_size or choose_batch_size(loaded, length - first, n_points)
+    kept_positions, column = torch.unique(positions.cpu(), return_inverse=True)  # targets may share a position
+    target_rows = target_ids.to(device)
+    foil_rows = None if foil_ids is None else foil_ids.to(device)
 
     weighted = torch.zeros((n_targets, *inputs.shape[1:]), dtype=accumulate_dtype, device=device)
     input_gradients = torch.zeros_like(weighted)
     values = torch.zeros((n_targets, 2), dtype=torch.float64, device=device)  # F(input), F(baseline)
 
     def accumulate(start: int, stop: int) -> None:
-        targets, points = target_of_row[start:stop], point_of_row[start:stop]  # [rows] each, on the CPU
-        length = int(positions[targets].max()) + 1  # no later token can matter to these targets
+        points = torch.arange(start, stop)  # [rows]: α index, or input / baseline
         alpha = alpha_of_point[points].to(device, accumulate_dtype).view(-1, 1, 1)
-        span = slice(first, length)
         path = (wide_baseline[:, span] + alpha * difference[:, span]).to(inputs.dtype)  # [rows, length − first, d]
         is_input, is_baseline = points == input_point, points == baseline_point
         on_path = points < n_alphas
+        rows = torch.where(is_input.to(device).view(-1, 1, 1), inputs[:, span], path)
         differentiated = ~is_baseline
-        rows = torch.where(is_input.to(device).view(-1, 1, 1), inputs[:, span], path).requires_grad_(True)
+        rows = rows.requires_grad_(bool(differentiated.any()))
+        n_rows = rows.shape[0]
         with torch.enable_grad():
-            logits = logits_at(loaded, rows, positions[targets], prefix)
-            row_scores = score_rows(logits, target_ids[targets], None if foil_ids is None else foil_ids[targets], score)
-            gradients = None
-            if bool(differentiated.any()):
-                # Rows are independent, so the gradient of the summed scores is each row's own.
-                (gradients,) = torch.autograd.grad(row_scores[differentiated.to(row_scores.device)].sum(), rows)
+            # [rows, T, vocab]: each row's logits at every target's position (the model's own head).
+            logits = logits_at_positions(loaded, rows, kept_positions, prefix)[:, column]  # [rows, T, vocab]
+            row_scores = torch.stack([
+                score_rows(logits[:, t], target_rows[t].repeat(n_rows),
+                           None if foil_rows is None else foil_rows[t].repeat(n_rows), score)
+                for t in range(n_targets)
+            ], dim=1)  # [rows, T]
+            differentiate = bool(differentiated.any())
+            if differentiate:
+                # Exact causality: a target's score never depends on later sources.
+                later = torch.arange(first, length, device=device) > positions.to(device).view(-1, 1)  # [T, span]
+                step_weights = weights[points[on_path]].to(device, accumulate_dtype).view(-1, 1, 1)
+                batch_weighted = torch.zeros((n_targets, length - first, inputs.shape[2]), dtype=accumulate_dtype,
+                                             device=device)
+                batch_inputs = torch.zeros_like(batch_weighted) if bool(is_input.any()) else None
+                kept = differentiated.to(row_scores.device)
+                for t in range(n_targets):  # rows are independent: each row's gradient is its own
+                    (gradient,) = torch.autograd.grad(row_scores[kept, t].sum(), rows,
+                                                      retain_graph=t < n_targets - 1)
+                    gradient = gradient.to(accumulate_dtype).masked_fill(later[t].view(1, -1, 1), 0.0)
+                    batch_weighted[t] = (gradient[on_path.to(device)] * step_weights).sum(dim=0)
+                    if batch_inputs is not None:
+                        batch_inputs[t] = gradient[is_input.to(device)][0]
         at_ends = ~on_path
-        end_values = row_scores.detach().double().to(device)[at_ends.to(device)]  # logits may sit on another GPU
-        if gradients is not None:
-            gradients = gradients.to(accumulate_dtype)  # [rows, length, d_model], on the inputs' device
-            step_weights = weights[points[on_path]].to(device, accumulate_dtype).view(-1, 1, 1)
-            weighted_gradients = gradients[on_path.to(device)] * step_weights
-            input_rows = gradients[is_input.to(device)]
+        end_values = row_scores.detach().double().to(device)[at_ends.to(device)]  # [ends, T]; logits may sit elsewhere
         # Every temporary exists before the first write, and the one write that adds comes last: an
         # out-of-memory error anywhere above leaves nothing that the retry of these rows would add twice.
-        values[targets[at_ends].to(device), (points[at_ends] - input_point).to(device)] = end_values
-        if gradients is None:
+        values[:, (points[at_ends] - input_point).to(device)] = end_values.T
+        if not differentiate:
             return
-        input_gradients[targets[is_input].to(device), span] = input_rows
-        weighted[:, span].index_add_(0, targets[on_path].to(device), weighted_gradients)
+        if batch_inputs is not None:
+            input_gradients[:, span] = batch_inputs
+        weighted[:, span] += batch_weighted
 
-    run_in_batches(loaded, total_rows, batch_size, accumulate, "integrated gradients", "step")
+    run_in_batches(loaded, n_points, batch_size, accumulate, "integrated gradients", "step")
     return _PathSums(weighted, values, input_gradients)
 
 

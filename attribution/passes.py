@@ -90,21 +90,28 @@ def target_logit(
 def logits_at(
     loaded: LoadedModel, embeddings: torch.Tensor, positions: torch.Tensor, prefix: "Prefix | None" = None
 ) -> torch.Tensor:
-    """Logits [batch, vocab] of row b at position positions[b]: one forward explains many targets.
+    """Logits [batch, vocab] of row b at position positions[b]: one forward explains many targets."""
+    rows = torch.arange(embeddings.shape[0])
+    kept, column = torch.unique(positions.cpu(), return_inverse=True)
+    return logits_at_positions(loaded, embeddings, kept, prefix)[rows, column]
+
+
+def logits_at_positions(
+    loaded: LoadedModel, embeddings: torch.Tensor, positions: torch.Tensor, prefix: "Prefix | None" = None
+) -> torch.Tensor:
+    """Logits [batch, P, vocab] of every row at each of `positions` [P] (sorted, distinct).
 
     The model's own forward computes them (so its head's post-processing — Gemma's softcapping,
     Granite's and Cohere's logit scaling — is applied as it would be), with the vocabulary projection
-    run only at the positions the batch needs (`logits_to_keep` given as positions). With a `prefix`,
-    `embeddings` are the positions after it, continued from its keys and values; `positions` still
-    count from the sequence's start.
+    run only at those positions (`logits_to_keep` given as positions). With a `prefix`, `embeddings` are
+    the positions after it, continued from its keys and values; `positions` still count from the
+    sequence's start.
     """
     start = 0 if prefix is None else prefix.length
-    kept, column = torch.unique(positions.cpu() - start, return_inverse=True)  # sorted positions; row → column
     cache = None if prefix is None else prefix.for_rows(embeddings.shape[0])
-    output = loaded.model(inputs_embeds=embeddings, logits_to_keep=kept, cache=cache, use_cache=cache is not None)
-    logits = output.logits  # [batch, kept, vocab]
-    rows = torch.arange(logits.shape[0])
-    return at_least_fp32(logits[rows, column])  # [batch, vocab]
+    output = loaded.model(inputs_embeds=embeddings, logits_to_keep=positions.cpu() - start, cache=cache,
+                          use_cache=cache is not None)
+    return at_least_fp32(output.logits)  # [batch, P, vocab]
 
 
 @dataclass(frozen=True)

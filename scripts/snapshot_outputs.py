@@ -125,21 +125,68 @@ def record(path: Path) -> None:
     path.write_text(json.dumps(cases, indent=1, sort_keys=True), encoding="utf-8")
 
 
+def differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """Where two recorded values differ: each path, with the largest numeric difference where both are
+    numbers (so float rounding and real changes read apart)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(set(old) | set(new), key=str):
+            if key not in old or key not in new:
+                found.append(f"{path}/{key}: only {'after' if key in new else 'before'}")
+            else:
+                found += differences(old[key], new[key], f"{path}/{key}")
+        return found
+    numbers = (int, float)
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        flat_old, flat_new = _numbers(old), _numbers(new)
+        if flat_old is not None and flat_new is not None:
+            gaps = [abs(a - b) for a, b in zip(flat_old, flat_new)]
+            largest = max(gaps, default=0.0)
+            if largest:
+                scale = max((abs(value) for value in flat_old), default=0.0)
+                return [f"{path}: numbers differ by at most {largest:.3g} (largest |value| {scale:.3g})"]
+            return []
+        return [item for index, (a, b) in enumerate(zip(old, new)) for item in differences(a, b, f"{path}[{index}]")]
+    if isinstance(old, numbers) and isinstance(new, numbers) and not isinstance(old, bool) and not isinstance(new, bool):
+        return [] if old == new else [f"{path}: {old!r} → {new!r} (Δ {abs(old - new):.3g})"]
+    return [] if old == new else [f"{path}: {_short(old)} → {_short(new)}"]
+
+
+def _numbers(values: list) -> list[float] | None:
+    flat: list[float] = []
+    for value in values:
+        if isinstance(value, list):
+            inner = _numbers(value)
+            if inner is None:
+                return None
+            flat += inner
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat.append(float(value))
+        else:
+            return None
+    return flat
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def compare(before: Path, after: Path) -> int:
     old = json.loads(before.read_text(encoding="utf-8"))
     new = json.loads(after.read_text(encoding="utf-8"))
-    differences = 0
+    count = 0
     for old_case, new_case in zip(old, new, strict=True):
         title = f"{old_case['model']} · {old_case['prompt']!r} · {old_case['settings']}"
-        if old_case["library"] != new_case["library"]:
-            differences += 1
-            print(f"library JSON differs: {title}")
-        for key in sorted(set(old_case["page"]) | set(new_case["page"])):
-            if old_case["page"].get(key) != new_case["page"].get(key):
-                differences += 1
-                print(f"page output {key} differs: {title}")
-    print(f"{len(old)} cases compared, {differences} differences")
-    return 1 if differences else 0
+        found = differences(old_case["library"], new_case["library"], "library")
+        found += differences(old_case["page"], new_case["page"], "page")
+        if found:
+            print(f"\n{title}")
+            for line in found:
+                print(f"  {line}")
+        count += len(found)
+    print(f"\n{len(old)} cases compared, {count} differences")
+    return 1 if count else 0
 
 
 def main() -> int:

@@ -4,8 +4,9 @@ read from the stored result after it (the model is not run again)."""
 
 from __future__ import annotations
 
+import inspect
 import json
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -80,30 +81,21 @@ def page_view(loaded: attribution.LoadedModel, analysis: attribution.Analysis, h
     )
 
 
-def analyze(
-    prompt: str,
-    model: str | None = None,
-    methods: Sequence[str] | None = None,
-    max_new_tokens: float = DEFAULTS["max_new_tokens"],
-    ig_steps: float = DEFAULTS["ig_steps"],
-    ig_baseline: str = DEFAULTS["ig_baseline"],
-    aggregation: str = DEFAULTS["aggregation"],
-    target: str = DEFAULTS["target"],
-    target_k: float = DEFAULTS["target_k"],
-    target_text: str = DEFAULTS["target_text"],
-    contrast_text: str = DEFAULTS["contrast_text"],
-    all_targets: bool = DEFAULTS["all_targets"],
-    trust: bool = DEFAULTS["trust"],
-    hide_special: bool = DEFAULTS["hide_special"],
-    chat: bool = DEFAULTS["chat"],
-    system: str = DEFAULTS["system"],
-    ig_auto: bool = DEFAULTS["ig_auto"],
-    target_error: float = DEFAULTS["target_error"],
-    score: str = DEFAULTS["score"],
-    hold_context: bool = DEFAULTS["hold_context"],
-    contrast_pick: dict[str, Any] | None = None,
-    progress: gr.Progress = gr.Progress(),
-) -> list[Any]:
+#: /analyze's parameters: SETTINGS in order with their defaults (gradio reads the API's parameter names and
+#: the progress tracker from this signature), then the page's picked foil, which is not part of the API.
+ANALYZE_SIGNATURE = inspect.Signature(
+    [inspect.Parameter("prompt", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+     inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+     # None stands for DEFAULTS["methods"]: a list cannot be a default gradio shows
+     inspect.Parameter("methods", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)]
+    + [inspect.Parameter(key, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=DEFAULTS[key])
+       for key in SETTING_KEYS[3:]]
+    + [inspect.Parameter("contrast_pick", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+       inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress())]
+)
+
+
+def analyze(*arguments: Any, **keywords: Any) -> list[Any]:
     """Explain which prompt tokens drove the model's next token, with every attribution method.
 
     `contrast_text`: explain the token rather than this alternative ("why Riga rather than Tallinn?";
@@ -124,15 +116,17 @@ def analyze(
     trust verdict, the comparison heatmap and bars, the faithfulness table, the agreement heatmap and
     top-3 overlap table, IG's completeness, and the JSON, CSV and PNG exports.
     """
-    arguments = dict(locals())  # the parameters are SETTINGS in order (test_settings checks): read them by name
-    values = {key: arguments[key] for key in SETTING_KEYS} | {"contrast_pick": contrast_pick}
-    if methods is None:  # a list cannot be a parameter's default
+    bound = ANALYZE_SIGNATURE.bind(*arguments, **keywords)
+    bound.apply_defaults()
+    values = dict(bound.arguments)
+    progress = values.pop("progress")
+    if values["methods"] is None:  # a list cannot be a parameter's default
         values["methods"] = DEFAULTS["methods"]
-    model = model_name(model)
+    prompt, model = values["prompt"], model_name(values["model"])
     try:
         validate_prompt(prompt)  # fail fast, before a large model is loaded
         settings = page_settings(values)
-        hide_special = parse_flag(hide_special, "hide_special")
+        hide_special = parse_flag(values["hide_special"], "hide_special")
         progress(0.05, desc=f"Loading {model_label(model)}…")
         loaded = attribution.load_model(model)  # cached after the first call; a ValueError names the problem
         progress(0.15, desc=f"Generating up to {display_number(settings.max_new_tokens)} tokens and computing "
@@ -143,10 +137,13 @@ def analyze(
 
         # The ZeroGPU worker is another process: progress stages only here.
         analysis = compute(model, prompt, settings, stage if spaces is None else None)
-        view = page_view(loaded, analysis, hide_special, parse_flag(all_targets, "all_targets"))
+        view = page_view(loaded, analysis, hide_special, parse_flag(values["all_targets"], "all_targets"))
     except ValueError as error:
         raise gr.Error(str(error)) from None
     return render(analysis, view)
+
+
+analyze.__signature__ = ANALYZE_SIGNATURE  # type: ignore[attr-defined]
 
 
 #: What a cached example stores: everything but the figures and the PNG files, which are drawn when seen

@@ -1,0 +1,98 @@
+"""How many CPU threads an analysis runs on, chosen by measurement.
+
+Torch's threads wait for each other at every operation: when another job holds one of the cores, two
+threads run at the pace of the slower one. The issue's measurement on SmolLM2 (2 cores): the page's
+default analysis took 200 s on a quiet machine and 869 s with one other job running; the dataset mode
+measured 1.3 rows/min with two threads and 2.0 with one on a busy machine. So before an analysis the
+engine times a matmul of the model's own shape on one thread and on all of them, and runs on the
+faster; the choice is kept for a few seconds, so that a burst of calls measures once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+
+from .models import LoadedModel
+from .validation import validate_integer
+
+# Below this size a CPU forward is a few small matmuls, and thread start-up and synchronisation cost
+# more than they save: measured on the 2.7M-parameter demo model on 2 cores, a full analysis took
+# 155 ms on one thread and 716 ms on two (benchmarks/RESULTS.md has the controlled figures).
+SINGLE_THREAD_PARAMETERS = 20_000_000
+PROBE_FLOPS = 4e8  # the timed matmul's size: ~10 ms on one core, far below an analysis's cost
+CHOICE_SECONDS = 10.0  # how long one measurement stands
+_choices: dict[int, tuple[float, int]] = {}  # id(model) → (when measured, threads)
+
+
+def _probe_seconds(loaded: LoadedModel, threads: int) -> float:
+    """The best of three runs of one matmul of the model's own MLP shape on `threads` threads. A matmul,
+    not a forward: under contention two threads can be 16× slower than one (a 32-token SmolLM2 forward:
+    2.2 s against 0.13 s beside another job), and the probe must stay cheap exactly then."""
+    torch.set_num_threads(threads)
+    config = loaded.model.config
+    hidden = int(config.hidden_size)
+    inner = int(getattr(config, "intermediate_size", None) or 4 * hidden)
+    rows = max(16, int(PROBE_FLOPS / (2 * hidden * inner)))
+    generator = torch.Generator().manual_seed(0)
+    left = torch.randn(rows, hidden, generator=generator, dtype=torch.float32).to(loaded.dtype)
+    right = torch.randn(hidden, inner, generator=generator, dtype=torch.float32).to(loaded.dtype)
+    left @ right  # warms the thread pool and the allocator
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        left @ right
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def measured_threads(loaded: LoadedModel, available: int) -> int:
+    """1 or `available`, whichever ran the probe faster just now (kept CHOICE_SECONDS)."""
+    now = time.monotonic()
+    cached = _choices.get(id(loaded.model))
+    if cached is not None and now - cached[0] < CHOICE_SECONDS:
+        return cached[1]
+    timings = {threads: _probe_seconds(loaded, threads) for threads in (available, 1)}
+    threads = min(timings, key=timings.get)
+    _choices[id(loaded.model)] = (time.monotonic(), threads)
+    return threads
+
+
+def _whole(text: str) -> int | str:
+    return int(text) if text.strip().isdigit() else text
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def cpu_threads_for(loaded: LoadedModel) -> Iterator[None]:
+    """Small CPU models on one thread; larger ones on one thread or all the cores, by measurement
+    (`measured_threads`); ATTRIBUTION_THREADS fixes the count, and so does OMP_NUM_THREADS (torch's own);
+    GPUs untouched."""
+    if loaded.input_device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    n_parameters = sum(parameter.numel() for parameter in loaded.model.parameters())
+    if os.environ.get("ATTRIBUTION_THREADS"):
+        threads = validate_integer(_whole(os.environ["ATTRIBUTION_THREADS"]), "ATTRIBUTION_THREADS", 1, 4096)
+    elif os.environ.get("OMP_NUM_THREADS"):  # torch already runs the count it gives (torchrun sets 1)
+        threads = previous
+    elif n_parameters < SINGLE_THREAD_PARAMETERS:
+        threads = 1
+    else:
+        threads = measured_threads(loaded, min(previous, available_cores()))
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
