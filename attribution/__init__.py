@@ -21,7 +21,7 @@ _EXPORTS = {
     "AGGREGATIONS": "settings", "BASELINE_LABELS": "settings", "DEFAULT_METHODS": "settings",
     "PRESETS": "settings", "RECOMMENDED_BASELINE": "settings", "SCORES": "settings", "Settings": "settings",
     "preset": "settings",
-    "analyze": "engine", "generate": "engine", "top_predictions": "engine",
+    "analyze": "engine", "Cancelled": "cancel", "generate": "engine", "top_predictions": "engine",
     "BASELINES": "integrated_gradients",
     "METHODS": "methods",
     "AttributionRequest": "passes", "choose_batch_size": "passes",

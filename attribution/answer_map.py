@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .cancel import check as check_cancelled
 from .catalog import CATALOG
 from .integrated_gradients import Integration, integrate
 from .methods import METHODS, aggregate
@@ -56,7 +57,7 @@ def _integration(loaded: LoadedModel, job: AnswerMapRequest) -> Integration:
 def _target_gradients(loaded: LoadedModel, job: AnswerMapRequest) -> torch.Tensor:
     """d(score of target t)/d(source embeddings) for every target: [T, S, d_model]; read from IG's
     integration when IG is in the map too (its batches held each target's plain gradient)."""
-    if "integrated_gradients" in job.request.settings.methods:
+    if "integrated_gradients" in job.request.settings.mapped_methods:
         integration = _integration(loaded, job)
         if integration.has_input_gradients:  # not when a held prefix ran once without gradients
             return integration.input_gradients
@@ -76,6 +77,7 @@ def _gradient_pass(loaded: LoadedModel, job: AnswerMapRequest) -> torch.Tensor:
         logits = logits_at_positions(loaded, embeddings, kept)[0, column]  # [T, vocab]
         scores = score_rows(logits, target_ids, None, score)  # [T]
         for t in range(n_targets):
+            check_cancelled()
             (gradient,) = torch.autograd.grad(scores[t], embeddings, retain_graph=t < n_targets - 1)
             gradients[t, : int(positions[t]) + 1] = at_least_fp32(gradient[0, : int(positions[t]) + 1])
     return gradients
@@ -103,6 +105,7 @@ def per_target_rows(loaded: LoadedModel, job: AnswerMapRequest, name: str) -> np
     """Any method's rows, one run per generated token on the sources before it (later sources 0)."""
     matrix = np.zeros((job.target_ids.numel(), job.source_ids.numel()))
     for row, (position, target_id) in enumerate(zip(job.positions.tolist(), job.target_ids.tolist())):
+        check_cancelled()
         held = None if job.held is None else job.held[: position + 1]
         request = replace(job.request, input_ids=job.source_ids[: position + 1], target_id=int(target_id),
                           foil_id=None, held=held, work=SharedWork(name == "integrated_gradients"))
@@ -144,7 +147,7 @@ def compute_answer_map(
         positions=torch.arange(prompt_ids.numel() - 1, source_ids.numel(), device=source_ids.device),  # [T]
         target_ids=generated_ids, request=request, held=held_sources,
     )
-    chosen = [name for name in request.settings.methods if CATALOG[name].answer_map is not False]
+    chosen = request.settings.mapped_methods
     sources = display_tokens(loaded, source_ids.tolist())
     targets = display_tokens(loaded, generated_ids.tolist())
     return {name: AnswerMap(method=name, targets=targets, sources=sources, matrix=builder(name)(loaded, job))

@@ -37,6 +37,9 @@ class MethodInfo:
     # of the target, minus the foil's when contrastive), "log_probability" (always the target's
     # log-probability, minus the foil's when contrastive), or "none" (no target: where the last position reads).
     explains: str = "score"
+    # Runs a path of many forward and backward passes (IG): the engine runs it after the cheap methods, so
+    # that their results show first (`analyze(..., partial=...)`); its cost is what the page estimates.
+    costly: bool = False
 
     def __post_init__(self) -> None:
         if self.explains not in EXPLAINS:
@@ -104,6 +107,7 @@ CATALOG: dict[str, MethodInfo] = {
             target_dependent=True,
             layered=False,
             answer_map="answer_map:integrated_gradients_rows",
+            costly=True,
             axis_label="{label} score ({aggregation})",
         ),
         MethodInfo(

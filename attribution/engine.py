@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .answer_map import compute_answer_map
+from .cancel import cancellable, check as check_cancelled, requested as cancellation_requested
+from .catalog import CATALOG
 from .integrated_gradients import special_token_mask
 from .methods import METHODS
 from .models import LoadedModel
@@ -22,7 +26,21 @@ from .targets import ResolvedTarget, display_tokens, resolve_foil, resolve_targe
 from .trust import assess
 
 
-def _greedy(loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int, with_logits: bool):
+class _Watch(StoppingCriteria):
+    """Called after every generated token: passes the tokens so far to `on_tokens` (the page shows the
+    answer as it is generated) and stops generating once the analysis is cancelled."""
+
+    def __init__(self, n_prompt: int, on_tokens: Callable[[torch.Tensor], None] | None) -> None:
+        self.n_prompt, self.on_tokens = n_prompt, on_tokens
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        if self.on_tokens is not None:
+            self.on_tokens(input_ids[0, self.n_prompt:].clone())
+        return torch.full((input_ids.shape[0],), cancellation_requested(), dtype=torch.bool, device=input_ids.device)
+
+
+def _greedy(loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int, with_logits: bool,
+            on_tokens: Callable[[torch.Tensor], None] | None = None):
     with torch.inference_mode():
         return loaded.model.generate(
             prompt_ids.unsqueeze(0),
@@ -33,6 +51,7 @@ def _greedy(loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int, 
             pad_token_id=loaded.tokenizer.pad_token_id,
             return_dict_in_generate=True,
             output_logits=with_logits,
+            stopping_criteria=StoppingCriteriaList([_Watch(prompt_ids.numel(), on_tokens)]),
         )
 
 
@@ -46,13 +65,16 @@ def generate(loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int)
 
 
 def generate_with_logits(
-    loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int
+    loaded: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int,
+    on_tokens: Callable[[torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """`generate`, plus the raw next-token logits [vocab] (on the CPU) before each generated token:
-    step k saw the prompt and k earlier tokens. They spare `top_predictions` a forward of its own."""
+    step k saw the prompt and k earlier tokens. They spare `top_predictions` a forward of its own.
+    `on_tokens(ids)` receives the tokens generated so far after each step."""
     if max_new_tokens == 0:
         return prompt_ids.new_empty(0), ()
-    output = _greedy(loaded, prompt_ids, max_new_tokens, with_logits=True)
+    output = _greedy(loaded, prompt_ids, max_new_tokens, with_logits=True, on_tokens=on_tokens)
+    check_cancelled()  # a cancelled generation stopped early: its answer is not the model's
     return output.sequences[0, prompt_ids.numel():].clone(), tuple(step[0].cpu() for step in output.logits)
 
 
@@ -70,9 +92,15 @@ def top_predictions(
     return [Prediction(text, int(token), float(value)) for text, token, value in zip(texts, ids, values)]
 
 
+def run_order(methods: tuple[str, ...]) -> tuple[str, ...]:
+    """The order the methods run in: the cheap ones as asked, then the costly ones (IG, catalog `costly`),
+    so that the cheap results can be shown while IG runs. The result lists them as asked."""
+    return tuple(sorted(methods, key=lambda name: CATALOG[name].costly))
+
+
 def _stages(settings: Settings) -> list[tuple[str, str | None]]:
     """The analysis's stages in order, as `Progress` numbers them."""
-    stages = [("generate", None), *(("method", name) for name in settings.methods)]
+    stages = [("generate", None), *(("method", name) for name in run_order(settings.methods))]
     return stages + [("answer_map", None)] * settings.all_targets + [("trust", None)] * settings.trust
 
 
@@ -87,20 +115,22 @@ class _Prepared:
     special: np.ndarray  # [seq] bool
     user_tokens: np.ndarray  # [seq] bool: typed by the user (generated tokens before the target are not)
     held: np.ndarray  # [seq] bool: the held context
-    next_token_logits: torch.Tensor | None  # [vocab] at the target's position, when generation saw it
+    predictions: tuple[Prediction, ...]  # the likeliest tokens at the target's position
     request: AttributionRequest
     tokens: tuple[str, ...]  # the input tokens' display strings
 
 
-def _prepare(loaded: LoadedModel, prompt: str, settings: Settings) -> _Prepared:
+def _prepare(loaded: LoadedModel, prompt: str, settings: Settings,
+             on_tokens: Callable[[torch.Tensor], None] | None = None) -> _Prepared:
     """Encode, generate once, resolve the target and foil, and build the methods' request."""
     encoded = encode_prompt(loaded, prompt, chat=settings.chat, system=settings.system)
     prompt_ids = encoded.ids  # [n_prompt]
-    generated_ids, step_logits = generate_with_logits(loaded, prompt_ids, settings.max_new_tokens)
+    generated_ids, step_logits = generate_with_logits(loaded, prompt_ids, settings.max_new_tokens, on_tokens)
     resolved = resolve_target(loaded, prompt_ids, generated_ids, settings.target)
     # Generation step k saw the prompt and k generated tokens: for the k-th target, the same input.
     step = resolved.input_ids.numel() - prompt_ids.numel()
-    next_token_logits = step_logits[step] if step < len(step_logits) else None
+    next_token_logits = step_logits[step] if step < len(step_logits) else None  # [vocab]
+    predictions = tuple(top_predictions(loaded, resolved.input_ids, logits=next_token_logits))
     foil = None if settings.contrast is None else resolve_foil(loaded, settings.contrast, resolved.target)
     special = special_token_mask(loaded, resolved.input_ids).cpu().numpy()
     user_tokens = np.zeros(resolved.input_ids.numel(), dtype=bool)
@@ -112,74 +142,21 @@ def _prepare(loaded: LoadedModel, prompt: str, settings: Settings) -> _Prepared:
         foil_id=None if foil is None else foil.id,
         settings=settings,
         held=torch.from_numpy(held) if settings.hold_context else None,
-        # The methods run in the order asked: work they share (IG's integration gives the gradient
-        # methods their input gradient) is computed by whichever asks first.
-        work=SharedWork(with_integration="integrated_gradients" in settings.methods),
+        # The cheap methods run before IG (`run_order`) so that they can be shown while it runs: the
+        # gradient methods then take their input gradient from a pass of their own (one forward and
+        # backward, against IG's 50 or more rows) rather than from IG's input row.
+        work=SharedWork(with_integration=False),
     )
     tokens = tuple(display_tokens(loaded, resolved.input_ids.tolist()))
-    return _Prepared(encoded, generated_ids, resolved, foil, special, user_tokens, held, next_token_logits, request,
+    return _Prepared(encoded, generated_ids, resolved, foil, special, user_tokens, held, predictions, request,
                      tokens)
 
 
-def _run_stages(
-    loaded: LoadedModel, prepared: _Prepared, settings: Settings, report_stage: Callable[..., None]
-) -> tuple[dict[str, MethodScores], dict[str, AnswerMap], TrustReport | None]:
-    """Each method in the order asked, then the answer map and the trust panel when asked for."""
-    request, n_prompt = prepared.request, prepared.encoded.ids.numel()
-    results = {}
-    for name in settings.methods:
-        report_stage("method", name)
-        results[name] = METHODS[name](loaded, request)
-    answer_map = {}
-    if settings.all_targets:
-        report_stage("answer_map")
-        answer_map = compute_answer_map(
-            loaded, prepared.encoded.ids, prepared.generated_ids, request,
-            held=prepared.held[:n_prompt] if settings.hold_context else None,
-        )
-    report = None
-    if settings.trust:
-        report_stage("trust")
-        # Held context (the first position, special and template tokens): faithfulness never hides it,
-        # agreement and the verdict leave it out.
-        report = assess(loaded, request, prepared.tokens, results, prepared.held, user=prepared.user_tokens)
-    return results, answer_map, report
-
-
-def analyze(
-    loaded: LoadedModel,
-    prompt: str,
-    settings: Settings | None = None,
-    *,
-    progress: Callable[[Progress], None] | None = None,
-    **changes: Any,
-) -> Analysis:
-    """Explain which input tokens drove one predicted token, with `settings` (default: the seed's,
-    `Settings()`); see `attribution.Settings` for each setting. Settings given as keywords
-    (`analyze(loaded, prompt, n_steps="auto", trust=True)`) replace those of `settings`.
-
-    `progress(Progress)` is called as each stage starts (for progress bars), with its kind, method,
-    index and fraction. Attribution covers every input token; `Analysis.user_tokens` says which ones the
-    user typed, and `Analysis.settings` what the analysis was computed with.
-    """
-    if settings is not None and not isinstance(settings, Settings):
-        raise ValueError(f"settings must be an attribution.Settings, got {type(settings).__name__}")
-    settings = (settings or Settings()).replace(**changes) if changes else (settings or Settings())
-    prompt = validate_prompt(prompt)
-    stages = _stages(settings)
-
-    def report_stage(kind: str, method: str | None = None) -> None:
-        if progress is not None:
-            progress(Progress(kind, stages.index((kind, method)), len(stages), method))
-
-    with loaded.lock, cpu_threads_for(loaded):
-        report_stage("generate")
-        prepared = _prepare(loaded, prompt, settings)
-        results, answer_map, report = _run_stages(loaded, prepared, settings, report_stage)
-        request = prepared.request
-        predictions = top_predictions(loaded, request.input_ids, logits=prepared.next_token_logits)
-
-    generated_ids = prepared.generated_ids
+def _assemble(loaded: LoadedModel, prompt: str, settings: Settings, prepared: _Prepared,
+              results: dict[str, MethodScores], answer_map: dict[str, AnswerMap] | None = None,
+              report: TrustReport | None = None) -> Analysis:
+    """The `Analysis` of what is done so far (the methods listed in the order asked)."""
+    generated_ids, request = prepared.generated_ids, prepared.request
     return Analysis(
         model=loaded.name,
         prompt=prompt,
@@ -188,16 +165,89 @@ def analyze(
         generated_text=loaded.tokenizer.decode(generated_ids.tolist(), skip_special_tokens=True),
         generated_ids=generated_ids.cpu().numpy(),
         target=prepared.resolved.target,
-        methods=results,
+        methods={name: results[name] for name in settings.methods if name in results},
         foil=prepared.foil,
-        top_predictions=tuple(predictions),
+        top_predictions=prepared.predictions,
         special_tokens=prepared.special,
         user_tokens=prepared.user_tokens,
         held_tokens=prepared.held,
         chat=settings.chat,
         n_prompt_tokens=int(prepared.encoded.ids.numel()),
         system=settings.system,
-        answer_map=answer_map,
+        answer_map=answer_map or {},
         trust=report,
         settings=settings,
     )
+
+
+def analyze(
+    loaded: LoadedModel,
+    prompt: str,
+    settings: Settings | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    partial: Callable[[Analysis], None] | None = None,
+    answer: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+    **changes: Any,
+) -> Analysis:
+    """Explain which input tokens drove one predicted token, with `settings` (default: the seed's,
+    `Settings()`); see `attribution.Settings` for each setting. Settings given as keywords
+    (`analyze(loaded, prompt, n_steps="auto", trust=True)`) replace those of `settings`.
+
+    `progress(Progress)` is called as each stage starts (for progress bars), with its kind, method,
+    index and fraction. `answer(text)` receives the answer as it is generated, token by token, and
+    `partial(Analysis)` the result as it grows: after generation (no methods yet), after each method
+    (the cheap ones first, then IG), after the answer map; the last partial is the result. Setting
+    `cancel` stops the analysis within one batch's time with `attribution.Cancelled`. Attribution covers
+    every input token; `Analysis.user_tokens` says which ones the user typed, and `Analysis.settings`
+    what the analysis was computed with.
+    """
+    if settings is not None and not isinstance(settings, Settings):
+        raise ValueError(f"settings must be an attribution.Settings, got {type(settings).__name__}")
+    settings = (settings or Settings()).replace(**changes) if changes else (settings or Settings())
+    prompt = validate_prompt(prompt)
+    stages = _stages(settings)
+
+    def report_stage(kind: str, method: str | None = None) -> None:
+        check_cancelled()
+        if progress is not None:
+            progress(Progress(kind, stages.index((kind, method)), len(stages), method))
+
+    def show(analysis: Analysis) -> Analysis:
+        if partial is not None:
+            partial(analysis)
+        return analysis
+
+    on_tokens = None
+    if answer is not None:
+        def on_tokens(ids: torch.Tensor) -> None:
+            answer(loaded.tokenizer.decode(ids.tolist(), skip_special_tokens=True))
+
+    with cancellable(cancel), loaded.lock, cpu_threads_for(loaded):
+        report_stage("generate")
+        prepared = _prepare(loaded, prompt, settings, on_tokens)
+        request = prepared.request
+        results: dict[str, MethodScores] = {}
+        show(_assemble(loaded, prompt, settings, prepared, results))
+        for name in run_order(settings.methods):
+            report_stage("method", name)
+            results[name] = METHODS[name](loaded, request)
+            show(_assemble(loaded, prompt, settings, prepared, results))
+        answer_map = {}
+        if settings.all_targets:
+            report_stage("answer_map")
+            n_prompt = prepared.encoded.ids.numel()
+            answer_map = compute_answer_map(
+                loaded, prepared.encoded.ids, prepared.generated_ids, request,
+                held=prepared.held[:n_prompt] if settings.hold_context else None,
+            )
+            show(_assemble(loaded, prompt, settings, prepared, results, answer_map))
+        report = None
+        if settings.trust:
+            report_stage("trust")
+            # Held context (the first position, special and template tokens): faithfulness never hides it,
+            # agreement and the verdict leave it out.
+            in_order = {name: results[name] for name in settings.methods}  # the verdict breaks ties in this order
+            report = assess(loaded, request, prepared.tokens, in_order, prepared.held, user=prepared.user_tokens)
+        return show(_assemble(loaded, prompt, settings, prepared, results, answer_map, report))

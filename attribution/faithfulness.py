@@ -22,6 +22,7 @@ from .reports import (  # noqa: F401 (re-exported: attribution.faithfulness's AP
     CONTRASTIVE_SCALE, DEFAULT_REMOVAL, DEFAULT_SCALE, MEASURED, RANDOM_ORDERS, REMOVALS, SCALES, Faithfulness,
     validate_removal, validate_scale,
 )
+from .cancel import check as check_cancelled
 from .models import LoadedModel
 from .passes import AttributionRequest, choose_batch_size, embed, explained_score
 from .results import MethodScores
@@ -95,6 +96,7 @@ def removed_log_probabilities(
     values = []
     with torch.inference_mode():
         for first in range(0, rows, batch_size):
+            check_cancelled()
             part = hidden[first : first + batch_size]
             kept_dimensions = None if survives is None else survives[first : first + part.shape[0]]
             inputs = _removed_inputs(loaded, input_ids, part, removal, start, kept_dimensions)

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .cancel import check as check_cancelled
 from .models import LoadedModel
 from .settings import AUTO_FIRST_INTERVALS, BASELINE_LABELS, RECOMMENDED_BASELINE, Settings  # noqa: F401 (re-exported)
 from .passes import (
@@ -230,6 +231,7 @@ def _path_sums(
                 batch_inputs = torch.zeros_like(batch_weighted) if bool(is_input.any()) else None
                 kept = differentiated.to(row_scores.device)
                 for t in range(n_targets):  # rows are independent: each row's gradient is its own
+                    check_cancelled()
                     (gradient,) = torch.autograd.grad(row_scores[kept, t].sum(), rows,
                                                       retain_graph=t < n_targets - 1)
                     gradient = gradient.to(accumulate_dtype).masked_fill(later[t].view(1, -1, 1), 0.0)

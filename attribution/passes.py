@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from .cancel import check as check_cancelled
 from .models import LoadedModel, eager_attention
 from .settings import SCORES, Settings  # noqa: F401 (SCORES re-exported)
 
@@ -184,6 +185,7 @@ def log_probability_scores(
     values = []
     with torch.inference_mode():
         for start in range(0, rows, batch_size):
+            check_cancelled()
             masks = keep_masks[start : start + batch_size].to(input_ids.device)
             output = loaded.model(
                 input_ids=input_ids.unsqueeze(0).expand(masks.shape[0], -1),
@@ -265,6 +267,7 @@ def run_in_batches(
     and retry the same rows, down to one row, then give up with a clear message."""
     start = 0
     while start < total_rows:
+        check_cancelled()  # between batches: Stop ends an analysis within one batch's time
         stop = min(start + batch_size, total_rows)
         try:
             compute(start, stop)

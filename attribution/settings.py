@@ -127,6 +127,8 @@ class Settings:
     aggregation: str = "l2"  # a key of AGGREGATIONS: how IG's [seq, d_model] becomes one score per token
     hold_context: bool = False  # IG's baseline keeps the held context (first position, special, template)
     all_targets: bool = False  # also the answer map (every generated token × its sources)
+    # The answer map's methods: None = every method of `methods` that has one (catalog `answer_map`).
+    answer_map_methods: tuple[str, ...] | None = None
     trust: bool = False  # also the trust panel (completeness, faithfulness, agreement, verdict)
     chat: bool = False  # the prompt is the user message of the model's chat template
     system: str | None = None  # with chat: this system prompt instead of the template's default
@@ -145,6 +147,9 @@ class Settings:
             "aggregation": validate_choice(self.aggregation, "aggregation", AGGREGATIONS),
             "hold_context": validate_flag(self.hold_context, "hold_context"),
             "all_targets": validate_flag(self.all_targets, "all_targets"),
+            "answer_map_methods": None if self.answer_map_methods is None else validate_methods(
+                self.answer_map_methods, [name for name, info in CATALOG.items() if info.answer_map is not False],
+                what="answer-map method"),
             "trust": validate_flag(self.trust, "trust"),
             "chat": validate_flag(self.chat, "chat"),
             "system": None if self.system is None else validate_prompt(self.system, what="system prompt"),
@@ -169,7 +174,7 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON values, every setting (methods as a list)."""
-        return {name: (list(value) if name == "methods" else value)
+        return {name: (list(value) if isinstance(value, tuple) else value)
                 for name, value in ((name, getattr(self, name)) for name in self.names())}
 
     @classmethod
@@ -179,6 +184,13 @@ class Settings:
             raise ValueError(f"settings must be a mapping of setting names to values, got {type(data).__name__}")
         cls._check_names(data)
         return cls(**data)
+
+    @property
+    def mapped_methods(self) -> tuple[str, ...]:
+        """The methods the answer map explains every generated token with."""
+        if self.answer_map_methods is not None:
+            return self.answer_map_methods
+        return tuple(name for name in self.methods if CATALOG[name].answer_map is not False)
 
     def differences(self, other: "Settings") -> dict[str, tuple[Any, Any]]:
         """Setting name → (this value, the other's) for every setting that differs."""

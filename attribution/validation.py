@@ -72,16 +72,16 @@ def validate_choice(value: object, name: str, choices: Iterable[str]) -> str:
     return value
 
 
-def validate_methods(methods: object, registry: Iterable[str]) -> tuple[str, ...]:
+def validate_methods(methods: object, registry: Iterable[str], what: str = "method") -> tuple[str, ...]:
     """A non-empty sequence of registered method names (a comma-separated string works too)."""
     valid = list(registry)
     if isinstance(methods, str):
         methods = [part.strip() for part in methods.split(",") if part.strip()]
     if not isinstance(methods, (list, tuple)) or not methods:
-        raise ValueError(f"choose at least one method; valid choices: {', '.join(valid)}")
+        raise ValueError(f"choose at least one {what}; valid choices: {', '.join(valid)}")
     chosen: list[str] = []
     for method in methods:
-        validate_choice(method, "method", valid)
+        validate_choice(method, what, valid)
         if method not in chosen:
             chosen.append(method)
     return tuple(chosen)

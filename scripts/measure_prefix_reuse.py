@@ -1,6 +1,6 @@
 """IG with the held chat-template prefix run once (the default) against every path row running it.
 
-    python benchmarks/prefix_reuse.py [--model HuggingFaceTB/SmolLM2-135M-Instruct] [--steps 50] [--repeats 3]
+    python scripts/measure_prefix_reuse.py [--model HuggingFaceTB/SmolLM2-135M-Instruct] [--steps 50] [--repeats 3]
 
 Prints, per prompt, the held prefix's length, the seconds of each (medians of alternating runs, model
 loaded, one process) and the largest score difference, with the machine's load average.
