@@ -48,16 +48,16 @@ def test_fuzz_any_unicode_prompt_gives_finite_scores_or_value_error(tiny_loaded,
 
 def test_out_of_memory_halves_the_batch_and_gives_the_same_numbers(tiny_loaded, monkeypatch):
     expected = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["integrated_gradients"], max_new_tokens=0, n_steps=16)
-    real_logits_at = integrated_gradients_module.logits_at
+    real_logits_at = integrated_gradients_module.logits_at_positions
     batch_sizes = []
 
-    def small_memory(loaded, embeddings, positions):
+    def small_memory(loaded, embeddings, positions, prefix=None):
         batch_sizes.append(embeddings.shape[0])
         if embeddings.shape[0] > 2 and torch.is_grad_enabled():
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_logits_at(loaded, embeddings, positions)
+        return real_logits_at(loaded, embeddings, positions, prefix)
 
-    monkeypatch.setattr(integrated_gradients_module, "logits_at", small_memory)
+    monkeypatch.setattr(integrated_gradients_module, "logits_at_positions", small_memory)
     retried = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["integrated_gradients"], max_new_tokens=0, n_steps=16)
     assert batch_sizes[0] == 16 + 2 and 2 in batch_sizes  # the 16 path points, the input and the baseline
     torch.testing.assert_close(
@@ -67,10 +67,10 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_numbers(tiny_loaded, 
 
 
 def test_out_of_memory_at_one_step_gives_a_clear_message(tiny_loaded, monkeypatch):
-    def no_memory(loaded, embeddings, positions):
+    def no_memory(loaded, embeddings, positions, prefix=None):
         raise torch.OutOfMemoryError("CUDA out of memory.")
 
-    monkeypatch.setattr(integrated_gradients_module, "logits_at", no_memory)
+    monkeypatch.setattr(integrated_gradients_module, "logits_at_positions", no_memory)
     with pytest.raises(ValueError, match="out of memory computing integrated gradients even one step at a time"):
         attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["integrated_gradients"], max_new_tokens=0, n_steps=4)
     # The model keeps serving once memory is back.
