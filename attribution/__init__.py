@@ -19,7 +19,7 @@ _EXPORTS = {
     "ANSWER_MAP_METHODS": "catalog", "CATALOG": "catalog", "METHOD_DESCRIPTIONS": "catalog",
     "METHOD_LABELS": "catalog",
     "AGGREGATIONS": "settings", "BASELINE_LABELS": "settings", "DEFAULT_METHODS": "settings",
-    "PRESETS": "settings", "RECOMMENDED_BASELINE": "settings", "SCORES": "settings", "Settings": "settings",
+    "PRESETS": "settings", "RECOMMENDED_BASELINE": "settings", "SCORES": "settings", "Settings": "settings", "ANSWER_TARGET": "settings",
     "preset": "settings",
     "analyze": "engine", "Cancelled": "cancel", "generate": "engine", "top_predictions": "engine",
     "BASELINES": "integrated_gradients",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from .models import LoadedModel, default_model_name, load_model
 from .catalog import CATALOG
-from .settings import AGGREGATIONS, BASELINE_LABELS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, Settings, preset
+from .settings import ANSWER_TARGET, AGGREGATIONS, BASELINE_LABELS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, Settings, preset
 
 
 def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,9 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=20, help="greedy tokens to generate (0..256)")
     parser.add_argument("--target", default=None,
                         help="explain this text's first token instead of the predicted one (mind the "
-                             "leading space: ' Riga'); a number k explains the k-th generated token")
+                             "leading space: ' Riga'); a number k explains the k-th generated token; 'answer' "
+                             "the answer's content token (the first word of the reply not in the prompt and "
+                             "not a function word)")
     parser.add_argument("--contrast", default=None,
                         help="explain why the target rather than this text's first token (e.g. ' Tallinn')")
     parser.add_argument("--chat", action="store_true",
@@ -47,8 +49,12 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_target(text: str | None) -> None | str | int:
+    """--target: a number k (the k-th generated token), "answer" (the answer's content token,
+    ANSWER_TARGET), or text whose first token is explained."""
     if text is None:
         return None
+    if text == "answer":
+        return ANSWER_TARGET
     stripped = text.strip()
     return int(stripped) if stripped.isdigit() and stripped == text else text
 

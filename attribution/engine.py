@@ -126,7 +126,7 @@ def _prepare(loaded: LoadedModel, prompt: str, settings: Settings,
     encoded = encode_prompt(loaded, prompt, chat=settings.chat, system=settings.system)
     prompt_ids = encoded.ids  # [n_prompt]
     generated_ids, step_logits = generate_with_logits(loaded, prompt_ids, settings.max_new_tokens, on_tokens)
-    resolved = resolve_target(loaded, prompt_ids, generated_ids, settings.target)
+    resolved = resolve_target(loaded, prompt_ids, generated_ids, settings.target, prompt)
     # Generation step k saw the prompt and k generated tokens: for the k-th target, the same input.
     step = resolved.input_ids.numel() - prompt_ids.numel()
     next_token_logits = step_logits[step] if step < len(step_logits) else None  # [vocab]

@@ -64,9 +64,15 @@ BASELINE_LABELS = {
 # context held, the mean embedding gave the lowest errors on SmolLM2's raw prompts.
 RECOMMENDED_BASELINE = "mean"
 
+#: `Settings.target` for the answer's content token: the first generated token of the reply's first word
+#: that is neither in the prompt nor a function word (`attribution.content`), e.g. " Riga" in "The capital
+#: of Latvia is Riga." — what the reply is about, where its first token is often filler ("The").
+ANSWER_TARGET = "<answer>"
+
+
 def _validate_target(value: object) -> None | str | int:
-    """None (the predicted next token), text (its first token), or k ≥ 1 (the k-th generated token; the
-    engine checks k against what was generated)."""
+    """None (the predicted next token), ANSWER_TARGET (the answer's content token), text (its first
+    token), or k ≥ 1 (the k-th generated token; the engine checks k against what was generated)."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -115,7 +121,8 @@ class Settings:
     methods: tuple[str, ...] = DEFAULT_METHODS  # registered names (attribution.catalog), run in this order
     max_new_tokens: int = 20  # greedy tokens generated (0..MAX_NEW_TOKENS_LIMIT)
     # What is explained: None = the predicted next token, " Riga" = that text's first token, k = the
-    # k-th generated token (attributed over the prompt and the k − 1 tokens before it).
+    # k-th generated token (attributed over the prompt and the k − 1 tokens before it), ANSWER_TARGET =
+    # the generated token that starts the answer's first content word.
     target: None | str | int = None
     # Contrastive: explain score(target) − score(foil); text whose first token is the foil, or its id.
     contrast: None | str | int = None

@@ -13,7 +13,9 @@ from typing import Iterable
 import torch
 
 from .models import LoadedModel
+from .content import content_token
 from .results import Target
+from .settings import ANSWER_TARGET
 
 from .validation import (  # noqa: F401 (re-exported: the engine's validation lives there, torch-free)
     ALLOWED_CONTROL as _ALLOWED_CONTROL,
@@ -68,10 +70,16 @@ def greedy_next_token(loaded: LoadedModel, input_ids: torch.Tensor) -> int:
 
 
 def resolve_target(
-    loaded: LoadedModel, prompt_ids: torch.Tensor, generated_ids: torch.Tensor, target: object
+    loaded: LoadedModel, prompt_ids: torch.Tensor, generated_ids: torch.Tensor, target: object, prompt: str = ""
 ) -> ResolvedTarget:
     """`None`: the greedy next token; `str`: its first token at the next position; `int` k ≥ 1:
-    the k-th generated token, with the prompt and the k − 1 earlier generated tokens as input."""
+    the k-th generated token, with the prompt and the k − 1 earlier generated tokens as input;
+    ANSWER_TARGET: the generated token that starts the answer's first content word (`prompt`: the
+    user's text, whose words are not content)."""
+    if target == ANSWER_TARGET:
+        if not generated_ids.numel():
+            raise ValueError("the answer's content token needs a generated answer: set max_new_tokens to 1 or more")
+        target = content_token(prompt, display_tokens(loaded, generated_ids.tolist()))
     if target is None:
         input_ids = prompt_ids
         target_id = int(generated_ids[0]) if generated_ids.numel() else greedy_next_token(loaded, prompt_ids)
