@@ -1,18 +1,32 @@
 """The analyze event (the API's /analyze): the page's inputs become one `attribution.Settings`, the engine
 runs, the result is stored for the session (`ui.store`) and turned into every tab's outputs; and the views
-read from the stored result after it (the model is not run again)."""
+read from the stored result after it (the model is not run again).
+
+Results as they come: the event (`analyze_stream`) runs the engine in a worker thread and yields the page's
+outputs each time something is done — the answer as it is generated, each method's tab (the cheap methods
+first, IG last), the answer map, the trust panel —, each stage stored as the session's result so that its
+figures are drawn at once; its last yield is the whole result, exactly what `analyze` returns. Stop cancels the
+event: the engine stops within one batch (`attribution.Cancelled`) and frees the model for the next request,
+and what was done stays on the page.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
 import json
-from typing import Any, Callable
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
 
 import gradio as gr
 
 import attribution
 from attribution.catalog import CATALOG
 from attribution.display.explanations import display_number, explained_line, ig_preset, stage_text
+from attribution.display.labels import method_label
 from attribution.settings import Settings
 from attribution.validation import validate_prompt
 
@@ -21,6 +35,7 @@ from .inputs import describe_target, model_label, model_name, pad_token_label, p
 from .runtime import gpu, spaces
 from .settings import DEFAULTS, SETTING_KEYS
 from .tabs import answer_map, compare, method
+from .timing import Clock, costly, seconds_text
 from .view import View, answer_view, contrast_options, explained_answer_token, result_settings
 
 #: The outputs of the analyze event (and of `/analyze` in the API), in this order.
@@ -39,46 +54,114 @@ SCALED_KEYS = ([f"{name}:{part}" for name in CATALOG for part in ("highlight", "
 
 @gpu
 def compute(model: str, prompt: str, settings: Settings,
-            stage: Callable[[attribution.Progress], None] | None = None) -> attribution.Analysis:
+            stage: Callable[[attribution.Progress], None] | None = None,
+            partial: Callable[[attribution.Analysis], None] | None = None,
+            answer: Callable[[str], None] | None = None,
+            cancel: threading.Event | None = None) -> attribution.Analysis:
     """Generation and every attribution method: the only GPU work. Returns CPU numpy data, which
-    pickles back from the ZeroGPU worker process."""
+    pickles back from the ZeroGPU worker process (where no callback reaches: there they are None)."""
     loaded = attribution.load_model(model)
-    return attribution.analyze(loaded, prompt, settings, progress=stage)
+    return attribution.analyze(loaded, prompt, settings, progress=stage, partial=partial, answer=answer,
+                               cancel=cancel)
 
 
-def render(analysis: attribution.Analysis, view: View) -> list[Any]:
+def render(analysis: attribution.Analysis, view: View, *, running: bool = False,
+           replaces: str | None = None) -> list[Any]:
     """Stores the result for the session and returns every output of the analyze event, in OUTPUT_KEYS
     order (the state: the stored result's id). The figures are cleared, not drawn: the page draws the open
-    tab's once the rest is shown, and another tab's when it is opened (`ui.figures`)."""
-    folder = exports.new_export_dir()
-    values: dict[str, Any] = {key: None for key in OUTPUT_KEYS if key in figures.FIGURE_KEYS}
+    tab's once the rest is shown, and another tab's when it is opened (`ui.figures`). `running`: the
+    analysis so far (results as they come): what is still to come says it is being computed, and the
+    downloads wait for the whole result; `replaces`: the stored id of its previous stage."""
+    settings = result_settings(analysis)
+    values: dict[str, Any] = {key: None for key in OUTPUT_KEYS
+                              if key in figures.FIGURE_KEYS or key.startswith("export:")}
     values |= {
         "answer": analysis.generated_text,
-        "explained": explained_line(analysis, describe_target(result_settings(analysis).target)),
+        "explained": explained_line(analysis, describe_target(settings.target)),
     }
     for name in CATALOG:
-        values.update(method.render(analysis, name, view))
-    values.update(compare.render(analysis, view))
-    values.update(answer_map.render(analysis, view))
-    json_path, csv_path = exports.write_result_files(analysis, folder)
-    values["export:json"] = str(json_path)
-    values["export:csv"] = str(csv_path)
+        waiting = running and name in settings.methods and name not in analysis.methods
+        values.update(method.pending(name) if waiting else method.render(analysis, name, view))
+    waiting = running and settings.trust and analysis.trust is None
+    values.update(compare.pending() if waiting else compare.render(analysis, view))
+    waiting = running and settings.all_targets and not analysis.answer_map
+    values.update(answer_map.pending() if waiting else answer_map.render(analysis, view))
+    if not running:  # the downloads are the whole result's
+        json_path, csv_path = exports.write_result_files(analysis, exports.new_export_dir())
+        values["export:json"], values["export:csv"] = str(json_path), str(csv_path)
     values["export:png"] = None  # drawn when asked for (`figures.export_pngs`)
-    values["state"] = store.remember(analysis, view)
+    values["state"] = store.remember(analysis, view, replaces=replaces)
     return [values[key] for key in OUTPUT_KEYS]
 
 
+def render_waiting(settings: Settings, answer_text: str) -> list[Any]:
+    """Every output while the answer is being generated (nothing else is done yet): the answer so far, and
+    each asked-for tab computing; no stored result (the state None)."""
+    values: dict[str, Any] = {key: None for key in OUTPUT_KEYS}
+    values |= {"answer": answer_text, "explained": ""}
+    for name in CATALOG:
+        values.update(method.pending(name) if name in settings.methods else method.not_computed(name))
+    values.update(compare.pending() if settings.trust else compare.off())
+    values.update(answer_map.pending() if settings.all_targets else answer_map.not_asked())
+    return [values[key] for key in OUTPUT_KEYS]
+
+
+def complete(analysis: attribution.Analysis) -> bool:
+    """Whether every stage of the analysis is done (the engine's last partial result is its result)."""
+    settings = result_settings(analysis)
+    return (set(analysis.methods) == set(settings.methods) and (bool(analysis.answer_map) or not settings.all_targets)
+            and (analysis.trust is not None or not settings.trust))
+
+
+def left_out_of_map(analysis: attribution.Analysis, all_targets: bool) -> tuple[str, ...]:
+    """The costly methods (IG) that ran but were left out of the answer map that was asked for."""
+    settings = result_settings(analysis)
+    if not all_targets or not len(analysis.generated_ids):
+        return ()
+    mapped = settings.mapped_methods if settings.all_targets else ()
+    return tuple(name for name in analysis.methods
+                 if costly(name) and CATALOG[name].answer_map is not False and name not in mapped)
+
+
 def page_view(loaded: attribution.LoadedModel, analysis: attribution.Analysis, hide_special: bool,
-              all_targets: bool) -> View:
-    """How the page shows a fresh result: its display choices, and what only the loaded model knows."""
+              all_targets: bool, clock: Clock | None = None) -> View:
+    """How the page shows a fresh result: its display choices, and what only the loaded model knows (and,
+    with the `clock` that timed it, what adding the costly methods left out of its answer map would cost)."""
     # Which token a pad baseline repeats depends on the model's tokenizer: the notes name it.
     pad = result_settings(analysis).baseline.startswith("pad")
+    left_out = left_out_of_map(analysis, all_targets)
+    rerun = None
+    if left_out and clock is not None:
+        settings = result_settings(analysis)
+        mapped = settings.mapped_methods if settings.all_targets else ()
+        whole_map = clock.map_estimate((*mapped, *left_out))
+        if whole_map is not None:
+            rerun = clock.elapsed() - clock.measured.get("answer_map", 0.0) + whole_map
     return View(
         hide_special=hide_special, all_targets=all_targets, pad_token=pad_token_label(loaded) if pad else None,
         # The clickable answer shows one token per generated id: only the tokenizer can split it so.
         answer_tokens=tuple(attribution.display_tokens(loaded, analysis.generated_ids)),
-        explained=explained_answer_token(analysis),
+        explained=explained_answer_token(analysis), left_out_of_map=left_out, map_rerun_s=rerun,
     )
+
+
+def progress_line(clock: Clock, now: float | None = None) -> tuple[float, str]:
+    """The progress bar's fraction and line: the running stage and the time left, estimated from this
+    model's measured speed (`ui.timing`), or said not to be known yet."""
+    now = time.monotonic() if now is None else now
+    step = clock.step
+    if step is None:
+        return 0.15, "Starting the analysis…"
+    text = stage_text(step, clock.settings.n_steps)
+    left = clock.left(now)
+    if left is None and step.kind == "generate":  # the sizes the estimates need come with the answer
+        return 0.15, f"{text} ({clock.tokens_so_far} of up to {clock.settings.max_new_tokens} tokens)"
+    if left is None:
+        return 0.15 + 0.8 * step.fraction, f"{text} (time left: not known yet for this model)"
+    elapsed = clock.elapsed(now)
+    fraction = elapsed / (elapsed + left) if elapsed + left > 0 else step.fraction
+    late = " (longer than estimated)" if clock.overrun(now) else ""
+    return 0.15 + 0.8 * fraction, f"{text} about {seconds_text(left)} left{late}"
 
 
 #: /analyze's parameters: SETTINGS in order with their defaults (gradio reads the API's parameter names and
@@ -93,6 +176,39 @@ ANALYZE_SIGNATURE = inspect.Signature(
     + [inspect.Parameter("contrast_pick", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
        inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress())]
 )
+
+
+@dataclass(frozen=True)
+class AnalyzeCall:
+    """One /analyze call, validated: what to run and how to show it."""
+
+    prompt: str
+    model: Any
+    settings: Settings
+    hide_special: bool
+    all_targets: bool  # the answer map was asked for (the View's)
+
+
+def read_request(arguments: tuple[Any, ...], keywords: dict[str, Any]) -> tuple[AnalyzeCall, Any]:
+    """/analyze's arguments → the validated request and the progress tracker. ValueError, naming the
+    setting, for a value that is not valid."""
+    bound = ANALYZE_SIGNATURE.bind(*arguments, **keywords)
+    bound.apply_defaults()
+    values = dict(bound.arguments)
+    progress = values.pop("progress")
+    if values["methods"] is None:  # a list cannot be a parameter's default
+        values["methods"] = DEFAULTS["methods"]
+    prompt, model = values["prompt"], model_name(values["model"])
+    validate_prompt(prompt)  # fail fast, before a large model is loaded
+    settings = page_settings(values)
+    request = AnalyzeCall(prompt, model, settings, parse_flag(values["hide_special"], "hide_special"),
+                      parse_flag(values["all_targets"], "all_targets"))
+    return request, progress
+
+
+def clock_for(loaded: attribution.LoadedModel, settings: Settings) -> Clock:
+    """The analysis's clock: its speeds are kept per model and device."""
+    return Clock(f"{loaded.name} on {loaded.device}", settings)
 
 
 def analyze(*arguments: Any, **keywords: Any) -> list[Any]:
@@ -116,34 +232,175 @@ def analyze(*arguments: Any, **keywords: Any) -> list[Any]:
     trust verdict, the comparison heatmap and bars, the faithfulness table, the agreement heatmap and
     top-3 overlap table, IG's completeness, and the JSON, CSV and PNG exports.
     """
-    bound = ANALYZE_SIGNATURE.bind(*arguments, **keywords)
-    bound.apply_defaults()
-    values = dict(bound.arguments)
-    progress = values.pop("progress")
-    if values["methods"] is None:  # a list cannot be a parameter's default
-        values["methods"] = DEFAULTS["methods"]
-    prompt, model = values["prompt"], model_name(values["model"])
     try:
-        validate_prompt(prompt)  # fail fast, before a large model is loaded
-        settings = page_settings(values)
-        hide_special = parse_flag(values["hide_special"], "hide_special")
-        progress(0.05, desc=f"Loading {model_label(model)}…")
-        loaded = attribution.load_model(model)  # cached after the first call; a ValueError names the problem
+        request, progress = read_request(arguments, keywords)
+        progress(0.05, desc=f"Loading {model_label(request.model)}…")
+        loaded = attribution.load_model(request.model)  # cached after the first call; a ValueError names the problem
+        settings = request.settings
         progress(0.15, desc=f"Generating up to {display_number(settings.max_new_tokens)} tokens and computing "
                             "the attributions…")
+        clock = clock_for(loaded, settings)
 
         def stage(step: attribution.Progress) -> None:
-            progress(0.15 + 0.75 * step.fraction, desc=stage_text(step, settings.n_steps))
+            clock.stage(step)
+            progress(*progress_line(clock))
 
         # The ZeroGPU worker is another process: progress stages only here.
-        analysis = compute(model, prompt, settings, stage if spaces is None else None)
-        view = page_view(loaded, analysis, hide_special, parse_flag(values["all_targets"], "all_targets"))
+        if spaces is None:
+            analysis = compute(request.model, request.prompt, settings, stage, partial=clock.partial)
+        else:
+            analysis = compute(request.model, request.prompt, settings)
+        clock.finish(analysis)
+        view = page_view(loaded, analysis, request.hide_special, request.all_targets, clock)
     except ValueError as error:
         raise gr.Error(str(error)) from None
     return render(analysis, view)
 
 
+#: How often the progress line's time left is brought up to date while a stage runs (seconds).
+TICK_S = 1.0
+
+
+# `analyze` with results as they come (the page's and the API's /analyze event): yields every output
+# (OUTPUT_KEYS order, the shapes `analyze` returns) each time something new is done — the answer as it is
+# generated, then the result after each stage (each stored as the session's result) — and last exactly
+# what `analyze` returns. The engine runs in a worker thread; when the event is cancelled (Stop, or an API
+# client's cancel) the engine is told to stop (it raises `attribution.Cancelled` within one batch and frees
+# the model) and what was yielded stays on the page. On ZeroGPU, where no callback reaches the GPU
+# process, it yields once, the whole result. (Its docstring is `analyze`'s: the API's documentation.)
+async def analyze_stream(*arguments: Any, **keywords: Any) -> AsyncIterator[list[Any]]:
+    try:
+        request, progress = read_request(arguments, keywords)
+        progress(0.05, desc=f"Loading {model_label(request.model)}…")
+        loaded = await asyncio.to_thread(attribution.load_model, request.model)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    settings = request.settings
+    clock = clock_for(loaded, settings)
+    if spaces is not None:
+        progress(0.15, desc=f"Generating up to {display_number(settings.max_new_tokens)} tokens and computing "
+                            "the attributions…")
+        try:
+            analysis = await asyncio.to_thread(compute, request.model, request.prompt, settings)
+            clock.finish(analysis)
+            view = page_view(loaded, analysis, request.hide_special, request.all_targets, clock)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+        yield await asyncio.to_thread(render, analysis, view)
+        return
+
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def post(kind: str, value: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(events.put_nowait, (kind, value, time.monotonic()))
+        except RuntimeError:  # the event loop has closed (the server stopped): nobody is listening
+            pass
+
+    def work() -> None:
+        try:
+            result = compute(request.model, request.prompt, settings, lambda step: post("stage", step),
+                             partial=lambda analysis: post("partial", analysis),
+                             answer=lambda text: post("answer", text), cancel=cancel)
+        except attribution.Cancelled:
+            post("cancelled", None)
+        except BaseException as error:  # handed to the event, which raises it there
+            post("error", error)
+        else:
+            post("done", result)
+
+    # The worker keeps the request's context (gradio's request and progress tracker).
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="analysis", daemon=True)
+    state: str | None = None  # the stored id of the last stage yielded
+    view: View | None = None  # the partial results' view (the generated tokens are fixed after generation)
+    answer_text, n_tokens, answered = None, 0, False
+    try:
+        worker.start()
+        while True:
+            try:
+                batch = [await asyncio.wait_for(events.get(), TICK_S)]
+            except asyncio.TimeoutError:
+                progress(*progress_line(clock))
+                continue
+            while not events.empty():
+                batch.append(events.get_nowait())
+            latest, final = None, None
+            for kind, value, at in batch:
+                if kind == "stage":
+                    clock.stage(value, at)
+                elif kind == "answer":
+                    answer_text, n_tokens, answered = value, n_tokens + 1, True
+                    clock.tokens(n_tokens)
+                elif kind == "partial":
+                    clock.partial(value)
+                    # The last partial is the result itself: it is yielded once, as the result ("done").
+                    latest = None if complete(value) else value
+                elif kind == "done":
+                    final = value
+                    clock.finish(value, at)
+                elif kind == "cancelled":
+                    return
+                else:
+                    raise value
+            if final is not None:
+                view = page_view(loaded, final, request.hide_special, request.all_targets, clock)
+                yield await asyncio.to_thread(render, final, view, replaces=state)
+                return
+            progress(*progress_line(clock))
+            if latest is not None:
+                if view is None:
+                    view = page_view(loaded, latest, request.hide_special, request.all_targets)
+                values = await asyncio.to_thread(render, latest, view, running=True, replaces=state)
+                state = values[OUTPUT_KEYS.index("state")]
+                yield values
+                progress(*progress_line(clock))  # the page hides the progress at each yield: shown again
+            elif answered and state is None:
+                answered = False
+                yield render_waiting(settings, answer_text)
+                progress(*progress_line(clock))
+    except ValueError as error:  # the engine's, naming the problem (a model without a chat template…)
+        raise gr.Error(str(error)) from None
+    finally:
+        cancel.set()  # stopped, failed or done: a running engine stops within one batch and frees the model
+        clock.keep()  # what a stopped analysis measured still says how fast this model is
+
+
 analyze.__signature__ = ANALYZE_SIGNATURE  # type: ignore[attr-defined]
+analyze_stream.__signature__ = ANALYZE_SIGNATURE  # type: ignore[attr-defined]
+analyze_stream.__doc__ = analyze.__doc__
+
+
+#: The notes of what an analysis still had to do, which say so once it is stopped (`stopped_notes`).
+STOPPED_KEYS = [f"{name}:notes" for name in CATALOG] + ["answer_map:notes", "compare:verdict"]
+STOPPED = "**{label}** was not computed: the analysis was stopped. Press **Analyze** to run it again."
+
+
+def stopped_notes(state: str | None, answer_text: Any, methods: Any, all_targets: Any, trust: Any) -> list[Any]:
+    """Stop pressed: the tabs of what the analysis had not done yet say it was stopped (STOPPED_KEYS order);
+    what was done stays as it is. From the stored stage when there is one; stopped while generating (no
+    stage yet, an answer shown), every chosen method, the answer map and the trust panel as asked."""
+    stored = store.lookup(state, warn=False)
+    if stored is not None:
+        analysis = stored.analysis
+        settings = result_settings(analysis)
+        missing = [name for name in settings.methods if name not in analysis.methods]
+        map_missing = settings.all_targets and not analysis.answer_map
+        trust_missing = settings.trust and analysis.trust is None
+    elif answer_text:
+        missing = [name for name in methods if name in CATALOG] if isinstance(methods, list) else []
+        map_missing, trust_missing = bool(all_targets), bool(trust)
+    else:  # nothing was running
+        return [gr.update() for _key in STOPPED_KEYS]
+    values: dict[str, Any] = {key: gr.update() for key in STOPPED_KEYS}
+    for name in missing:
+        values[f"{name}:notes"] = STOPPED.format(label=method_label(name))
+    if map_missing:
+        values["answer_map:notes"] = STOPPED.format(label="Answer map")
+    if trust_missing:
+        values["compare:verdict"] = STOPPED.format(label="Verdict: the trust panel")
+    return [values[key] for key in STOPPED_KEYS]
 
 
 #: What a cached example stores: everything but the figures and the PNG files, which are drawn when seen

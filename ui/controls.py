@@ -15,7 +15,7 @@ from attribution.settings import AGGREGATIONS, BASELINE_LABELS, MAX_NEW_TOKENS_L
 from .inputs import PRESET_CONTROLS, TARGET_CHOICES, chat_default, deep_link_settings, preset_settings
 from .inputs import model_choices as picker_choices
 from .runtime import is_hosted
-from .settings import DEEP_LINK_KEYS, DEFAULTS, SEED_PROMPT
+from .settings import CHAT_MODEL_DEFAULTS, DEEP_LINK_KEYS, DEFAULTS, SEED_PROMPT, model_defaults, page_defaults
 
 
 def model_choices(default_model: str) -> list[tuple[str, str]]:
@@ -24,8 +24,11 @@ def model_choices(default_model: str) -> list[tuple[str, str]]:
     return picker_choices(default_model, hosted=is_hosted(), allowed=allowed_models())
 
 
-def build_prompt_row(default_model: str, choices: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """Prompt, chat template, system prompt, model picker and the Analyze button."""
+def build_prompt_row(default_model: str, choices: Sequence[tuple[str, str]],
+                     defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Prompt, chat template, system prompt, model picker and the Analyze and Stop buttons (at `defaults`,
+    the page's: `ui.settings.page_defaults`)."""
+    defaults = defaults if defaults is not None else page_defaults(default_model, chat_default(default_model))
     controls: dict[str, Any] = {}
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
@@ -33,11 +36,11 @@ def build_prompt_row(default_model: str, choices: Sequence[tuple[str, str]]) -> 
                                             placeholder="Type a question or sentence…", elem_id="prompt")
             with gr.Row(equal_height=True):
                 controls["chat"] = gr.Checkbox(
-                    chat_default(default_model), label="Chat template", scale=1, min_width=200,
+                    defaults["chat"], label="Chat template", scale=1, min_width=200,
                     info="the prompt as the user message of the model's chat template (ticked for chat models)",
                     elem_id="chat")
                 controls["system"] = gr.Textbox(
-                    DEFAULTS["system"], label="System prompt", lines=1, max_lines=4, scale=3,
+                    defaults["system"], label="System prompt", lines=1, max_lines=4, scale=3,
                     info="with the chat template; empty: the template's default",
                     placeholder="You are a helpful assistant.", elem_id="system")
         with gr.Column(scale=2, min_width=280):
@@ -47,14 +50,20 @@ def build_prompt_row(default_model: str, choices: Sequence[tuple[str, str]]) -> 
                       else "or type a hub id, a local model folder or a .gguf file"),
                 elem_id="model",
             )
-            controls["analyze_button"] = gr.Button("Analyze", variant="primary", elem_id="analyze-button")
+            with gr.Row(equal_height=True):
+                controls["analyze_button"] = gr.Button("Analyze", variant="primary", scale=3,
+                                                       elem_id="analyze-button")
+                # Ends the running analysis within about a second; what is done stays shown.
+                controls["stop_button"] = gr.Button("Stop", variant="stop", scale=1, min_width=80,
+                                                    elem_id="stop-button")
     return controls
 
 
-def build_settings() -> dict[str, Any]:
-    """The Settings accordion: presets and every setting but the prompt, model, chat and colour scaling."""
+def build_settings(defaults: Mapping[str, Any] = DEFAULTS) -> dict[str, Any]:
+    """The Settings accordion: presets and every setting but the prompt, model, chat and colour scaling,
+    each at `defaults` (the page's: `ui.settings.page_defaults`)."""
     with gr.Accordion("Settings", open=False, elem_id="settings"):
-        return {**preset_buttons(), **generation_and_ig_controls(), **target_controls()}
+        return {**preset_buttons(), **generation_and_ig_controls(defaults), **target_controls(defaults)}
 
 
 def preset_buttons() -> dict[str, Any]:
@@ -69,40 +78,40 @@ def preset_buttons() -> dict[str, Any]:
     return controls
 
 
-def generation_and_ig_controls() -> dict[str, Any]:
+def generation_and_ig_controls(defaults: Mapping[str, Any] = DEFAULTS) -> dict[str, Any]:
     """Methods and max new tokens, then IG's steps, baseline and aggregation, the score and the held context."""
     controls: dict[str, Any] = {}
     with gr.Row():
         controls["methods"] = gr.CheckboxGroup([(method_label(name), name) for name in CATALOG],
-                                               value=DEFAULTS["methods"], label="Methods")
-        controls["max_new_tokens"] = gr.Slider(0, MAX_NEW_TOKENS_LIMIT, value=DEFAULTS["max_new_tokens"], step=1,
+                                               value=defaults["methods"], label="Methods")
+        controls["max_new_tokens"] = gr.Slider(0, MAX_NEW_TOKENS_LIMIT, value=defaults["max_new_tokens"], step=1,
                                                label="Max new tokens", info="greedy tokens generated for the answer")
     with gr.Row(equal_height=True):
-        controls["ig_steps"] = gr.Slider(1, MAX_STEPS, value=DEFAULTS["ig_steps"], step=1, label="IG steps",
+        controls["ig_steps"] = gr.Slider(1, MAX_STEPS, value=defaults["ig_steps"], step=1, label="IG steps",
                                          scale=2, info="more steps: a more exact integral, slower",
                                          elem_id="ig-steps")
-        controls["ig_auto"] = gr.Checkbox(DEFAULTS["ig_auto"], label="Auto steps", scale=1, min_width=160,
+        controls["ig_auto"] = gr.Checkbox(defaults["ig_auto"], label="Auto steps", scale=1, min_width=160,
                                           info="refine until the completeness error is under the target",
                                           elem_id="ig-auto")
         controls["target_error"] = gr.Number(
-            DEFAULTS["target_error"], label="Target error (auto)", minimum=0, maximum=1, step=0.001, scale=1,
-            min_width=160, visible=DEFAULTS["ig_auto"], info="a fraction: 0.01 = 1%", elem_id="target-error")
+            defaults["target_error"], label="Target error (auto)", minimum=0, maximum=1, step=0.001, scale=1,
+            min_width=160, visible=defaults["ig_auto"], info="a fraction: 0.01 = 1%", elem_id="target-error")
     with gr.Row():
         controls["ig_baseline"] = gr.Radio(
-            [(label, key) for key, label in BASELINE_LABELS.items()], value=DEFAULTS["ig_baseline"],
+            [(label, key) for key, label in BASELINE_LABELS.items()], value=defaults["ig_baseline"],
             label="IG baseline",
             info="pad = the EOS token's embedding (the seed sets pad = eos); the IG notes name the model's token",
             elem_id="ig-baseline")
         controls["aggregation"] = gr.Radio([(description, key) for key, description in AGGREGATIONS.items()],
-                                           value=DEFAULTS["aggregation"], label="IG aggregation")
+                                           value=defaults["aggregation"], label="IG aggregation")
     with gr.Row():
         controls["score"] = gr.Radio(
-            [(description, key) for key, description in SCORES.items()], value=DEFAULTS["score"],
+            [(description, key) for key, description in SCORES.items()], value=defaults["score"],
             label="Score explained (gradient, input × gradient, IG)",
             info="occlusion always uses the log-probability; faithfulness has its own scale (the Compare tab's "
                  "table names it in *drops of*)", elem_id="score")
         controls["hold_context"] = gr.Checkbox(
-            DEFAULTS["hold_context"], label="Hold context (IG)",
+            defaults["hold_context"], label="Hold context (IG)",
             info="the baseline keeps the first position, special and chat-template tokens at their real "
                  "embeddings (they get exactly 0). Generated tokens before the explained one are not "
                  "held: holding them made IG less complete on SmolLM2 (32% → 68% error)",
@@ -110,14 +119,14 @@ def generation_and_ig_controls() -> dict[str, Any]:
     return controls
 
 
-def target_controls() -> dict[str, Any]:
+def target_controls(defaults: Mapping[str, Any] = DEFAULTS) -> dict[str, Any]:
     """What is explained, the contrast, and the answer map and trust panel switches."""
     controls: dict[str, Any] = {}
     with gr.Row():
-        controls["target"] = gr.Radio(TARGET_CHOICES, value=DEFAULTS["target"], label="Explain")
-        controls["target_k"] = gr.Number(DEFAULTS["target_k"], precision=0, minimum=1, label="Generated token k",
+        controls["target"] = gr.Radio(TARGET_CHOICES, value=defaults["target"], label="Explain")
+        controls["target_k"] = gr.Number(defaults["target_k"], precision=0, minimum=1, label="Generated token k",
                                          info="1 = the first generated token", visible=False)
-        controls["target_text"] = gr.Textbox(DEFAULTS["target_text"], label="Custom target text",
+        controls["target_text"] = gr.Textbox(defaults["target_text"], label="Custom target text",
                                              placeholder="' Riga' (mind the leading space)", visible=False)
     with gr.Row():
         controls["contrast_choice"] = gr.Dropdown(
@@ -125,28 +134,33 @@ def target_controls() -> dict[str, Any]:
             info="the model's likeliest alternatives at that position, with their probabilities "
                  "(filled in after each analysis)", elem_id="contrast-choice")
         controls["contrast_text"] = gr.Textbox(
-            DEFAULTS["contrast_text"], label="…or type the alternative",
+            defaults["contrast_text"], label="…or type the alternative",
             info="its first token is the contrast; empty: no contrast",
             placeholder="' Tallinn' (mind the leading space)", elem_id="contrast-text")
     with gr.Row():
         controls["all_targets"] = gr.Checkbox(
-            DEFAULTS["all_targets"], label="Explain every generated token (answer map)",
+            defaults["all_targets"], label="Explain every generated token (answer map)",
             info="the Answer map tab; on the demo model it adds well under a second, on large models "
                  "it costs about one attribution per method for the whole answer",
             elem_id="all-targets")
         controls["trust"] = gr.Checkbox(
-            DEFAULTS["trust"], label="Trust panel",
+            defaults["trust"], label="Trust panel",
             info="faithfulness, agreement and IG completeness under Compare; a few batched forward "
                  "passes, plus one IG rerun at twice the steps when IG has not converged",
             elem_id="trust")
+        controls["answer_map_ig"] = gr.Checkbox(
+            defaults["answer_map_ig"], label="Integrated Gradients in the answer map",
+            info="IG once more for every generated token: on SmolLM2-135M about a minute for 20 tokens, against "
+                 "2 s for the other methods' maps (chat models start without it; the Answer map tab offers it "
+                 "with its estimated cost)", elem_id="answer-map-ig")
     return controls
 
 
-def build_hide_special() -> gr.Checkbox:
+def build_hide_special(defaults: Mapping[str, Any] = DEFAULTS) -> gr.Checkbox:
     """The colour-scaling switch shown next to the answer (display only: the scores do not change)."""
     with gr.Column(scale=3, min_width=300):  # its own column: a Row's form would squeeze it
         return gr.Checkbox(
-            DEFAULTS["hide_special"],
+            defaults["hide_special"],
             label="Leave held context (first position, special, template tokens) out of colour scaling",
             info="the first token often soaks up attention (an attention sink): grey, out of the scaling, "
                  "the top 5 and the comparison; scores unchanged. Off: the seed's view",
@@ -158,6 +172,30 @@ def from_query(query: Mapping[str, str], choices: Sequence[str]) -> list[Any]:
     is. On a Space only the listed models can be linked to."""
     settings = deep_link_settings(query, choices, any_model=not is_hosted())
     return [settings[key] if key in settings else gr.update() for key in DEEP_LINK_KEYS]
+
+
+#: The controls whose defaults depend on whether the model is a chat model (`CHAT_MODEL_DEFAULTS`).
+MODEL_KIND_CONTROLS = tuple(CHAT_MODEL_DEFAULTS)
+
+
+def model_picked(model: Any, *values: Any) -> list[Any]:
+    """Another model picked: the Chat template box follows it (`chat_default`), and so do the IG and answer-map
+    settings (MODEL_KIND_CONTROLS, the values given in that order) while they are still one kind of model's
+    defaults; changed by hand, they are left as they are."""
+    chat = chat_default(model)
+    current = dict(zip(MODEL_KIND_CONTROLS, values))
+    untouched = any(all(_same(current[key], model_defaults(kind)[key]) for key in MODEL_KIND_CONTROLS)
+                    for kind in (False, True))
+    wanted = model_defaults(chat)
+    return [chat, *(wanted[key] if untouched else gr.update() for key in MODEL_KIND_CONTROLS)]
+
+
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return bool(value) == bool(default)
+    if isinstance(default, (int, float)) and isinstance(value, (int, float)):
+        return float(value) == float(default)
+    return value == default
 
 
 def target_fields(target: str) -> list[Any]:

@@ -60,7 +60,29 @@ def page_settings(values: Mapping[str, Any]) -> Settings:
     fields["system"] = parse_system(fields["system"], fields["chat"])
     # Nothing generated, nothing to map: the answer map is skipped rather than refused.
     fields["all_targets"] = fields["all_targets"] and fields["max_new_tokens"] != 0
+    with_costly = parse_flag(values["answer_map_ig"], "answer_map_ig")
+    if fields["all_targets"]:
+        fields["answer_map_methods"] = parse_answer_map_methods(with_costly, fields["methods"])
+        # Only a costly method could map the answer and it is left out: no answer map (the tab says why).
+        fields["all_targets"] = fields["answer_map_methods"] != ()
+        if not fields["all_targets"]:
+            fields["answer_map_methods"] = None
     return Settings(**fields)
+
+
+def parse_answer_map_methods(answer_map_ig: bool, methods: Any) -> tuple[str, ...] | None:
+    """The library's `answer_map_methods` from the "IG in the answer map" box: None (every chosen method that
+    has an answer map) while it is ticked or when no costly method is chosen, else the chosen methods that
+    have one but the costly ones (catalog `costly`: IG), () when none is left. The library validates the
+    methods themselves."""
+    if answer_map_ig:
+        return None
+    if isinstance(methods, str):
+        methods = [part.strip() for part in methods.split(",")]
+    names = [name for name in methods if name in CATALOG] if isinstance(methods, (list, tuple)) else []
+    mapped = [name for name in dict.fromkeys(names) if CATALOG[name].answer_map is not False]
+    cheap = tuple(name for name in mapped if not CATALOG[name].costly)
+    return None if len(cheap) == len(mapped) else cheap
 
 
 def parse_target(target: str, target_k: Any, target_text: str | None) -> None | int | str:
@@ -197,8 +219,8 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
     max_new_tokens, steps (a number, or "auto" = auto=1), baseline, aggregation, target (next |
     generated | text), k, text, contrast (text), answer_map, trust, hide_special and chat (0 or 1),
     system (text), auto (0 or 1: IG steps to a target error), target_error (between 0 and 1), score,
-    hold_context (0 or 1). A link that names a model but not chat gets that model's `chat_default`, as
-    picking the model in the page would.
+    hold_context and answer_map_ig (0 or 1). A link that names a model but not chat gets that model's
+    `chat_default`, as picking the model in the page would.
     """
     settings: dict[str, Any] = {}
     for key in ("prompt", "text", "contrast", "system"):  # free text: the analysis validates it when it runs
@@ -217,7 +239,7 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
             settings[key] = query[key]
     if query.get("steps") == "auto":  # the library's spelling: the same as auto=1
         settings["auto"] = True
-    for key in ("answer_map", "trust", "hide_special", "chat", "auto", "hold_context"):
+    for key in ("answer_map", "trust", "hide_special", "chat", "auto", "hold_context", "answer_map_ig"):
         flag = {"1": True, "0": False}.get(query.get(key, ""))
         if flag is not None:
             settings[key] = flag

@@ -16,21 +16,25 @@ from .analysis import (
     EXAMPLE_KEYS,
     OUTPUT_KEYS,
     SCALED_KEYS,
+    STOPPED_KEYS,
     after_analysis,
-    analyze,
     analyze_example,
+    analyze_stream,
     explain_answer_token,
     example_state,
     pick_contrast,
     scaled_views,
+    stopped_notes,
 )
 from .controls import (
+    MODEL_KIND_CONTROLS,
     build_hide_special,
     build_prompt_row,
     build_settings,
     fill_preset,
     from_query,
     model_choices,
+    model_picked,
     step_fields,
     target_fields,
 )
@@ -82,7 +86,7 @@ class Page:
     controls: dict[str, Any]  # the inputs (SETTINGS names), the Analyze and preset buttons, the contrast picker
     outputs: dict[str, Any]  # the analyze event's (OUTPUT_KEYS), drawing events' (FIGURE_KEYS) and examples' outputs
     method_controls: dict[str, dict[str, Any]]  # each method tab's own controls (`method.build`)
-    map_pickers: dict[str, Any]  # the answer map's method and token pickers
+    map_pickers: dict[str, Any]  # the answer map's method and token pickers, and its offer to add IG ("add_costly")
     tabs: dict[str, gr.Tab]
     share: dict[str, Any]  # the PNG button, the share button and its link box
     answer_tokens: gr.HighlightedText  # the clickable answer
@@ -100,11 +104,12 @@ class Page:
 
     @property
     def run(self) -> dict[str, Any]:
-        """The analyze event. preprocess=False: the inputs are plain JSON values and `analyze` (with the
-        library) validates every one, so an API caller's bad value (text in a number, NaN, out of range)
-        gets a message naming the setting instead of gradio's "the upstream Gradio app has raised an
-        exception". Progress (and an error) shows once, on the answer, instead of on every output."""
-        return dict(fn=analyze, inputs=[*self.setting_inputs, self.contrast_pick],
+        """The analyze event, its results as they come (`analyze_stream`). preprocess=False: the inputs are
+        plain JSON values and `analyze` (with the library) validates every one, so an API caller's bad value
+        (text in a number, NaN, out of range) gets a message naming the setting instead of gradio's "the
+        upstream Gradio app has raised an exception". Progress (and an error) shows once, on the answer,
+        instead of on every output."""
+        return dict(fn=analyze_stream, inputs=[*self.setting_inputs, self.contrast_pick],
                     outputs=self.components(OUTPUT_KEYS), preprocess=False, concurrency_id="model",
                     concurrency_limit=1, show_progress_on=[self.answer_tokens])
 
@@ -130,14 +135,17 @@ IN_ORDER = dict(concurrency_id="figures", concurrency_limit=1)
 PRIVATE = dict(api_visibility="private")
 
 
-def build_layout(default_model: str, choices: list[tuple[str, str]]) -> Page:
-    """Every component, in page order (inside the open gr.Blocks)."""
+def build_layout(default_model: str, choices: list[tuple[str, str]],
+                 defaults: dict[str, Any] | None = None) -> Page:
+    """Every component, in page order (inside the open gr.Blocks), at the page's `defaults`
+    (`ui.settings.page_defaults`)."""
+    defaults = defaults or page_defaults(default_model, chat_default(default_model))
     outputs: dict[str, Any] = {}
     method_controls: dict[str, dict[str, Any]] = {}
     gr.Markdown(INTRO)
-    controls = build_prompt_row(default_model, choices)
+    controls = build_prompt_row(default_model, choices, defaults)
     examples_slot = gr.Column()  # filled at the end, once the outputs the examples fill exist
-    controls.update(build_settings())
+    controls.update(build_settings(defaults))
     contrast_pick = gr.State(None)
     with gr.Row(equal_height=True):
         # The answer as text is the API's first output; the page shows it as clickable tokens instead.
@@ -146,7 +154,7 @@ def build_layout(default_model: str, choices: list[tuple[str, str]]) -> Page:
             label="Generated answer: click a token to explain it", show_legend=False, show_inline_category=False,
             combine_adjacent=False, color_map={EXPLAINED: "#f59e0b"}, scale=3, elem_id="answer-tokens")
         outputs["explained"] = gr.Textbox(label="Explained token", interactive=False, scale=4, elem_id="explained")
-        controls["hide_special"] = build_hide_special()
+        controls["hide_special"] = build_hide_special(defaults)
     tabs: dict[str, gr.Tab] = {}
     with gr.Tabs(elem_id="method-tabs"):
         for name in CATALOG:
@@ -169,12 +177,19 @@ def build_layout(default_model: str, choices: list[tuple[str, str]]) -> Page:
                 open_tab, examples_slot)
 
 
+#: The answer as it is generated (the hidden answer text changes with each token) shown in the clickable
+#: answer's place, as one plain token, until the first stage's tokens come (`after_analysis`). In the browser:
+#: no request, so it never lands after the tokens that replace it.
+STREAMED_ANSWER_JS = "(text) => [text ? [{token: text, class_or_confidence: null}] : []]"  # [the one output]
+
+
 def wire_analysis(page: Page) -> None:
-    """Analyze (button, Enter, a clicked answer token, the IG tab's offer) and what follows each result:
-    the open tab's figures, the pickers, the contrast choices, the clickable answer."""
+    """Analyze (button, Enter, a clicked answer token, the IG tab's offer, the answer map's offer of IG), Stop,
+    and what follows each result and each stage of it: the open tab's figures, the pickers, the contrast
+    choices, the clickable answer, the answer map's offer."""
     controls = page.controls
-    controls["analyze_button"].click(**page.run, api_name="analyze")
-    controls["prompt"].submit(**page.run, **PRIVATE)
+    runs = [controls["analyze_button"].click(**page.run, api_name="analyze"),
+            controls["prompt"].submit(**page.run, **PRIVATE)]
     # Figures are drawn when seen: the open tab's once an analysis (or a cached example) is shown.
     page.state.change(figures.draw_after_analysis, [page.open_tab, controls["hide_special"], page.state],
                       page.components(figures.FIGURE_KEYS), show_progress="minimal", **PRIVATE, **IN_ORDER)
@@ -183,13 +198,26 @@ def wire_analysis(page: Page) -> None:
                       [page.map_pickers["method"], page.map_pickers["token"], controls["contrast_choice"],
                        recommend_button, page.outputs["answer_map:highlight"], page.answer_tokens],
                       concurrency_limit=None, show_progress="hidden", **PRIVATE)
-    page.answer_tokens.select(explain_answer_token, page.state, [controls["target"], controls["target_k"]],
-                              queue=False, **PRIVATE).then(**page.run, **PRIVATE)
+    add_costly = page.map_pickers["add_costly"]
+    page.state.change(answer_map.offer, page.state, add_costly, concurrency_limit=None, show_progress="hidden",
+                      **PRIVATE)
+    page.outputs["answer"].change(None, page.outputs["answer"], page.answer_tokens, js=STREAMED_ANSWER_JS,
+                                  queue=False, show_progress="hidden", **PRIVATE)
+    runs.append(page.answer_tokens.select(explain_answer_token, page.state, [controls["target"], controls["target_k"]],
+                                          queue=False, **PRIVATE).then(**page.run, **PRIVATE))
     # The IG tab's offer: the recommended IG settings (the methods as they are), then run.
     ig_controls = [name for name in PRESET_CONTROLS if name != "methods"]
-    recommend_button.click(lambda: fill_preset("recommended", ig_controls), None,
-                           [controls[name] for name in ig_controls], queue=False, **PRIVATE).then(
-        **page.run, **PRIVATE)
+    runs.append(recommend_button.click(lambda: fill_preset("recommended", ig_controls), None,
+                                       [controls[name] for name in ig_controls], queue=False, **PRIVATE).then(
+        **page.run, **PRIVATE))
+    # The answer map's offer: IG (the costly methods) in the answer map too, then run.
+    runs.append(add_costly.click(lambda: True, None, controls["answer_map_ig"], queue=False, **PRIVATE).then(
+        **page.run, **PRIVATE))
+    # Stop cancels the running (or queued) analysis: `analyze_stream` then tells the engine to stop, the model
+    # is free for the next request within about a second, and what was done stays on the page.
+    asked = [page.state, page.outputs["answer"], controls["methods"], controls["all_targets"], controls["trust"]]
+    controls["stop_button"].click(stopped_notes, asked, page.components(STOPPED_KEYS), cancels=runs, queue=False,
+                                  **PRIVATE)
 
 
 def wire_views(page: Page) -> None:
@@ -207,7 +235,7 @@ def wire_views(page: Page) -> None:
         layer.input(lambda state, index, _name=name: method.head_figure(state, _name, index), [page.state, layer],
                     heads, trigger_mode="always_last", **PRIVATE, **IN_ORDER)
     pickers = page.map_pickers
-    for picker in pickers.values():
+    for picker in (pickers["method"], pickers["token"]):
         picker.input(answer_map.views, [page.state, pickers["method"], pickers["token"], page.controls["hide_special"]],
                      page.components(["answer_map:heatmap", "answer_map:highlight"]), trigger_mode="always_last",
                      show_progress="minimal", **PRIVATE, **IN_ORDER)
@@ -221,8 +249,11 @@ def wire_settings(page: Page) -> None:
     controls = page.controls
     controls["target"].change(target_fields, controls["target"], [controls["target_k"], controls["target_text"]],
                               queue=False, **PRIVATE)
-    # Only the user's pick: a deep link sets the model and its own chat setting together.
-    controls["model"].input(chat_default, controls["model"], controls["chat"], queue=False, **PRIVATE)
+    # Only the user's pick: a deep link sets the model and its own chat setting together. The IG and answer-map
+    # settings follow a chat model too while they are at a model's defaults (`model_picked`).
+    kind_controls = [controls[name] for name in MODEL_KIND_CONTROLS]
+    controls["model"].input(model_picked, [controls["model"], *kind_controls], [controls["chat"], *kind_controls],
+                            queue=False, **PRIVATE)
     controls["contrast_choice"].input(pick_contrast, [controls["contrast_choice"], page.state],
                                       [controls["contrast_text"], page.contrast_pick], queue=False, **PRIVATE)
     controls["contrast_text"].input(lambda: ["", None], None, [controls["contrast_choice"], page.contrast_pick],
@@ -254,7 +285,7 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
     # Gradio's cached copies of the downloads age out as our originals do.
     export_age = (exports.EXPORT_TTL_S, exports.EXPORT_TTL_S)
     with gr.Blocks(title="Token attribution", delete_cache=export_age) as demo:
-        page = build_layout(default_model, choices)
+        page = build_layout(default_model, choices, defaults)
         wire_analysis(page)
         wire_views(page)
         wire_settings(page)

@@ -7,9 +7,11 @@ model never runs again and nothing is rebuilt from a copy. Each figure is also r
 once per result, key, colour scaling and row, so that the page's image and the PNG download are the same
 bytes.
 
-Results are kept for EXPORT_TTL_S (as long as the session's state lives) and at most MAX_RESULTS of them;
-the cached examples' results are pinned (`pin`), because gradio's example cache hands their ids out for
-as long as the process runs. A result that has gone makes the views say so (`EXPIRED`).
+An analysis is stored after each stage as its results come (`remember(..., replaces=)`): each stage's id
+becomes the session's state, so that the views read what is done so far, and an earlier stage is swept soon
+after the next is stored. Results are kept for EXPORT_TTL_S (as long as the session's state lives) and at
+most MAX_RESULTS of them; the cached examples' results are pinned (`pin`), because gradio's example cache
+hands their ids out for as long as the process runs. A result that has gone makes the views say so (`EXPIRED`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .view import View
 MAX_RESULTS = 256  # a few MB at most each (per-head attention of a 1B model at 512 tokens is about 1 MB)
 MAX_PNGS = 512
 DPI = 100  # as the PNG downloads always were
+SUPERSEDED_KEEP_S = 120  # a stage of an analysis kept after the next stage is stored
 EXPIRED = "This result is no longer kept on the server (results are kept for an hour): press **Analyze** again."
 
 
@@ -44,24 +47,37 @@ class Stored:
     analysis: Analysis
     view: View
     stored_at: float
+    # The id of the analysis's first stored stage (its own id when stored whole): a method's figures, which
+    # do not change once the method is done, are rendered once per analysis, not once per stage.
+    run: str = ""
 
 
 _lock = threading.Lock()
 _results: OrderedDict[str, Stored] = OrderedDict()
 _pinned: dict[str, str] = {}  # slot → the id of a result never swept (a cached example's)
 _pngs: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+_superseded: dict[str, float] = {}  # id → when a later stage of the same analysis was stored
 
 
-def remember(analysis: Analysis, view: View) -> str:
-    """Store a result; returns its id (random), what the session's state holds."""
+def remember(analysis: Analysis, view: View, replaces: str | None = None) -> str:
+    """Store a result; returns its id (random), what the session's state holds. `replaces`: the id of the same
+    analysis as it was a stage earlier (results as they come), swept SUPERSEDED_KEEP_S later (the figures
+    asked for it in the meantime are still drawn)."""
     result_id = uuid.uuid4().hex
     now = time.time()
     with _lock:
-        _results[result_id] = Stored(result_id, analysis, view, now)
+        earlier = _results.get(replaces) if replaces is not None else None
+        _results[result_id] = Stored(result_id, analysis, view, now, earlier.run if earlier else result_id)
+        if replaces is not None:
+            _superseded.setdefault(replaces, now)
         pinned = set(_pinned.values())
         for old_id in [key for key, stored in _results.items()
-                       if key not in pinned and now - stored.stored_at > exports.EXPORT_TTL_S]:
+                       if key not in pinned and (now - stored.stored_at > exports.EXPORT_TTL_S
+                                                 or (key in _superseded
+                                                     and now - _superseded[key] > SUPERSEDED_KEEP_S))]:
             del _results[old_id]
+        for old_id in [key for key in _superseded if key not in _results]:
+            del _superseded[old_id]
         unpinned = [key for key in _results if key not in pinned]  # oldest first
         for old_id in unpinned[:max(len(unpinned) - MAX_RESULTS, 0)]:
             del _results[old_id]
@@ -107,7 +123,9 @@ def lookup(state: Any, *, warn: bool = True) -> Stored | None:
 def png_bytes(stored: Stored, key: str, hide_special: bool, selected: int = 1) -> bytes:
     """One figure of a stored result (`attribution.display.plotting` key) as PNG bytes, rendered once
     and reused."""
-    cache_key = (stored.id, key, bool(hide_special), selected)
+    # A method's figure is the same at every later stage of its analysis: rendered once for all of them.
+    owner = (stored.run or stored.id) if key.split(":", 1)[0] in stored.analysis.methods else stored.id
+    cache_key = (owner, key, bool(hide_special), selected)
     with _lock:
         cached = _pngs.get(cache_key)
         if cached is not None:

@@ -31,6 +31,11 @@ class View:
     pad_token: str | None = None  # `pad_token_label` with a pad baseline, for the notes
     answer_tokens: tuple[str, ...] = ()  # the generated tokens' display strings, for the clickable answer
     explained: int | None = None  # which of them is explained (1 = the first; `explained_answer_token`)
+    # The costly methods (IG) the answer map was asked for without (Settings → IG in the answer map), and the
+    # estimated seconds of the analysis again with them in it (`ui.timing`; None: not known): the Answer
+    # map tab offers that.
+    left_out_of_map: tuple[str, ...] = ()
+    map_rerun_s: float | None = None
 
     def exclude(self, analysis: Analysis) -> np.ndarray:
         """[n_tokens] bool: the tokens left out of the colour scaling."""

@@ -67,13 +67,15 @@ def test_api_lists_analyze_and_hides_internal_events(client):
     assert defaults["hide_special"] is True  # display only: the held context out of the colour scaling
     # Added after every older parameter, so positional calls written for older versions still fit.
     assert [parameter["parameter_name"] for parameter in parameters] == list(ui_settings.SETTING_KEYS)
-    assert list(ui_settings.SETTING_KEYS[-6:]) == ["chat", "system", "ig_auto", "target_error", "score", "hold_context"]
+    assert list(ui_settings.SETTING_KEYS[-7:]) == ["chat", "system", "ig_auto", "target_error", "score", "hold_context",
+                                                   "answer_map_ig"]
     assert defaults["chat"] is False and defaults["system"] == ""
     seed = attribution.PRESETS["seed"]
     assert (defaults["ig_steps"], defaults["ig_baseline"], defaults["aggregation"], defaults["score"],
             defaults["hold_context"]) == (seed["n_steps"], seed["baseline"], seed["aggregation"], seed["score"],
                                           seed["hold_context"])
     assert defaults["ig_auto"] is False and defaults["target_error"] == 0.01
+    assert defaults["answer_map_ig"] is True  # the API's answer map, as before: every chosen method's
 
 
 def test_client_call_with_contrast_answer_map_and_trust(client):

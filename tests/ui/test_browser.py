@@ -307,3 +307,84 @@ def test_clicking_an_answer_token_explains_it_and_the_link_keeps_it(page_url, br
     opened.close()
     assert not errors, errors
     page.close()
+
+
+@pytest.fixture(scope="module")
+def chat_page_url(chat_folder):
+    """The page on the tiny chat model (a chat model's page: its affordable IG defaults)."""
+    _require_browser()
+    from helpers import serve
+
+    with serve(str(chat_folder), styled=True) as server:
+        yield server.url
+
+
+def wait_for_stage(page, words: str) -> str:
+    """The progress line over the answer once it names a stage with `words` (the analysis runs)."""
+    return page.wait_for_function(
+        "(words) => { const line = document.querySelector('#answer-tokens .progress-level')?.textContent ?? '';"
+        "  return line.includes(words) ? line : null; }", arg=words, timeout=TIMEOUT_MS).json_value()
+
+
+def wait_until_idle(page) -> None:
+    page.wait_for_function(
+        "() => !document.querySelector('.generating, .pending')"
+        "  && !document.querySelector('#answer-tokens .progress-level')", timeout=TIMEOUT_MS)
+
+
+def test_a_chat_model_shows_each_method_as_it_is_done_and_stop_ends_the_analysis(chat_page_url, browser):
+    import time
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    # A slow analysis on the tiny chat model: IG at its most steps, and in the answer map of 20 tokens too
+    # (seconds here; a minute on SmolLM2). The deep link runs it.
+    page.goto(f"{chat_page_url}?prompt=What+is+the+Capital+City+of+Latvia%3F&steps=1000&answer_map_ig=1"
+              "&max_new_tokens=20")
+    # The first tab's highlighted tokens come while the analysis still runs (the answer map with IG), and the
+    # progress line says which stage runs and how long is left.
+    page.locator("#highlight-gradient .token").first.wait_for(timeout=TIMEOUT_MS)
+    stage = wait_for_stage(page, "answer map")
+    assert "Building the answer map" in stage and (" left" in stage or "not known yet" in stage), stage
+    assert page.locator("#highlight-gradient .token").count() > 9  # (the tiny model's answer: blank lines)
+    page.screenshot(path=str(ARTIFACTS / "streaming.png"), full_page=True)
+    # A chat model's page starts with IG settings that converge (the deep link changed only the steps).
+    page.locator("#settings").click()
+    assert page.locator("#ig-baseline input[value='mean']").is_checked()
+    assert page.locator("#hold-context input").is_checked() and page.locator("#answer-map-ig input").is_checked()
+
+    # Stop: the analysis ends at once, what was done stays, and what was not says it was stopped.
+    started = time.monotonic()
+    page.locator("#stop-button").click()
+    wait_until_idle(page)
+    assert time.monotonic() - started < 5
+    assert page.locator("#highlight-gradient .token").count() > 9
+    page.locator("#tab-answer_map-button").click()
+    page.get_by_text("was not computed: the analysis was stopped").first.wait_for(timeout=TIMEOUT_MS)
+    assert page.locator(".toast-body").count() == 0  # no error (nor any other message) for a stop
+
+    # The page serves the next request: the chat page's answer map without IG, which it offers with its cost.
+    page.locator("#answer-map-ig input").uncheck()
+    page.locator("#analyze-button").click()
+    offer = page.locator("#answer-map-add-ig")
+    offer.wait_for(state="visible", timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert page.locator("#answer-map-highlight .token").count() > 9
+    assert offer.inner_text().startswith("Add Integrated Gradients to the answer map") and "about" in offer.inner_text()
+    assert "left out of the answer map" in page.locator("#tab-answer_map").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "answer-map-offer.png"), full_page=True)
+    # The offer ticks IG in the answer map and runs again; stopped again, the model still serves.
+    offer.click()
+    page.wait_for_function("() => document.querySelector('#answer-map-ig input')?.checked", timeout=TIMEOUT_MS)
+    wait_for_stage(page, "answer map")
+    page.locator("#stop-button").click()
+    wait_until_idle(page)
+    page.locator("#answer-map-ig input").uncheck()
+    page.locator("#analyze-button").click()
+    offer.wait_for(state="visible", timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert page.locator(".toast-body").count() == 0
+    assert not errors, errors
+    page.close()

@@ -51,11 +51,50 @@ def test_a_deep_link_fills_each_setting_in_the_settings_order():
 
 
 def test_example_rows_hold_every_setting_at_the_page_default():
-    defaults = ui_settings.page_defaults("some/model", chat=True)
-    rows = ui_settings.example_rows(defaults)
-    assert [row[0] for row in rows] == list(ui_settings.EXAMPLE_PROMPTS)
-    for row in rows:
-        values = dict(zip(ui_settings.SETTING_KEYS, row, strict=True))
-        assert values["model"] == "some/model" and values["chat"] is True
-        assert {key: values[key] for key in ui_settings.DEFAULTS if key != "chat"} == {
-            key: value for key, value in ui_settings.DEFAULTS.items() if key != "chat"}
+    for chat in (True, False):
+        defaults = ui_settings.page_defaults("some/model", chat=chat)
+        rows = ui_settings.example_rows(defaults)
+        assert [row[0] for row in rows] == list(ui_settings.EXAMPLE_PROMPTS)
+        for row in rows:
+            values = dict(zip(ui_settings.SETTING_KEYS, row, strict=True))
+            assert values["model"] == "some/model" and values["chat"] is chat
+            # A chat model's page: the affordable IG settings; any other: the API's (the seed's).
+            expected = {**ui_settings.DEFAULTS, **(ui_settings.CHAT_MODEL_DEFAULTS if chat else {})}
+            assert {key: values[key] for key in ui_settings.DEFAULTS if key != "chat"} == {
+                key: value for key, value in expected.items() if key != "chat"}
+
+
+def test_a_chat_models_page_starts_with_ig_settings_that_converge_and_an_answer_map_without_ig():
+    from attribution.settings import PRESETS
+
+    chat = ui_settings.CHAT_MODEL_DEFAULTS
+    recommended = PRESETS["recommended"]
+    assert (chat["ig_baseline"], chat["aggregation"], chat["hold_context"]) == (
+        recommended.baseline, recommended.aggregation, recommended.hold_context)
+    assert chat["ig_steps"] == 50 and chat["ig_auto"] is False  # a fixed cost, not auto's
+    assert chat["answer_map_ig"] is False
+    values = {**ui_settings.page_defaults("some/model-Instruct", chat=True), "prompt": "Hi"}
+    from ui import inputs as ui_inputs
+
+    settings = ui_inputs.page_settings(values)
+    assert settings.n_steps == 50 and settings.baseline == "mean" and settings.hold_context is True
+    assert settings.all_targets is True and "integrated_gradients" in settings.methods
+    assert settings.mapped_methods == ("gradient", "attention", "input_x_gradient")  # IG left out
+    # Only IG could map the answer and it is left out: no answer map (the tab says why and offers it).
+    only_ig = ui_inputs.page_settings({**values, "methods": ["integrated_gradients", "occlusion"]})
+    assert only_ig.all_targets is False and only_ig.answer_map_methods is None
+    # Ticked (the API's default), every chosen method maps the answer: the library's None.
+    assert ui_inputs.page_settings({**values, "answer_map_ig": True}).answer_map_methods is None
+
+
+def test_picking_a_model_brings_its_kinds_defaults_unless_they_were_changed():
+    keys = controls.MODEL_KIND_CONTROLS
+    seed = [ui_settings.DEFAULTS[key] for key in keys]
+    chat = [ui_settings.CHAT_MODEL_DEFAULTS[key] for key in keys]
+    assert controls.model_picked("HuggingFaceTB/SmolLM2-135M-Instruct", *seed) == [True, *chat]
+    assert controls.model_picked("meta-llama/Llama-3.2-1B", *chat) == [False, *seed]
+    changed = dict(zip(keys, seed)) | {"ig_steps": 7.0}  # a slider's value
+    import gradio as gr
+
+    assert controls.model_picked("HuggingFaceTB/SmolLM2-135M-Instruct", *changed.values()) == [
+        True, *[gr.update()] * len(keys)]

@@ -79,3 +79,30 @@ def test_the_explained_answer_token_follows_the_results_settings():
     other = dataclasses.replace(riga, generated_ids=np.array([5, 99]))
     assert view.explained_answer_token(other) is None  # not what the model generated there
     assert view.explained_answer_token(dataclasses.replace(analysis, generated_ids=np.array([], dtype=int))) is None
+
+
+def test_an_analysis_stored_stage_by_stage_keeps_an_earlier_stage_only_a_while(monkeypatch):
+    # Results as they come: each stage is stored and shown; the one before stays for the views already asked
+    # for it, then goes.
+    generated = store.remember(make_rich_analysis(), view.View())
+    methods = store.remember(make_rich_analysis(), view.View(), replaces=generated)
+    assert store.recall(generated) is not None  # a draw queued for it still finds it
+    monkeypatch.setattr(store, "SUPERSEDED_KEEP_S", -1)
+    whole = store.remember(make_rich_analysis(), view.View(), replaces=methods)
+    assert store.recall(generated) is None and store.recall(methods) is None
+    assert store.recall(whole) is not None
+
+
+def test_a_methods_figure_is_rendered_once_for_every_stage_of_its_analysis(monkeypatch):
+    from attribution.display import plotting
+
+    drawn = []
+    monkeypatch.setattr(store, "draw_figure", lambda *arguments: drawn.append(arguments[1]) or plotting.draw_figure(
+        *arguments))
+    analysis = make_rich_analysis()
+    first = store.remember(analysis, view.View())
+    later = store.remember(analysis, view.View(), replaces=first)
+    for result_id in (first, later):
+        store.png_bytes(store.recall(result_id), "gradient:bars", True)
+        store.png_bytes(store.recall(result_id), "compare:heatmap", True)
+    assert drawn == ["gradient:bars", "compare:heatmap", "compare:heatmap"]  # the comparison grows stage by stage

@@ -63,24 +63,40 @@ def build(outputs: dict[str, Any]) -> None:
     outputs["compare:completeness"] = gr.Markdown(label="Integrated Gradients completeness", elem_id="completeness")
 
 
+def off() -> dict[str, Any]:
+    """The trust panel's outputs when it was not asked for."""
+    return {
+        "compare:verdict": ("**Trust panel is off.** Tick *Settings → Trust panel* and analyze again to "
+                            "see how far these scores can be trusted."),
+        "compare:faithfulness": pd.DataFrame([], columns=FAITHFULNESS_HEADERS),
+        "compare:overlap": pd.DataFrame([], columns=AGREEMENT_HEADERS),
+        "compare:completeness": "",
+    }
+
+
 def trust_views(analysis: Analysis) -> dict[str, Any]:
     """The trust panel's outputs: the verdict, faithfulness and agreement tables and figure, and IG's
     completeness in words."""
     report = analysis.trust
     if report is None:
-        return {
-            "compare:verdict": ("**Trust panel is off.** Tick *Settings → Trust panel* and analyze again to "
-                                "see how far these scores can be trusted."),
-            "compare:faithfulness": pd.DataFrame([], columns=FAITHFULNESS_HEADERS),
-            "compare:overlap": pd.DataFrame([], columns=AGREEMENT_HEADERS),
-            "compare:completeness": "",
-        }
+        return off()
     n_content = int((~analysis.context_tokens).sum())  # the tokens agreement ranks, as the trust panel counts them
     return {
         "compare:verdict": f"**Verdict:** {report.verdict}",
         "compare:faithfulness": pd.DataFrame(faithfulness_rows(report), columns=FAITHFULNESS_HEADERS),
         "compare:overlap": pd.DataFrame(agreement_rows(report, n_content), columns=AGREEMENT_HEADERS),
         "compare:completeness": completeness_summary(report.completeness),
+    }
+
+
+def pending() -> dict[str, Any]:
+    """The trust panel's outputs while it is still being computed (it comes last)."""
+    return {
+        "compare:verdict": ("**Verdict:** the trust panel is being computed: it comes last, once every method "
+                            "is done. **Stop** ends the analysis and keeps what is done."),
+        "compare:faithfulness": pd.DataFrame([], columns=FAITHFULNESS_HEADERS),
+        "compare:overlap": pd.DataFrame([], columns=AGREEMENT_HEADERS),
+        "compare:completeness": "",
     }
 
 

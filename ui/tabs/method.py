@@ -70,16 +70,32 @@ def scaled(analysis: Analysis, name: str, exclude: Any) -> dict[str, Any]:
             f"{name}:top": top_table(analysis, name, exclude)}
 
 
+#: A method's notes while it runs (results as they come: the cheap methods first, IG last).
+COMPUTING = ("**{label}** is being computed: its tokens appear here as soon as it is done (the progress over "
+             "the answer says how long the analysis has left). **Stop** ends the analysis and keeps what is done.")
+
+
+def empty(name: str, notes: str) -> dict[str, Any]:
+    """The tab's outputs with no scores: only `notes`."""
+    return {f"{name}:notes": notes, f"{name}:highlight": None, f"{name}:top": pd.DataFrame([], columns=TOP_HEADERS)}
+
+
+def pending(name: str) -> dict[str, Any]:
+    """The tab's outputs while its method is still running."""
+    return empty(name, COMPUTING.format(label=method_label(name)))
+
+
+def not_computed(name: str) -> dict[str, Any]:
+    return empty(name, f"**{method_label(name)}** was not computed: tick it under *Settings → Methods* and analyze "
+                       "again.")
+
+
 def render(analysis: Analysis, name: str, view: View) -> dict[str, Any]:
     """The tab's outputs for an analysis; its figures are drawn when the tab is seen (`ui.figures`)."""
-    label = method_label(name)
     result = analysis.methods.get(name)
     values: dict[str, Any] = {}
     if result is None:
-        values[f"{name}:notes"] = (f"**{label}** was not computed: tick it under "
-                                   "*Settings → Methods* and analyze again.")
-        values[f"{name}:highlight"] = None
-        values[f"{name}:top"] = pd.DataFrame([], columns=TOP_HEADERS)
+        values.update(not_computed(name))
     else:
         values[f"{name}:notes"] = method_notes(name, analysis, pad_token=view.pad_token)
         values[f"{name}:highlight"] = highlight_values(analysis.input_tokens, result.scores, view.exclude(analysis))
