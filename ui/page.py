@@ -16,16 +16,14 @@ from .analysis import (
     EXAMPLE_KEYS,
     OUTPUT_KEYS,
     SCALED_KEYS,
-    STOPPED_KEYS,
     after_analysis,
     analyze_example,
-    analyze_stream,
     explain_answer_token,
     example_state,
     pick_contrast,
     scaled_views,
-    stopped_notes,
 )
+from .streaming import STOPPED_KEYS, analyze_stream, stopped_notes
 from .controls import (
     MODEL_KIND_CONTROLS,
     build_hide_special,

@@ -22,6 +22,7 @@ from attribution.settings import Settings  # noqa: E402
 from conftest import SEED_PROMPT  # noqa: E402
 from helpers import api_outputs, call, make_analysis  # noqa: E402
 from ui import analysis as ui_analysis  # noqa: E402
+from ui import streaming as ui_streaming  # noqa: E402
 from ui import store, timing  # noqa: E402
 from ui.tabs import answer_map  # noqa: E402
 
@@ -107,7 +108,7 @@ def test_a_cancelled_analysis_stops_the_engine_frees_the_model_and_the_next_requ
 async def _stream(*arguments, **keywords) -> list[list]:
     """Drives `analyze_stream` as gradio does, stopping (closing it, as gradio's reset does) once the cheap
     methods are shown."""
-    iterator = ui_analysis.analyze_stream(*arguments, **keywords)
+    iterator = ui_streaming.analyze_stream(*arguments, **keywords)
     yielded = []
     async for values in iterator:
         yielded.append(values)
@@ -124,7 +125,7 @@ def test_a_stopped_stream_keeps_its_stage_stored_and_the_model_serves_the_next_a
     stored = store.recall(shown["state"])  # the stage shown is the session's result: its views work
     assert stored is not None and "gradient" in stored.analysis.methods and not stored.analysis.answer_map
     # Stop: what was not done says so, what was done stays.
-    notes = dict(zip(ui_analysis.STOPPED_KEYS, ui_analysis.stopped_notes(shown["state"], shown["answer"], None,
+    notes = dict(zip(ui_streaming.STOPPED_KEYS, ui_streaming.stopped_notes(shown["state"], shown["answer"], None,
                                                                          True, False)))
     assert "was stopped" in notes["answer_map:notes"] and notes["gradient:notes"] == gr.update()
     assert notes["compare:verdict"] == gr.update()  # the trust panel was not asked for
@@ -136,7 +137,7 @@ def test_a_stopped_stream_keeps_its_stage_stored_and_the_model_serves_the_next_a
 
 def test_the_streams_last_yield_is_what_analyze_returns(tiny_folder):
     async def run():
-        return [values async for values in ui_analysis.analyze_stream(SEED_PROMPT, str(tiny_folder), max_new_tokens=3)]
+        return [values async for values in ui_streaming.analyze_stream(SEED_PROMPT, str(tiny_folder), max_new_tokens=3)]
 
     yielded = asyncio.run(run())
     returned = ui_analysis.analyze(SEED_PROMPT, str(tiny_folder), max_new_tokens=3)
@@ -151,7 +152,7 @@ def test_the_streams_last_yield_is_what_analyze_returns(tiny_folder):
             assert last[key] == expected[key], key
     # Bad input is refused before anything is yielded, as by analyze.
     async def refused():
-        return [values async for values in ui_analysis.analyze_stream("   ", str(tiny_folder))]
+        return [values async for values in ui_streaming.analyze_stream("   ", str(tiny_folder))]
 
     with pytest.raises(gr.Error, match="prompt is empty"):
         asyncio.run(refused())
@@ -211,7 +212,7 @@ def test_on_zerogpu_the_stream_yields_the_whole_result_once(tiny_folder, monkeyp
     monkeypatch.setattr(ui_analysis, "spaces", object())
 
     async def run():
-        return [values async for values in ui_analysis.analyze_stream(SEED_PROMPT, str(tiny_folder),
+        return [values async for values in ui_streaming.analyze_stream(SEED_PROMPT, str(tiny_folder),
                                                                       max_new_tokens=2, trust=False)]
 
     (values,) = asyncio.run(run())
