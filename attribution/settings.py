@@ -18,10 +18,13 @@ from .limits import (  # noqa: F401 (re-exported: the limits are settings' facts
     AUTO_FIRST_INTERVALS,
     COMPLETENESS_TOLERANCE,
     DEFAULT_MAX_PROMPT_TOKENS,
+    DEFAULT_ABLATIONS,
     DEFAULT_TARGET_ERROR,
+    MAX_ABLATIONS,
     MAX_AUTO_STEPS,
     MAX_NEW_TOKENS_LIMIT,
     MAX_STEPS,
+    MIN_ABLATIONS,
 )
 from .validation import (
     check_control_characters,
@@ -139,6 +142,7 @@ class Settings:
     trust: bool = False  # also the trust panel (completeness, faithfulness, agreement, verdict)
     chat: bool = False  # the prompt is the user message of the model's chat template
     system: str | None = None  # with chat: this system prompt instead of the template's default
+    n_ablations: int = DEFAULT_ABLATIONS  # context ablation: random ablations its surrogate is fitted on
 
     def __post_init__(self) -> None:
         checked = {
@@ -160,6 +164,7 @@ class Settings:
             "trust": validate_flag(self.trust, "trust"),
             "chat": validate_flag(self.chat, "chat"),
             "system": None if self.system is None else validate_prompt(self.system, what="system prompt"),
+            "n_ablations": validate_integer(self.n_ablations, "n_ablations", MIN_ABLATIONS, MAX_ABLATIONS),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
