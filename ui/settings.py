@@ -90,6 +90,9 @@ SETTINGS: tuple[Setting, ...] = (
     # minute (IG per generated token) against 2 s for the cheap methods' maps, so chat-model pages start
     # without it (CHAT_MODEL_DEFAULTS) and the Answer map tab offers it with its estimated cost.
     Setting("answer_map_ig", "answer_map_ig", True, "flag", "answer_map_methods"),
+    # Context ablation's random ablations (one forward pass each; the library's default, chosen by
+    # measurement: README, "Which sentence answered").
+    Setting("n_ablations", "ablations", SEED.n_ablations, "value", "n_ablations"),
 )
 
 #: The Settings fields filled by several inputs (see the module's docstring): field → those inputs.
