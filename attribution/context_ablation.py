@@ -138,3 +138,29 @@ def context_ablation_scores(
         group_weights=surrogate.weights, intercept=surrogate.intercept, heldout_lds=surrogate.heldout_lds,
         masks=masks, ablation_scores=values[:-2], full_score=float(values[-2]), empty_score=float(values[-1]),
     )
+
+
+def ablation_granularity(settings: object) -> str:
+    """The groups the method removes: sentences when the analysis is shown per token (single tokens are
+    occlusion's job, and a surrogate over hundreds of tokens would need far more ablations), else the
+    analysis's own granularity."""
+    # The analysis's granularity is a Settings field of the granularity work; until it is merged every
+    # analysis is per token.
+    shown = getattr(settings, "granularity", "token")
+    return "sentence" if shown == "token" else shown
+
+
+def context_ablation(loaded: LoadedModel, request: AttributionRequest) -> ContextAblationScores:
+    """Context attribution by ablation over the prompt's sentences (or the analysis's granularity): each
+    removable group's weight in a lasso of the target's log-probability over random ablations."""
+    from .groups import grouping_for
+
+    granularity = ablation_granularity(request.settings)
+    removable = request.removable if request.removable is not None else default_removable(loaded, request.input_ids)
+    removable = np.asarray(removable.cpu().numpy(), dtype=bool)
+    # Everything that may not be removed is held, so it stays in groups of its own, out of the text's groups.
+    grouping = grouping_for(loaded.tokenizer, request.input_ids.tolist(), granularity,
+                            getattr(request.settings, "separator", None), held=~removable)
+    text = [group for group in grouping.groups if group.kind == "text"]
+    return context_ablation_scores(loaded, request, [group.tokens for group in text],
+                                   [group.label for group in text], granularity)

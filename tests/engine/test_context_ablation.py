@@ -17,7 +17,7 @@ from attribution.passes import AttributionRequest
 from attribution.prompts import encode_prompt, held_context
 from attribution.results import ContextAblationScores
 from attribution.settings import Settings
-from attribution.surrogate import fit
+from attribution.surrogate import DEFAULT_ALPHA, fit
 from attribution.testing import tiny_tokenizer
 
 SENTENCES = ("The capital of France is Paris.", " The capital of Spain is Madrid.",
@@ -186,3 +186,41 @@ def test_the_result_checks_its_shapes():
                    dict(groups=((1, 2), (2,))), dict(groups=((1, 2), (9,))), dict(scores=[0.0, 2.0, 1.0, -1.0])):
         with pytest.raises(ValueError):
             ContextAblationScores(**{**good, **change})
+
+
+def test_analyze_runs_it_over_the_prompts_sentences(tiny_chat_loaded):
+    prompt = "".join(SENTENCES)
+    analysis = attribution.analyze(tiny_chat_loaded, prompt, methods=("gradient", "context_ablation"), chat=True,
+                                   max_new_tokens=2, target=2, n_ablations=16, trust=True)
+    result = analysis.methods["context_ablation"]
+    assert isinstance(result, ContextAblationScores) and result.granularity == "sentence"
+    assert result.group_labels == tuple(sentence.strip() for sentence in SENTENCES) and result.n_ablations == 16
+    # The groups are the user's sentences: never the template, the system prompt or the generated token.
+    in_groups = np.zeros(analysis.n_tokens, dtype=bool)
+    in_groups[[index for group in result.groups for index in group]] = True
+    np.testing.assert_array_equal(in_groups, analysis.user_tokens & ~analysis.held_tokens)
+    assert not result.scores[analysis.context_tokens].any()
+    # The same as the method on those groups, called directly.
+    request = AttributionRequest(input_ids=torch.tensor(analysis.input_ids), target_id=analysis.target.id,
+                                 settings=analysis.settings, removable=torch.from_numpy(in_groups))
+    direct = ablation.context_ablation_scores(tiny_chat_loaded, request, result.groups, result.group_labels, "sentence")
+    np.testing.assert_allclose(result.group_weights, direct.group_weights, atol=1e-6)
+    data = analysis.to_dict()["methods"]["context_ablation"]
+    assert [group["label"] for group in data["groups"]] == list(result.group_labels)
+    assert data["heldout_lds"] == result.heldout_lds and data["n_ablations"] == 16
+    assert "context_ablation" in analysis.trust.faithfulness
+
+
+def test_a_raw_prompt_of_one_sentence_has_one_group(tiny_loaded):
+    analysis = attribution.analyze(tiny_loaded, "What is the Capital City of Latvia?", methods=("context_ablation",),
+                                   max_new_tokens=1, n_ablations=8)
+    result = analysis.methods["context_ablation"]
+    assert result.groups == (tuple(range(1, analysis.n_tokens)),)  # all but BOS
+    # One group: every kept row scores the full prompt's value, every removed row the empty one's, so the
+    # lasso's weight is their difference shrunk by alpha over the mask's standard deviation.
+    kept = result.masks[:, 0]
+    np.testing.assert_allclose(result.ablation_scores[kept], result.full_score, atol=1e-5)
+    np.testing.assert_allclose(result.ablation_scores[~kept], result.empty_score, atol=1e-5)
+    difference = result.full_score - result.empty_score
+    expected = np.sign(difference) * max(abs(difference) - DEFAULT_ALPHA / kept.std(), 0.0)
+    assert result.group_weights[0] == pytest.approx(expected, abs=1e-5)
