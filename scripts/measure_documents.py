@@ -1,7 +1,7 @@
 """Which sentence answered? How often each method ranks the sentence that holds the answer first.
 
     ATTRIBUTION_THREADS=1 python scripts/measure_documents.py [--documents N] [--out FILE.json]
-                                                              [--summary-only]
+                                                              [--resume] [--summary-only]
 
 For each document of scripts/documents.py (five sentences, then a blank line and a question whose answer
 sits in exactly one sentence), sent through SmolLM2's chat template: the greedy reply must give the answer
@@ -203,6 +203,7 @@ def main() -> None:
     parser.add_argument("--compared", type=int, default=8,
                         help=f"the first N answered documents also hide {COMPARED_ABLATIONS} ablations by the "
                              "attention mask")
+    parser.add_argument("--resume", action="store_true", help="keep the documents FILE.json already has")
     parser.add_argument("--summary-only", action="store_true")
     arguments = parser.parse_args()
     if arguments.summary_only:
@@ -210,8 +211,14 @@ def main() -> None:
         return
     loaded = attribution.load_model(MODEL, device="cpu")
     rows: list[dict] = []
-    started = time.perf_counter()
+    spent = 0.0
+    if arguments.resume and arguments.out.exists():  # a stopped run goes on from its last written document
+        record = json.loads(arguments.out.read_text())
+        rows, spent = record["rows"], record["elapsed_seconds"]
+    started = time.perf_counter() - spent
     for index, item in enumerate(documents(arguments.documents)):
+        if index < len(rows):
+            continue
         answered = sum(row["correct"] for row in rows)
         with cpu_threads_for(loaded):  # the direct calls too, not only analyze's (ATTRIBUTION_THREADS=1)
             rows.append(measure(loaded, index, item, timed=answered < arguments.timed,

@@ -9,7 +9,8 @@ from .figure_style import analysis_aggregation, result_aggregation
 from .labels import method_label, quoted_token
 from ..reports import Completeness, Progress
 from ..settings import COMPLETENESS_TOLERANCE, PRESET_FIELDS, PRESETS, SCORES, Settings
-from ..results import Analysis, AnswerMap, IntegratedGradientsScores, MethodScores, Target
+from ..results import Analysis, AnswerMap, ContextAblationScores, IntegratedGradientsScores, MethodScores, Target
+from .ablation import ablation_notes
 
 TOLERANCE = f"{COMPLETENESS_TOLERANCE:.0%}"  # IG's convergence threshold in words: '5%'
 
@@ -269,6 +270,8 @@ def method_notes(name: str, source: Analysis | MethodScores, foil: Target | None
                   convergence_summary(result, ig)]
     else:
         parts.append(score_line(score, name))
+    if isinstance(result, ContextAblationScores):
+        parts += ablation_notes(result)
     return "\n\n".join(part for part in parts if part)
 
 
