@@ -31,6 +31,7 @@ merged with the text: each stays a group of its own.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -133,8 +134,8 @@ def _atoms(tokenizer: Any, ids: list[int], window: int | None) -> list[tuple[int
     atoms, boundaries, first = [], [0], 0
     while first < len(ids):
         begin = 0
-        if window is not None:
-            begin = max([boundary for boundary in boundaries if boundary <= first - window], default=0)
+        if window is not None:  # the last atom boundary at least `window` tokens back
+            begin = boundaries[max(0, bisect.bisect_right(boundaries, first - window) - 1)]
         before = _decode(tokenizer, ids[begin:first])
         last = first
         while True:
