@@ -5,6 +5,7 @@ Nothing here touches torch: results are what crosses from the engine to plotting
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -329,15 +330,17 @@ class Analysis:
             if granularity == "token":
                 kinds = ["template" if template[index] else "held" if self.context_tokens[index] else "text"
                          for index in range(self.n_tokens)]
-                grouping = Grouping("token", tuple(Group(token, (index,), kind) for index, (token, kind)
+                grouping = Grouping("token", tuple(Group(token, (index,), kind, token) for index, (token, kind)
                                                    in enumerate(zip(self.input_tokens, kinds))))
             elif self.token_spans is None:
                 raise ValueError(f"this result keeps no token spans, so its scores cannot be shown per "
                                  f"{granularity}; valid choices: token")
             else:
+                prompt_end = self.n_tokens if self.n_prompt_tokens is None else self.n_prompt_tokens
                 grouping = groups_from_spans(self.token_spans, granularity,
                                              separator=None if self.settings is None else self.settings.separator,
-                                             held=self.context_tokens & ~template, template=template)
+                                             held=self.context_tokens & ~template, template=template,
+                                             breaks=(prompt_end,))
             self._groupings[granularity] = grouping
         return self._groupings[granularity]
 
@@ -362,6 +365,40 @@ class Analysis:
                 raise ValueError(f"{name} hides whole groups and was not run per {grouping.granularity}; "
                                  f"analyse again with granularity {grouping.granularity!r}")
         return scores
+
+    def regrouped(self, granularity: str | None = None) -> "Analysis":
+        """This result seen per `granularity` (default: the analysis's), for display and the trust panel:
+        one "token" per group — its text (leading spaces kept) as the token's, its first token's id, a group's flags set
+        when any of its tokens has them —, each method's scores per group (`grouped_scores`; attention's
+        layers and heads summed over the group: they are shares). The answer map and the trust report are
+        kept as they are. At granularity "token", this result itself."""
+        grouping = self.grouping(granularity)
+        if grouping.granularity == "token":
+            return self
+        scores = self.grouped_scores(grouping.granularity)
+        members = grouping.token_group
+        methods: dict[str, MethodScores] = {}
+        for name, result in self.methods.items():
+            changes: dict[str, Any] = {"scores": scores[name]}
+            if isinstance(result, AttentionScores):
+                changes["per_layer"] = _sum_groups(result.per_layer, members, len(grouping))
+                changes["per_head"] = _sum_groups(result.per_head, members, len(grouping))
+            if isinstance(result, OcclusionScores):
+                changes["groups"] = {}
+            methods[name] = dataclasses.replace(result, **changes)
+        prompt_end = self.n_tokens if self.n_prompt_tokens is None else self.n_prompt_tokens
+        return dataclasses.replace(
+            self,
+            input_tokens=tuple(group.text or group.label for group in grouping.groups),
+            input_ids=[int(self.input_ids[group.tokens[0]]) for group in grouping.groups],
+            target=dataclasses.replace(self.target, position=len(grouping)),
+            methods=methods,
+            special_tokens=grouping.any_of(self.special_tokens),
+            user_tokens=grouping.any_of(self.user_tokens),
+            held_tokens=grouping.any_of(self.held_tokens),
+            n_prompt_tokens=sum(group.tokens[0] < prompt_end for group in grouping.groups),
+            token_spans=None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract shared by the CLI's --json and the app's export (keys never renamed)."""
@@ -427,6 +464,13 @@ class Analysis:
                 + [repr(float(self.methods[name].scores[position])) for name in names]
             )
         return buffer.getvalue()
+
+
+def _sum_groups(values: np.ndarray, members: np.ndarray, n_groups: int) -> np.ndarray:
+    """[..., n_tokens] → [..., n_groups]: the values of each group's tokens added."""
+    membership = np.zeros((len(members), n_groups))  # [n_tokens, n_groups]
+    membership[np.arange(len(members)), members] = 1.0
+    return np.asarray(values, dtype=np.float64) @ membership
 
 
 def _included(scores: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:

@@ -168,3 +168,35 @@ def test_a_result_without_spans_refuses_groups():
     assert analysis.grouping("token").labels == analysis.input_tokens
     with pytest.raises(ValueError, match="keeps no token spans"):
         analysis.grouped_scores("word")
+
+
+def test_trust_panel_per_sentence_removes_whole_sentences(tiny_loaded):
+    from attribution.faithfulness import content_order, removal_counts
+
+    analysis = attribution.analyze(tiny_loaded, PROMPT, methods=("gradient", "occlusion"), max_new_tokens=1,
+                                   granularity="sentence", trust=True)
+    report = analysis.trust
+    assert report.granularity == "sentence" and report.to_dict()["trust_granularity"] == "sentence"
+    assert "sentence" in report.verdict and " token" not in report.verdict
+    grouping, grouped = analysis.grouping(), analysis.grouped_scores()
+    content = np.array([kind == "text" for kind in grouping.kinds])
+    ks = removal_counts(int(content.sum()))
+    assert report.ks == ks  # counts of sentences, not of tokens
+    ids = torch.as_tensor(analysis.input_ids)
+
+    def log_probability(removed_groups):
+        mask = torch.ones(len(ids), dtype=torch.long)
+        for number in removed_groups:
+            mask[list(grouping.groups[number].tokens)] = 0
+        with torch.no_grad():
+            logits = tiny_loaded.model(input_ids=ids[None], attention_mask=mask[None]).logits
+        return float(torch.log_softmax(logits[0, -1].double(), -1)[analysis.target.id])
+
+    full = log_probability([])
+    for name in ("gradient", "occlusion"):
+        order = content_order(grouped[name], content)
+        comprehensiveness = np.mean([full - log_probability(order[:k]) for k in ks])
+        sufficiency = np.mean([full - log_probability([g for g in np.flatnonzero(content) if g not in order[:k]])
+                               for k in ks])
+        assert report.faithfulness[name].comprehensiveness == pytest.approx(comprehensiveness, rel=1e-4, abs=1e-6)
+        assert report.faithfulness[name].sufficiency == pytest.approx(sufficiency, rel=1e-4, abs=1e-6)
