@@ -27,10 +27,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .groups import grouping_for
 from .models import LoadedModel
 from .passes import AttributionRequest, choose_batch_size, explained_score, logits_at_positions, run_in_batches, \
     shared_prefix
 from .results import ContextAblationScores
+from .settings import Settings
 from .surrogate import fit
 
 #: The chance that an ablation keeps a group (ContextCite's `ablation_keep_prob`).
@@ -140,27 +142,26 @@ def context_ablation_scores(
     )
 
 
-def ablation_granularity(settings: object) -> str:
+def ablation_granularity(settings: Settings) -> str:
     """The groups the method removes: sentences when the analysis is shown per token (single tokens are
     occlusion's job, and a surrogate over hundreds of tokens would need far more ablations), else the
     analysis's own granularity."""
-    # The analysis's granularity is a Settings field of the granularity work; until it is merged every
-    # analysis is per token.
-    shown = getattr(settings, "granularity", "token")
-    return "sentence" if shown == "token" else shown
+    return "sentence" if settings.granularity == "token" else settings.granularity
 
 
 def context_ablation(loaded: LoadedModel, request: AttributionRequest) -> ContextAblationScores:
     """Context attribution by ablation over the prompt's sentences (or the analysis's granularity): each
-    removable group's weight in a lasso of the target's log-probability over random ablations."""
-    from .groups import grouping_for
-
+    removable group's weight in a lasso of the target's log-probability over random ablations. The groups
+    are the analysis's own (`request.groupings`) where the engine made them, so a sentence here is a
+    sentence in every view; those with a token that may not be removed (held context, generated tokens)
+    are left out."""
     granularity = ablation_granularity(request.settings)
-    removable = request.removable if request.removable is not None else default_removable(loaded, request.input_ids)
-    removable = np.asarray(removable.cpu().numpy(), dtype=bool)
-    # Everything that may not be removed is held, so it stays in groups of its own, out of the text's groups.
-    grouping = grouping_for(loaded.tokenizer, request.input_ids.tolist(), granularity,
-                            getattr(request.settings, "separator", None), held=~removable)
+    grouping = request.groupings.get(granularity)
+    if grouping is None:
+        removable = request.removable if request.removable is not None else default_removable(loaded, request.input_ids)
+        # Everything that may not be removed is held, so it stays in groups of its own, out of the text's.
+        grouping = grouping_for(loaded.tokenizer, request.input_ids.tolist(), granularity, request.settings.separator,
+                                held=~np.asarray(removable.cpu().numpy(), dtype=bool))
     text = [group for group in grouping.groups if group.kind == "text"]
     return context_ablation_scores(loaded, request, [group.tokens for group in text],
                                    [group.label for group in text], granularity)

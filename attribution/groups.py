@@ -31,6 +31,7 @@ merged with the text: each stays a group of its own.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -133,8 +134,8 @@ def _atoms(tokenizer: Any, ids: list[int], window: int | None) -> list[tuple[int
     atoms, boundaries, first = [], [0], 0
     while first < len(ids):
         begin = 0
-        if window is not None:
-            begin = max([boundary for boundary in boundaries if boundary <= first - window], default=0)
+        if window is not None:  # the last atom boundary at least `window` tokens back
+            begin = boundaries[max(0, bisect.bisect_right(boundaries, first - window) - 1)]
         before = _decode(tokenizer, ids[begin:first])
         last = first
         while True:
@@ -353,11 +354,13 @@ def _trimmed(text: str, pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
 @dataclass(frozen=True)
 class Group:
     """Some consecutive input tokens shown as one: `label` is their text (stripped of the whitespace
-    around it), `tokens` their positions, `kind` one of GROUP_KINDS."""
+    around it, and of a separator), `tokens` their positions, `kind` one of GROUP_KINDS, `text` everything
+    its tokens decode to (leading spaces kept, as a token's display string: what a highlight shows)."""
 
     label: str
     tokens: tuple[int, ...]
     kind: str = "text"
+    text: str = ""
 
     def __post_init__(self) -> None:
         tokens = tuple(int(token) for token in self.tokens)
@@ -517,8 +520,10 @@ def _group_run(spans: TokenSpans, run: list[int], units: list[tuple[int, int]]
 def groups_from_spans(
     spans: TokenSpans, granularity: str, *, separator: str | None = None,
     held: Sequence[bool] | np.ndarray | None = None, template: Sequence[bool] | np.ndarray | None = None,
+    breaks: Iterable[int] = (),
 ) -> Grouping:
-    """The grouping of the tokens whose places `spans` gives. `held` [n_tokens] bool: context kept as
+    """The grouping of the tokens whose places `spans` gives. `breaks`: token positions no group crosses
+    (where the prompt ends and the generated tokens before a later target begin). `held` [n_tokens] bool: context kept as
     groups of their own (the first position); `template` [n_tokens] bool: the chat template's tokens;
     special tokens are held. ValueError for a separator the text does not contain, or
     text with no segment in it."""
@@ -527,9 +532,10 @@ def groups_from_spans(
     n_tokens = len(spans)
     kinds = _token_kinds(spans, _mask(held, n_tokens, "held"), _mask(template, n_tokens, "template"))
     runs: list[list[int]] = []  # consecutive text tokens
+    breaks = set(int(position) for position in breaks)
     for index, kind in enumerate(kinds):
         if kind == "text" and granularity != "token":
-            if runs and runs[-1][-1] == index - 1:
+            if runs and runs[-1][-1] == index - 1 and index not in breaks:
                 runs[-1].append(index)
             else:
                 runs.append([index])
@@ -551,8 +557,9 @@ def groups_from_spans(
     groups, index = [], 0
     while index < n_tokens:
         tokens, characters = grouped.get(index, ((index,), None))
+        whole = spans.text[spans.spans[tokens[0]][0]:spans.spans[tokens[-1]][1]]
         start, stop = characters or (spans.spans[tokens[0]][0], spans.spans[tokens[-1]][1])
-        groups.append(Group(_label(spans.text[start:stop]), tokens, kinds[index]))
+        groups.append(Group(_label(spans.text[start:stop]), tokens, kinds[index], whole))
         index = tokens[-1] + 1
     return Grouping(granularity, tuple(groups))
 

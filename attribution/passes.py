@@ -11,11 +11,12 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 
 from .cancel import check as check_cancelled
+from .groups import Grouping
 from .models import LoadedModel, eager_attention
 from .settings import SCORES, Settings  # noqa: F401 (SCORES re-exported)
 
@@ -36,6 +37,9 @@ class AttributionRequest:
     internal_batch_size: int | None = None  # rows per forward; None sizes it to free memory
     # Passes more than one method needs, computed at most once for this request (attribution.shared).
     work: "SharedWork" = field(default_factory=lambda: SharedWork(), compare=False, repr=False)
+    # granularity → the input tokens' groups (attribution.groups), for the methods that run on whole
+    # groups (occlusion hides each group); empty: tokens only.
+    groupings: Mapping[str, Grouping] = field(default_factory=dict, compare=False, repr=False)
 
 
 class SharedWork:

@@ -5,12 +5,15 @@ Nothing here touches torch: results are what crosses from the engine to plotting
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .catalog import combine_rule
+from .groups import GRANULARITIES, Group, Grouping, TokenSpans, groups_from_spans, validate_granularity
 from .reports import TrustReport
 from .settings import COMPLETENESS_TOLERANCE, Settings
 
@@ -193,6 +196,27 @@ class ContextAblationScores(MethodScores):
     def n_ablations(self) -> int:
         return int(self.masks.shape[0])
 
+    def scores_per(self, groups: Sequence[Sequence[int]]) -> np.ndarray:
+        """[len(groups)] scores for another grouping of the input tokens, from the weights: a group that
+        holds whole ablated groups scores the sum of their weights (the surrogate's change when all of
+        them are kept rather than removed), a group inside one ablated group its weight (as each of its
+        tokens shows), a group without an ablated token 0. ValueError for a group that cuts across two."""
+        owner = np.full(self.n_tokens, -1)
+        for number, group in enumerate(self.groups):
+            owner[list(group)] = number
+        values = []
+        for tokens in groups:
+            owners = sorted({int(owner[index]) for index in tokens} - {-1})
+            inside = [number for number in owners if set(self.groups[number]) <= set(tokens)]
+            if len(inside) == len(owners):
+                values.append(float(self.group_weights[inside].sum()) if inside else 0.0)
+            elif len(owners) == 1:
+                values.append(float(self.group_weights[owners[0]]))
+            else:
+                raise ValueError(f"a group of tokens {tuple(tokens)} cuts across the ablated {self.granularity}s; "
+                                 f"context ablation shows groups that hold whole {self.granularity}s or lie in one")
+        return np.array(values)
+
     def to_dict(self) -> dict[str, Any]:
         result = super().to_dict()
         result.update(
@@ -207,6 +231,30 @@ class ContextAblationScores(MethodScores):
             masks=[[int(kept) for kept in row] for row in self.masks],
             ablation_scores=[float(value) for value in self.ablation_scores],
         )
+        return result
+
+
+@dataclass(frozen=True)
+class OcclusionScores(MethodScores):
+    """Occlusion's token scores plus its drops when whole groups are hidden (a perturbation's scores do
+    not add up: `Analysis.grouped_scores` reads these): granularity → [n_groups], for the groupings of the
+    analysis (its token spans and separator)."""
+
+    groups: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        groups = {}
+        for granularity, values in dict(self.groups).items():
+            validate_granularity(granularity)
+            groups[granularity] = _as_float_array(values, f"{self.method} scores per {granularity}", 1)
+            _check_finite(groups[granularity], f"{self.method} scores per {granularity}")
+        object.__setattr__(self, "groups", groups)
+
+    def to_dict(self) -> dict[str, Any]:
+        result = super().to_dict()
+        if self.groups:
+            result["groups"] = {name: [float(value) for value in values] for name, values in self.groups.items()}
         return result
 
 
@@ -295,6 +343,9 @@ class Analysis:
     answer_map: Mapping[str, AnswerMap] = field(default_factory=dict)
     trust: TrustReport | None = None  # when requested
     settings: Settings | None = None  # what it was computed with (None: a result built by hand)
+    # Each input token's characters in the decoded text (attribution.groups), so that the result regroups
+    # into words, sentences or segments without the tokenizer; None: a result built by hand.
+    token_spans: TokenSpans | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_tokens", tuple(self.input_tokens))
@@ -334,6 +385,9 @@ class Analysis:
         for name, result in self.methods.items():
             if result.n_tokens != ids.shape[0]:
                 raise ValueError(f"{name} has {result.n_tokens} scores for {ids.shape[0]} input tokens")
+        if self.token_spans is not None and len(self.token_spans) != ids.shape[0]:
+            raise ValueError(f"{len(self.token_spans)} token spans for {ids.shape[0]} input tokens")
+        object.__setattr__(self, "_groupings", {})
 
     @property
     def n_tokens(self) -> int:
@@ -352,6 +406,93 @@ class Analysis:
         """[n_tokens] bool: the held context (first position, special and template tokens), shown
         greyed and left out of the colour scaling, the top-5 tables, agreement and the verdict by default."""
         return self.held_tokens | self.special_tokens | self.template_tokens
+
+    @property
+    def granularity(self) -> str:
+        """What the scores are shown and exported per (the settings'; "token" for a result built by hand)."""
+        return "token" if self.settings is None else self.settings.granularity
+
+    def grouping(self, granularity: str | None = None) -> Grouping:
+        """The input tokens grouped per `granularity` (default: the analysis's), with the analysis's
+        separator; the held context (first position, special and template tokens) stays one group per token.
+        ValueError when the result keeps no token spans (built by hand) or the text has no such groups."""
+        granularity = validate_granularity(self.granularity if granularity is None else granularity)
+        if granularity not in self._groupings:
+            template = self.template_tokens
+            if granularity == "token":
+                kinds = ["template" if template[index] else "held" if self.context_tokens[index] else "text"
+                         for index in range(self.n_tokens)]
+                grouping = Grouping("token", tuple(Group(token, (index,), kind, token) for index, (token, kind)
+                                                   in enumerate(zip(self.input_tokens, kinds))))
+            elif self.token_spans is None:
+                raise ValueError(f"this result keeps no token spans, so its scores cannot be shown per "
+                                 f"{granularity}; valid choices: token")
+            else:
+                prompt_end = self.n_tokens if self.n_prompt_tokens is None else self.n_prompt_tokens
+                grouping = groups_from_spans(self.token_spans, granularity,
+                                             separator=None if self.settings is None else self.settings.separator,
+                                             held=self.context_tokens & ~template, template=template,
+                                             breaks=(prompt_end,))
+            self._groupings[granularity] = grouping
+        return self._groupings[granularity]
+
+    def grouped_scores(self, granularity: str | None = None) -> dict[str, np.ndarray]:
+        """Method → [n_groups] scores per `granularity` (default: the analysis's): each method's token scores
+        combined by its catalog rule (`combine_rule`), occlusion's measured by hiding whole groups."""
+        grouping = self.grouping(granularity)
+        scores: dict[str, np.ndarray] = {}
+        for name, result in self.methods.items():
+            if grouping.granularity == "token":
+                scores[name] = np.array(result.scores)
+                continue
+            rule = combine_rule(name, getattr(result, "aggregation", None))
+            if rule != "remove":
+                scores[name] = grouping.combine(result.scores, rule)
+            elif isinstance(result, ContextAblationScores):
+                scores[name] = result.scores_per([group.tokens for group in grouping.groups])
+            elif isinstance(result, OcclusionScores) and grouping.granularity in result.groups:
+                scores[name] = np.array(result.groups[grouping.granularity])
+                if scores[name].shape != (len(grouping),):
+                    raise ValueError(f"{name} has {scores[name].shape[0]} scores per {grouping.granularity} "
+                                     f"for {len(grouping)} groups")
+            else:
+                raise ValueError(f"{name} hides whole groups and was not run per {grouping.granularity}; "
+                                 f"analyse again with granularity {grouping.granularity!r}")
+        return scores
+
+    def regrouped(self, granularity: str | None = None) -> "Analysis":
+        """This result seen per `granularity` (default: the analysis's), for display and the trust panel:
+        one "token" per group — its text (leading spaces kept) as the token's, its first token's id, a group's flags set
+        when any of its tokens has them —, each method's scores per group (`grouped_scores`; attention's
+        layers and heads summed over the group: they are shares). The answer map and the trust report are
+        kept as they are. At granularity "token", this result itself."""
+        grouping = self.grouping(granularity)
+        if grouping.granularity == "token":
+            return self
+        scores = self.grouped_scores(grouping.granularity)
+        members = grouping.token_group
+        methods: dict[str, MethodScores] = {}
+        for name, result in self.methods.items():
+            changes: dict[str, Any] = {"scores": scores[name]}
+            if isinstance(result, AttentionScores):
+                changes["per_layer"] = _sum_groups(result.per_layer, members, len(grouping))
+                changes["per_head"] = _sum_groups(result.per_head, members, len(grouping))
+            if isinstance(result, OcclusionScores):
+                changes["groups"] = {}
+            methods[name] = dataclasses.replace(result, **changes)
+        prompt_end = self.n_tokens if self.n_prompt_tokens is None else self.n_prompt_tokens
+        return dataclasses.replace(
+            self,
+            input_tokens=tuple(group.text or group.label for group in grouping.groups),
+            input_ids=[int(self.input_ids[group.tokens[0]]) for group in grouping.groups],
+            target=dataclasses.replace(self.target, position=len(grouping)),
+            methods=methods,
+            special_tokens=grouping.any_of(self.special_tokens),
+            user_tokens=grouping.any_of(self.user_tokens),
+            held_tokens=grouping.any_of(self.held_tokens),
+            n_prompt_tokens=sum(group.tokens[0] < prompt_end for group in grouping.groups),
+            token_spans=None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract shared by the CLI's --json and the app's export (keys never renamed)."""
@@ -379,6 +520,13 @@ class Analysis:
             result.update(self.trust.to_dict())
         if self.settings is not None:
             result["settings"] = self.settings.to_dict()
+        if self.granularity != "token":
+            grouping, scores = self.grouping(), self.grouped_scores()
+            result["groups"] = {
+                **grouping.to_dict(),
+                "separator": self.settings.separator,
+                "scores": {name: [float(value) for value in values] for name, values in scores.items()},
+            }
         return result
 
     def to_json(self) -> str:
@@ -388,13 +536,21 @@ class Analysis:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
     def to_csv(self) -> str:
-        """Token × method table of raw scores."""
+        """Token × method table of raw scores; per group (its label, first and last token) when the
+        analysis's granularity is not "token"."""
         import csv
         import io
 
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         names = list(self.methods)
+        if self.granularity != "token":
+            grouping, scores = self.grouping(), self.grouped_scores()
+            writer.writerow([self.granularity, "text", "first_token", "last_token", "kind", *names])
+            for number, group in enumerate(grouping.groups):
+                writer.writerow([number, group.label, group.tokens[0], group.tokens[-1], group.kind]
+                                + [repr(float(scores[name][number])) for name in names])
+            return buffer.getvalue()
         writer.writerow(["position", "token", "token_id", *names])
         for position, (token, token_id) in enumerate(zip(self.input_tokens, self.input_ids)):
             writer.writerow(
@@ -402,6 +558,13 @@ class Analysis:
                 + [repr(float(self.methods[name].scores[position])) for name in names]
             )
         return buffer.getvalue()
+
+
+def _sum_groups(values: np.ndarray, members: np.ndarray, n_groups: int) -> np.ndarray:
+    """[..., n_tokens] → [..., n_groups]: the values of each group's tokens added."""
+    membership = np.zeros((len(members), n_groups))  # [n_tokens, n_groups]
+    membership[np.arange(len(members)), members] = 1.0
+    return np.asarray(values, dtype=np.float64) @ membership
 
 
 def _included(scores: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:

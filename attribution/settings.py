@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 from .catalog import CATALOG
+from .groups import validate_granularity, validate_separator
 from .limits import (  # noqa: F401 (re-exported: the limits are settings' facts)
     AUTO_FIRST_INTERVALS,
     COMPLETENESS_TOLERANCE,
@@ -111,6 +112,13 @@ def _validate_contrast(value: object) -> None | str | int:
     raise ValueError(f"contrast must be None, text such as ' Tallinn', or a token id; got {value!r}")
 
 
+def _validate_separator(value: object) -> str | None:
+    separator = validate_separator(value)
+    if separator is not None:
+        check_control_characters(separator, "separator")
+    return separator
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of one analysis, validated when built (a `ValueError` names the setting and its
@@ -142,6 +150,11 @@ class Settings:
     trust: bool = False  # also the trust panel (completeness, faithfulness, agreement, verdict)
     chat: bool = False  # the prompt is the user message of the model's chat template
     system: str | None = None  # with chat: this system prompt instead of the template's default
+    # Scores per token, word, sentence or segment (attribution.groups.GRANULARITIES): what the exports and
+    # the trust panel use; each method combines its token scores by its catalog `combine`, occlusion hides
+    # whole groups. The token scores are always kept, so a result regroups without the model.
+    granularity: str = "token"
+    separator: str | None = None  # segments: split at this text instead of at blank lines
     n_ablations: int = DEFAULT_ABLATIONS  # context ablation: random ablations its surrogate is fitted on
 
     def __post_init__(self) -> None:
@@ -164,6 +177,8 @@ class Settings:
             "trust": validate_flag(self.trust, "trust"),
             "chat": validate_flag(self.chat, "chat"),
             "system": None if self.system is None else validate_prompt(self.system, what="system prompt"),
+            "granularity": validate_granularity(self.granularity),
+            "separator": _validate_separator(self.separator),
             "n_ablations": validate_integer(self.n_ablations, "n_ablations", MIN_ABLATIONS, MAX_ABLATIONS),
         }
         for name, value in checked.items():

@@ -224,3 +224,27 @@ def test_a_raw_prompt_of_one_sentence_has_one_group(tiny_loaded):
     difference = result.full_score - result.empty_score
     expected = np.sign(difference) * max(abs(difference) - DEFAULT_ALPHA / kept.std(), 0.0)
     assert result.group_weights[0] == pytest.approx(expected, abs=1e-5)
+
+
+def test_other_groupings_read_the_weights(tiny_loaded):
+    prompt = "The capital of France is Paris. The capital of Spain is Madrid.\n\nWhich city is the capital of Germany?"
+    analysis = attribution.analyze(tiny_loaded, prompt, methods=("context_ablation",), max_new_tokens=1,
+                                   n_ablations=16, granularity="sentence")
+    result = analysis.methods["context_ablation"]
+    sentences = analysis.grouping("sentence")
+    # Run at the analysis's granularity, on the analysis's own sentences.
+    assert result.groups == tuple(group.tokens for group in sentences.groups if group.kind == "text")
+    by_sentence = analysis.grouped_scores("sentence")["context_ablation"]
+    weight_of = dict(zip(result.groups, result.group_weights))
+    np.testing.assert_array_equal(by_sentence, [weight_of.get(group.tokens, 0.0) for group in sentences.groups])
+    # A segment scores the sum of its sentences' weights (the surrogate's change when all are kept), a
+    # word its sentence's weight.
+    segments = analysis.grouping("segment")
+    expected = [sum(weight for group, weight in weight_of.items() if set(group) <= set(segment.tokens))
+                for segment in segments.groups]
+    np.testing.assert_allclose(analysis.grouped_scores("segment")["context_ablation"], expected)
+    words = analysis.grouping("word")
+    np.testing.assert_allclose(analysis.grouped_scores("word")["context_ablation"],
+                               [result.scores[group.tokens[0]] for group in words.groups])
+    with pytest.raises(ValueError, match="cuts across"):
+        result.scores_per([result.groups[0][-1:] + result.groups[1][:1]])
