@@ -153,7 +153,8 @@ def interval_text(values, percent: bool = False) -> str:
 
 
 def _seconds(values: list[float]) -> str:
-    return f"{np.mean(values):.1f} (n={len(values)})" if values else "–"
+    """The median (a shared machine stalls a run now and then: one 64-ablation run took 30× its usual time)."""
+    return f"{np.median(values):.1f} (n={len(values)})" if values else "–"
 
 
 def summary(rows: list[dict]) -> str:
@@ -162,7 +163,7 @@ def summary(rows: list[dict]) -> str:
         return "no document answered correctly yet"
     lines = [f"{len(done)} documents answered correctly (of {len(rows)} asked); a hit: the answer's sentence "
              "ranked first among the document's five (chance 20%); 95% bootstrap intervals over documents; "
-             "seconds: mean per document (n: documents timed).", "",
+             "seconds: median per document (n: documents timed).", "",
              "| method | answer sentence ranked first | seconds |", "|---|---|---|"]
     for name in METHODS:
         lines.append(f"| {CATALOG[name].label} | {interval_text([row['hits'][name] for row in done], True)} | "
