@@ -1,7 +1,7 @@
 """Which sentence answered? How often each method ranks the sentence that holds the answer first.
 
     ATTRIBUTION_THREADS=1 python scripts/measure_documents.py [--documents N] [--out FILE.json]
-                                                              [--resume] [--summary-only]
+                                                              [--resume] [--retime N] [--summary-only]
 
 For each document of scripts/documents.py (five sentences, then a blank line and a question whose answer
 sits in exactly one sentence), sent through SmolLM2's chat template: the greedy reply must give the answer
@@ -74,6 +74,46 @@ def hit(group_scores: np.ndarray, document_groups: list[int], answer_group: int)
     return bool(document_groups[int(np.argmax(among))] == answer_group)
 
 
+def sentences(loaded, analysis, item):
+    """The removable tokens [seq], the prompt's sentences (token positions and text), the document's five
+    among them (ValueError if the grouping splits them otherwise) and the answer's."""
+    removable = analysis.user_tokens & ~analysis.held_tokens
+    grouping = grouping_for(loaded.tokenizer, analysis.input_ids.tolist(), "sentence", held=~removable)
+    text = [group for group in grouping.groups if group.kind == "text"]
+    labels = [group.label for group in text]
+    document_groups = [labels.index(sentence) for sentence in item.sentences]
+    return removable, [group.tokens for group in text], labels, document_groups, document_groups[item.answer_sentence]
+
+
+def timed_ablation(loaded, request: AttributionRequest, groups, labels, count: int):
+    """Context ablation with `count` ablations on the given sentences, and its seconds."""
+    counted = AttributionRequest(input_ids=request.input_ids, target_id=request.target_id,
+                                 removable=request.removable, settings=Settings(n_ablations=count))
+    begun = time.perf_counter()
+    result = ablation.context_ablation_scores(loaded, counted, groups, labels, "sentence")
+    return result, time.perf_counter() - begun
+
+
+def retime(loaded, rows: list[dict], count: int) -> None:
+    """Time every ablation count on its own for the first `count` answered documents (their seconds in
+    `rows` replaced; the weights must come out as measured)."""
+    items = documents(max(row["document"] for row in rows) + 1)
+    for row in [row for row in rows if row.get("correct") and "ablation" in row][:count]:
+        item = items[row["document"]]
+        settings = Settings(methods=("gradient",), chat=True, target=row["target"], max_new_tokens=row["target"])
+        analysis = attribution.analyze(loaded, item.prompt, settings)
+        removable, groups, labels, _, _ = sentences(loaded, analysis, item)
+        request = AttributionRequest(input_ids=torch.tensor(analysis.input_ids, device=loaded.input_device),
+                                     target_id=analysis.target.id, removable=torch.from_numpy(removable))
+        for number in ABLATION_COUNTS:
+            result, seconds = timed_ablation(loaded, request, groups, labels, number)
+            cell = row["ablation"][str(number)]
+            np.testing.assert_allclose(result.group_weights, cell["weights"], rtol=1e-4, atol=1e-6)
+            cell["seconds"] = seconds
+        row["retimed"] = list(os.getloadavg())
+        print(f"document {row['document']} retimed, load {row['retimed'][0]:.2f}", flush=True)
+
+
 def measure(loaded, index: int, item, *, timed: bool, compared: bool) -> dict:
     row = {"document": index, "fact": item.fact, "answer": item.answer, "answer_sentence": item.answer_sentence}
     k, reply = answer_target(loaded, item.prompt, (item.answer,), chat=True)
@@ -90,13 +130,7 @@ def measure(loaded, index: int, item, *, timed: bool, compared: bool) -> dict:
     ended = time.perf_counter()
     times = {name: (stages[number + 1][1] if number + 1 < len(stages) else ended) - started
              for number, (name, started) in enumerate(stages)}
-    removable = analysis.user_tokens & ~analysis.held_tokens
-    grouping = grouping_for(loaded.tokenizer, analysis.input_ids.tolist(), "sentence", held=~removable)
-    text = [group for group in grouping.groups if group.kind == "text"]
-    labels = [group.label for group in text]
-    groups = [group.tokens for group in text]
-    document_groups = [labels.index(sentence) for sentence in item.sentences]  # ValueError if split otherwise
-    answer_group = document_groups[item.answer_sentence]
+    removable, groups, labels, document_groups, answer_group = sentences(loaded, analysis, item)
     row.update(target=k, target_text=analysis.target.text, n_tokens=analysis.n_tokens, n_groups=len(groups),
                seconds={name: times[name] for name in METHODS}, hits={})
     for name in METHODS:
@@ -105,11 +139,7 @@ def measure(loaded, index: int, item, *, timed: bool, compared: bool) -> dict:
                                  target_id=analysis.target.id, removable=torch.from_numpy(removable))
 
     def run(count: int):
-        counted = AttributionRequest(input_ids=request.input_ids, target_id=request.target_id,
-                                     removable=request.removable, settings=Settings(n_ablations=count))
-        begun = time.perf_counter()
-        result = ablation.context_ablation_scores(loaded, counted, groups, labels, "sentence")
-        return result, time.perf_counter() - begun
+        return timed_ablation(loaded, request, groups, labels, count)
 
     largest, seconds = run(ABLATION_COUNTS[-1])
     row["ablation"] = {}
@@ -169,48 +199,66 @@ def summary(rows: list[dict]) -> str:
         lines.append(f"| {CATALOG[name].label} | {interval_text([row['hits'][name] for row in done], True)} | "
                      f"{_seconds([row['seconds'][name] for row in done])} |")
     default = str(attribution.Settings().n_ablations)
+    retimed = [row for row in done if "retimed" in row] or done
     lines.append(f"| Context ablation ({default} ablations, the default) | "
                  f"{interval_text([row['ablation'][default]['hit'] for row in done], True)} | "
-                 f"{_seconds([row['ablation'][default]['seconds'] for row in done if 'seconds' in row['ablation'][default]])} |")
-    lines += ["", "| context ablation | answer sentence ranked first | held-out LDS | seconds |", "|---|---|---|---|"]
+                 f"{_seconds([row['ablation'][default]['seconds'] for row in retimed if 'seconds' in row['ablation'][default]])} |")
+    largest = str(ABLATION_COUNTS[-1])
+    # Seconds from the documents whose counts were all timed in one go (--retime), when there are any: the
+    # same load for every count.
+    timed = [row for row in done if "retimed" in row] or done
+    lines += ["", f"| context ablation | answer sentence ranked first | held-out LDS | LDS short of {largest}'s "
+              "(paired) | seconds |", "|---|---|---|---|---|"]
     for count in ABLATION_COUNTS:
         cells = [row["ablation"][str(count)] for row in done]
+        short = [row["ablation"][largest]["lds"] - row["ablation"][str(count)]["lds"] for row in done
+                 if row["ablation"][largest]["lds"] is not None and row["ablation"][str(count)]["lds"] is not None]
         lines.append(f"| {count} ablations | {interval_text([cell['hit'] for cell in cells], True)} | "
                      f"{interval_text([cell['lds'] for cell in cells])} | "
-                     f"{_seconds([cell['seconds'] for cell in cells if 'seconds' in cell])} |")
+                     f"{interval_text(short) if str(count) != largest else ''} | "
+                     f"{_seconds([row['ablation'][str(count)]['seconds'] for row in timed if 'seconds' in row['ablation'][str(count)]])} |")
     cells = [row["logit_probability"] for row in done]
     lines.append(f"| {ABLATION_COUNTS[-1]} ablations, ContextCite's logit-probability instead of the log-probability | "
                  f"{interval_text([cell['hit'] for cell in cells], True)} | {interval_text([cell['lds'] for cell in cells])} "
-                 "| (the same ablations) |")
+                 "| | (the same ablations) |")
     compared = [row for row in done if "attention_mask" in row]
     if compared:
         cells = [row["attention_mask"] for row in compared]
         dropped = [row["ablation"][str(COMPARED_ABLATIONS)] for row in compared]
         lines.append(f"| {COMPARED_ABLATIONS} ablations hidden by the attention mask instead of dropped "
                      f"({len(compared)} documents) | {interval_text([cell['hit'] for cell in cells], True)} | "
-                     f"{interval_text([cell['lds'] for cell in cells])} | {_seconds([cell['seconds'] for cell in cells])} |")
+                     f"{interval_text([cell['lds'] for cell in cells])} | | {_seconds([cell['seconds'] for cell in cells])} |")
         lines.append(f"| {COMPARED_ABLATIONS} ablations dropped, the same {len(compared)} documents | "
                      f"{interval_text([cell['hit'] for cell in dropped], True)} | "
-                     f"{interval_text([cell['lds'] for cell in dropped])} | |")
+                     f"{interval_text([cell['lds'] for cell in dropped])} | | |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--documents", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=Path("documents_measurement.json"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "documents_measurement.json")
     parser.add_argument("--timed", type=int, default=3,
                         help="the first N answered documents also time each smaller ablation count on its own")
     parser.add_argument("--compared", type=int, default=8,
                         help=f"the first N answered documents also hide {COMPARED_ABLATIONS} ablations by the "
                              "attention mask")
     parser.add_argument("--resume", action="store_true", help="keep the documents FILE.json already has")
+    parser.add_argument("--retime", type=int, default=0,
+                        help="only time each ablation count on its own for the first N answered documents of FILE.json")
     parser.add_argument("--summary-only", action="store_true")
     arguments = parser.parse_args()
     if arguments.summary_only:
         print(summary(json.loads(arguments.out.read_text())["rows"]))
         return
     loaded = attribution.load_model(MODEL, device="cpu")
+    if arguments.retime:
+        record = json.loads(arguments.out.read_text())
+        with cpu_threads_for(loaded):
+            retime(loaded, record["rows"], arguments.retime)
+        atomic_write_text(arguments.out, json.dumps(record, indent=1) + "\n")
+        print(summary(record["rows"]))
+        return
     rows: list[dict] = []
     spent = 0.0
     if arguments.resume and arguments.out.exists():  # a stopped run goes on from its last written document
