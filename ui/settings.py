@@ -90,6 +90,11 @@ SETTINGS: tuple[Setting, ...] = (
     # minute (IG per generated token) against 2 s for the cheap methods' maps, so chat-model pages start
     # without it (CHAT_MODEL_DEFAULTS) and the Answer map tab offers it with its estimated cost.
     Setting("answer_map_ig", "answer_map_ig", True, "flag", "answer_map_methods"),
+    # Scores per token, word, sentence or segment: the trust panel and the downloads at Analyze; switching it
+    # afterwards redraws the stored result per group (the model is not run: occlusion has hidden every
+    # granularity's groups already).
+    Setting("granularity", "granularity", SEED.granularity, "value", "granularity"),
+    Setting("separator", "separator", "", "value", "separator"),  # "" = segments split at blank lines
 )
 
 #: The Settings fields filled by several inputs (see the module's docstring): field → those inputs.

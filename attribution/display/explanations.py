@@ -322,3 +322,19 @@ def answer_map_label(table: AnswerMap | None, index: int) -> str:
         return "One generated token: its sources coloured by score"
     token = quoted_token(table.targets[index - 1])
     return f"Why {token} (generated token {index}): the tokens before it, coloured by score"
+
+
+def grouping_note(name: str, aggregation: str | None, granularity: str) -> str:
+    """How a method's scores are shown per word, sentence or segment (its catalog `combine`), in a sentence
+    for its tab; "" per token."""
+    if granularity == "token":
+        return ""
+    from attribution.catalog import combine_rule
+
+    rule = combine_rule(name, aggregation)
+    how = {"sum": f"its tokens' scores added (they are shares or signed terms, so the {granularity}s' scores "
+                  "keep their total)",
+           "l2": "the L2 norm of its tokens' scores, √Σ s² (the norm over all the group's embedding dimensions)",
+           "remove": f"the drop when the whole {granularity} is hidden at once (measured, not added)"}[rule]
+    return (f"*Scores per {granularity}:* each {granularity}'s score is {how}; the held context stays one "
+            "group per token.")
