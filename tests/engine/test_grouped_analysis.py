@@ -200,3 +200,18 @@ def test_trust_panel_per_sentence_removes_whole_sentences(tiny_loaded):
                                for k in ks])
         assert report.faithfulness[name].comprehensiveness == pytest.approx(comprehensiveness, rel=1e-4, abs=1e-6)
         assert report.faithfulness[name].sufficiency == pytest.approx(sufficiency, rel=1e-4, abs=1e-6)
+
+
+def test_chat_template_tokens_stay_groups_of_their_own(chat_folder):
+    loaded = attribution.load_model(str(chat_folder), device="cpu")
+    analysis = attribution.analyze(loaded, "Paris is in France. The capital of", methods=("occlusion",),
+                                   max_new_tokens=1, chat=True, granularity="sentence")
+    grouping = analysis.grouping()
+    text = [group for group in grouping.groups if group.kind == "text"]
+    assert [group.label for group in text] == ["Paris is in France.", "The capital of"]
+    typed = set(np.flatnonzero(analysis.user_tokens))
+    assert {token for group in text for token in group.tokens} == typed
+    for group in grouping.groups:
+        if group.kind != "text":
+            assert len(group.tokens) == 1 and analysis.context_tokens[group.tokens[0]]
+    assert len(analysis.grouped_scores()["occlusion"]) == len(grouping)
