@@ -34,9 +34,13 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=20, help="greedy tokens to generate (0..256)")
     parser.add_argument("--target", default=None,
                         help="explain this text's first token instead of the predicted one (mind the "
-                             "leading space: ' Riga'); a number k explains the k-th generated token; 'answer' "
-                             "the answer's content token (the first word of the reply not in the prompt and "
-                             "not a function word)")
+                             "leading space: ' Riga'); a number k explains the k-th generated token; K-M the "
+                             "stretch of generated tokens K..M (the sum of their scores, best with --score "
+                             "log_probability: log p of the stretch); 'answer' the answer's content token (the "
+                             "first word of the reply not in the prompt and not a function word)")
+    parser.add_argument("--continuation", default=None,
+                        help="explain this text as a stretch, teacher-forced right after the prompt (after the "
+                             "chat template's reply header with --chat), e.g. ' Riga is the capital'")
     parser.add_argument("--contrast", default=None,
                         help="explain why the target rather than this text's first token (e.g. ' Tallinn')")
     parser.add_argument("--chat", action="store_true",
@@ -48,15 +52,26 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
 
 
-def parse_target(text: str | None) -> None | str | int:
-    """--target: a number k (the k-th generated token), "answer" (the answer's content token,
-    ANSWER_TARGET), or text whose first token is explained."""
+def parse_target(text: str | None) -> None | str | int | tuple[int, int]:
+    """--target: a number k (the k-th generated token), K-M (the span of generated tokens K..M), "answer"
+    (the answer's content token, ANSWER_TARGET), or text whose first token is explained."""
     if text is None:
         return None
     if text == "answer":
         return ANSWER_TARGET
+    span = parse_span(text)
+    if span is not None:
+        return span
     stripped = text.strip()
     return int(stripped) if stripped.isdigit() and stripped == text else text
+
+
+def parse_span(text: str) -> tuple[int, int] | None:
+    """"K-M" (digits, a hyphen, digits: "2-5") → (K, M), for Settings to validate; None for other text."""
+    first, hyphen, last = text.partition("-")
+    if hyphen and first.isascii() and first.isdigit() and last.isascii() and last.isdigit():
+        return int(first), int(last)
+    return None
 
 
 def parse_steps(text: str) -> int | str:
@@ -86,6 +101,7 @@ def analysis_settings(arguments: argparse.Namespace) -> Settings:
         all_targets=getattr(arguments, "all_targets", False),  # the single-prompt CLI's flag only
         chat=arguments.chat,
         system=arguments.system,
+        continuation=arguments.continuation,
     )
 
 
