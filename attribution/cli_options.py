@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from .models import LoadedModel, default_model_name, load_model
 from .catalog import CATALOG
-from .settings import ANSWER_TARGET, AGGREGATIONS, BASELINE_LABELS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, Settings, preset
+from .settings import ANSWER_TARGET, AGGREGATIONS, BASELINE_LABELS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, Settings, preset, span_from_text
 
 
 def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,19 +59,12 @@ def parse_target(text: str | None) -> None | str | int | tuple[int, int]:
         return None
     if text == "answer":
         return ANSWER_TARGET
-    span = parse_span(text)
+    span = span_from_text(text)
     if span is not None:
         return span
     stripped = text.strip()
     return int(stripped) if stripped.isdigit() and stripped == text else text
 
-
-def parse_span(text: str) -> tuple[int, int] | None:
-    """"K-M" (digits, a hyphen, digits: "2-5") → (K, M), for Settings to validate; None for other text."""
-    first, hyphen, last = text.partition("-")
-    if hyphen and first.isascii() and first.isdigit() and last.isascii() and last.isdigit():
-        return int(first), int(last)
-    return None
 
 
 def parse_steps(text: str) -> int | str:

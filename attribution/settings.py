@@ -105,6 +105,16 @@ def _validate_span(value: tuple | list) -> tuple[int, int]:
     return first, last
 
 
+def span_from_text(text: str) -> tuple[int, int] | None:
+    """"K-M" (digits, a hyphen, digits: "2-5", spaces around allowed) → (K, M), for Settings to validate
+    (the CLI's --target and the page's stretch box); None for any other text."""
+    first, hyphen, last = text.strip().partition("-")
+    first, last = first.strip(), last.strip()
+    if hyphen and first.isascii() and first.isdigit() and last.isascii() and last.isdigit():
+        return int(first), int(last)
+    return None
+
+
 def _validate_continuation(value: object) -> str | None:
     """None, or the text whose tokens are explained as a span, teacher-forced right after the prompt."""
     if value is None:
