@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from attribution.display.figure_style import analysis_target_phrase
 from conftest import SEED_PROMPT
 from helpers import QUICK
 from ui import analysis as ui_analysis
@@ -42,6 +43,7 @@ def test_analyze_explains_a_continuation(tiny_folder):
     analysis = store.recall(values["state"]).analysis
     assert analysis.span.source == "continuation" and analysis.span.text == " Riga is"
     assert "the continuation" in values["explained"]
+    assert analysis_target_phrase(analysis) == 'predicting " Riga is"'  # the figures' titles name the stretch
     *_, answer = ui_analysis.after_analysis(values["state"], None)
     assert all(category is None for _token, category in answer)  # the answer itself is not what is explained
 
