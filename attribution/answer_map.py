@@ -108,7 +108,8 @@ def per_target_rows(loaded: LoadedModel, job: AnswerMapRequest, name: str) -> np
         check_cancelled()
         held = None if job.held is None else job.held[: position + 1]
         request = replace(job.request, input_ids=job.source_ids[: position + 1], target_id=int(target_id),
-                          foil_id=None, held=held, work=SharedWork(name == "integrated_gradients"))
+                          foil_id=None, held=held, work=SharedWork(name == "integrated_gradients"),
+                          span_ids=None, span_positions=None)  # each generated token alone, span or not
         matrix[row, : position + 1] = METHODS[name](loaded, request).scores
     return matrix
 

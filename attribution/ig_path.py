@@ -11,7 +11,7 @@ import torch
 
 from .cancel import check as check_cancelled
 from .models import LoadedModel
-from .passes import Prefix, choose_batch_size, logits_at_positions, run_in_batches, score_rows
+from .passes import Prefix, choose_batch_size, logits_at_positions, run_in_batches, span_score
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ def path_sums(
     ends: bool,
     batch_size: int | None = None,
     prefix: Prefix | None = None,
+    groups: tuple[torch.Tensor, ...] | None = None,
 ) -> PathSums:
     """One batched pass over the path points baseline + α·(input − baseline) for T targets: their
     gradients summed with `weights` [alphas], or with `weights=None` kept per point (`per_point`).
@@ -76,10 +77,12 @@ def path_sums(
     graph; measured on SmolLM2's chat answer, 8 targets × 16 steps: 9.1 s against 14.8 s with a row of
     its own per target and α). Sources after a target's position cannot change its score, and their
     gradients are exactly zero. With a `prefix` (`held_prefix`), rows start after it and continue from
-    its keys and values.
+    its keys and values. `groups`: which of the (position, target) terms add up to each explained score
+    (a span: one group of all its tokens); None: each term is a target of its own.
     """
     first = 0 if prefix is None else prefix.length  # the first position the rows run
-    n_targets, n_alphas = int(target_ids.numel()), int(alphas.numel())
+    groups = _groups(groups, int(target_ids.numel()))
+    n_targets, n_alphas = len(groups), int(alphas.numel())
     device = inputs.device
     accumulate_dtype = torch.promote_types(inputs.dtype, torch.float32)
     # Path points are formed in fp32 (or wider) and then cast to the model's dtype: α and the
@@ -114,19 +117,18 @@ def path_sums(
         rows = torch.where(is_input.to(device).view(-1, 1, 1), inputs[:, span], path)
         differentiated = ~is_baseline
         rows = rows.requires_grad_(bool(differentiated.any()))
-        n_rows = rows.shape[0]
         with torch.enable_grad():
             # [rows, T, vocab]: each row's logits at every target's position (the model's own head).
             logits = logits_at_positions(loaded, rows, kept_positions, prefix)[:, column]  # [rows, T, vocab]
             row_scores = torch.stack([
-                score_rows(logits[:, t], target_rows[t].repeat(n_rows),
-                           None if foil_rows is None else foil_rows[t].repeat(n_rows), score)
-                for t in range(n_targets)
+                span_score(logits[:, group], target_rows[group], None if foil_rows is None else foil_rows[group], score)
+                for group in groups
             ], dim=1)  # [rows, T]
             differentiate = bool(differentiated.any())
             if differentiate:
                 # Exact causality: a target's score never depends on later sources.
-                later = torch.arange(first, length, device=device) > positions.to(device).view(-1, 1)  # [T, span]
+                last_positions = torch.stack([positions[group].max() for group in groups])  # [T]
+                later = torch.arange(first, length, device=device) > last_positions.to(device).view(-1, 1)  # [T, span]
                 step_weights = None if weights is None else (
                     weights[points[on_path]].to(device, accumulate_dtype).view(-1, 1, 1))
                 path_rows = on_path.to(device)
@@ -167,6 +169,16 @@ def path_sums(
     return PathSums(weighted, values, input_gradients, per_point, first)
 
 
+def _groups(groups: tuple[torch.Tensor, ...] | None, n_terms: int) -> tuple[torch.Tensor, ...]:
+    """The explained scores' terms: each term alone when no groups are given, else the groups as given
+    (each a non-empty [terms] index tensor)."""
+    if groups is None:
+        return tuple(torch.tensor([term]) for term in range(n_terms))
+    if not groups or any(group.numel() == 0 for group in groups):
+        raise ValueError("every explained score needs one or more (position, token) terms")
+    return tuple(group.cpu().long() for group in groups)
+
+
 @dataclass(frozen=True)
 class Path:
     """One IG problem: the straight path from `baseline` to `inputs` [1, seq, d_model] each, and the T
@@ -181,10 +193,12 @@ class Path:
     score: str
     batch_size: int | None = None
     prefix: Prefix | None = None
+    groups: tuple[torch.Tensor, ...] | None = None  # the terms each explained score sums (`path_sums`)
 
     def sums(self, alphas: torch.Tensor, weights: torch.Tensor | None, *, ends: bool) -> PathSums:
         return path_sums(self.loaded, self.inputs, self.baseline, alphas, weights, self.positions, self.target_ids,
-                         self.foil_ids, self.score, ends=ends, batch_size=self.batch_size, prefix=self.prefix)
+                         self.foil_ids, self.score, ends=ends, batch_size=self.batch_size, prefix=self.prefix,
+                         groups=self.groups)
 
     @property
     def difference(self) -> torch.Tensor:

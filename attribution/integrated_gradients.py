@@ -136,15 +136,17 @@ def integrate(
     held: torch.Tensor | None = None,
     batch_size: int | None = None,
     reuse_prefix: bool = True,
+    groups: tuple[torch.Tensor, ...] | None = None,
 ) -> Integration:
     """IG attributions for T targets at once: target t is the score of target_ids[t] at position
     positions[t] (minus foil_ids[t]'s), from `settings`' baseline, score and steps. `n_steps`: Captum's
     Gauss–Legendre rule with that many points, or "auto" (`integrate_to_accuracy`). `held` [seq] bool:
     positions the baseline keeps at the input. `reuse_prefix`: run the leading held positions once
-    (`held_prefix`; False only to check that the reuse changes nothing)."""
+    (`held_prefix`; False only to check that the reuse changes nothing). `groups`: the terms that add up
+    to each explained score (a span's tokens: one score, their sum; `ig_path.path_sums`), T = len(groups)."""
     inputs, baseline = path_endpoints(loaded, input_ids, settings.baseline, held)
     prefix = held_prefix(loaded, inputs, baseline, positions) if reuse_prefix else None
-    path = Path(loaded, inputs, baseline, positions, target_ids, foil_ids, settings.score, batch_size, prefix)
+    path = Path(loaded, inputs, baseline, positions, target_ids, foil_ids, settings.score, batch_size, prefix, groups)
     if settings.n_steps == "auto":
         return integrate_adaptively(path, target_error=settings.target_error, max_steps=settings.max_steps)
     alphas, weights = integration_nodes(int(settings.n_steps))
@@ -182,6 +184,7 @@ def integrate_to_accuracy(
     batch_size: int | None = None,
     prefix: Prefix | None = None,
     rule: str = "adaptive",
+    groups: tuple[torch.Tensor, ...] | None = None,
 ) -> Integration:
     """IG refined until every target's relative completeness error is at most `target_error`, or
     until the next refinement would pass `max_steps` path points, by a nested rule (no point is
@@ -190,7 +193,7 @@ def integrate_to_accuracy(
     if rule not in AUTO_RULES:
         raise ValueError(f"unknown auto-steps rule {rule!r}; valid choices: {', '.join(AUTO_RULES)}")
     refine = integrate_adaptively if rule == "adaptive" else romberg_to_accuracy
-    path = Path(loaded, inputs, baseline, positions, target_ids, foil_ids, score, batch_size, prefix)
+    path = Path(loaded, inputs, baseline, positions, target_ids, foil_ids, score, batch_size, prefix, groups)
     return refine(path, target_error=target_error, max_steps=max_steps)
 
 

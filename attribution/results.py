@@ -151,6 +151,53 @@ class Target:
         return {"text": self.text, "id": int(self.id), "position": int(self.position)}
 
 
+SPAN_SOURCES = ("answer", "continuation")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of tokens explained as one score: the sum of its tokens' scores, each token with the
+    earlier ones teacher-forced (its last token is the analysis's `target`, the others end its input)."""
+
+    tokens: tuple[str, ...]  # [S] display strings, in order
+    ids: tuple[int, ...]  # [S]
+    start: int  # index of its first token in input tokens + target (its last token sits at target.position)
+    text: str  # the stretch decoded
+    # "answer": the generated tokens first..last (1-based, Settings.target (k, m)); "continuation": the
+    # text of Settings.continuation, teacher-forced right after the prompt (first and last None).
+    source: str = "answer"
+    first: int | None = None
+    last: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tokens", tuple(self.tokens))
+        object.__setattr__(self, "ids", tuple(int(value) for value in self.ids))
+        if not self.ids or len(self.tokens) != len(self.ids):
+            raise ValueError(f"a span needs one or more tokens, each with an id: {len(self.tokens)} tokens, "
+                             f"{len(self.ids)} ids")
+        if self.source not in SPAN_SOURCES:
+            raise ValueError(f"unknown span source {self.source!r}; valid choices: {', '.join(SPAN_SOURCES)}")
+        numbered = self.source == "answer"
+        if numbered and (self.first is None or self.last is None or self.last - self.first + 1 != len(self.ids)):
+            raise ValueError(f"an answer span's tokens {self.first}..{self.last} must number its {len(self.ids)} tokens")
+        if not numbered and (self.first is not None or self.last is not None):
+            raise ValueError("a continuation span has no generated-token numbers (first and last are None)")
+
+    @property
+    def end(self) -> int:
+        """Index of its last token (the target's position)."""
+        return self.start + len(self.ids) - 1
+
+    @property
+    def label(self) -> str:
+        """In words: 'generated tokens 2-5' or 'the continuation'."""
+        return f"generated tokens {self.first}-{self.last}" if self.source == "answer" else "the continuation"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokens": list(self.tokens), "ids": list(self.ids), "start": int(self.start), "text": self.text,
+                "source": self.source, "first": self.first, "last": self.last}
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One candidate next token with its probability (for picking a contrastive foil)."""
@@ -224,6 +271,8 @@ class Analysis:
     answer_map: Mapping[str, AnswerMap] = field(default_factory=dict)
     trust: TrustReport | None = None  # when requested
     settings: Settings | None = None  # what it was computed with (None: a result built by hand)
+    # A span target (Settings.target (k, m) or continuation): the stretch whose summed score is explained.
+    span: Span | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_tokens", tuple(self.input_tokens))
@@ -260,9 +309,19 @@ class Analysis:
             raise ValueError(
                 f"target position {self.target.position} must follow the {ids.shape[0]} input tokens"
             )
+        if self.span is not None:
+            self._check_span(ids)
         for name, result in self.methods.items():
             if result.n_tokens != ids.shape[0]:
                 raise ValueError(f"{name} has {result.n_tokens} scores for {ids.shape[0]} input tokens")
+
+    def _check_span(self, ids: np.ndarray) -> None:
+        span = self.span
+        if span.end != self.target.position or span.ids[-1] != self.target.id:
+            raise ValueError(f"the span's last token (position {span.end}, id {span.ids[-1]}) must be the target "
+                             f"(position {self.target.position}, id {self.target.id})")
+        if [int(value) for value in ids[span.start:]] != list(span.ids[:-1]):
+            raise ValueError("the span's tokens before its last must be the last input tokens (teacher-forced)")
 
     @property
     def n_tokens(self) -> int:
@@ -302,6 +361,8 @@ class Analysis:
             result["system"] = self.system
         if self.foil is not None:
             result["contrast"] = {"foil": {"text": self.foil.text, "id": int(self.foil.id)}}
+        if self.span is not None:
+            result["span"] = self.span.to_dict()
         if self.answer_map:
             result["answer_map"] = {name: table.to_dict() for name, table in self.answer_map.items()}
         if self.trust is not None:

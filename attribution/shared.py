@@ -16,15 +16,16 @@ from .passes import AttentionMaps, AttributionRequest, at_least_fp32, attention_
 
 
 def integration(loaded: LoadedModel, request: AttributionRequest) -> Integration:
-    """IG for the request's one target at the last input position (the integration's rows also give
-    F(input), F(baseline) and the plain input gradient)."""
+    """IG for the request's one target at the last input position, or its span's summed score (the
+    integration's rows also give F(input), F(baseline) and the plain input gradient)."""
 
     def compute() -> Integration:
-        last = torch.tensor([request.input_ids.numel() - 1])
+        positions, ids = request.explained_positions, request.explained_ids  # [S]: S = 1 unless a span
         foils = None if request.foil_id is None else torch.tensor([request.foil_id])
         return integrate(
-            loaded, request.input_ids, request.settings, last, torch.tensor([request.target_id]), foils,
+            loaded, request.input_ids, request.settings, positions, ids, foils,
             held=request.held, batch_size=request.internal_batch_size,
+            groups=None if request.span_ids is None else (torch.arange(ids.numel()),),  # a span: one score
         )
 
     return request.work.once("integration", compute)

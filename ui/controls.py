@@ -128,6 +128,17 @@ def target_controls(defaults: Mapping[str, Any] = DEFAULTS) -> dict[str, Any]:
                                          info="1 = the first generated token", visible=False)
         controls["target_text"] = gr.Textbox(defaults["target_text"], label="Custom target text",
                                              placeholder="' Riga' (mind the leading space)", visible=False)
+        controls["target_span"] = gr.Textbox(
+            defaults["target_span"], label="Stretch of the answer (tokens k-m)", placeholder="2-5",
+            info="or click its first and then its last token in the answer; explained: the sum of their "
+                 "scores (with Score → log_probability: log p of the stretch)",
+            visible=defaults["target"] == "span", elem_id="target-span")
+    with gr.Row():
+        controls["continuation"] = gr.Textbox(
+            defaults["continuation"], label="…or explain a continuation",
+            info="text teacher-forced right after the prompt (after the chat template's reply header), explained "
+                 "as a stretch; Explain must be the predicted next token; empty: none",
+            placeholder="' Riga is the capital' (mind the leading space)", elem_id="continuation")
     with gr.Row():
         controls["contrast_choice"] = gr.Dropdown(
             [("(none)", "")], value="", label="Contrast: why the explained token rather than…",
@@ -199,7 +210,8 @@ def _same(value: Any, default: Any) -> bool:
 
 
 def target_fields(target: str) -> list[Any]:
-    return [gr.update(visible=target == "generated"), gr.update(visible=target == "text")]
+    return [gr.update(visible=target == "generated"), gr.update(visible=target == "text"),
+            gr.update(visible=target == "span")]
 
 
 def step_fields(auto: Any) -> list[Any]:
