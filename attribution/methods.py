@@ -17,7 +17,7 @@ from .passes import AttributionRequest, at_least_fp32, embed, log_probability_sc
 from .catalog import CATALOG, METHOD_DESCRIPTIONS, METHOD_LABELS  # noqa: F401 (re-exported)
 from .shared import input_gradients, integration, shared_attention_maps
 from .settings import AGGREGATIONS  # noqa: F401 (re-exported)
-from .results import AttentionScores, IntegratedGradientsScores, MethodScores
+from .results import AttentionScores, IntegratedGradientsScores, MethodScores, OcclusionScores
 
 
 
@@ -75,14 +75,26 @@ def attention_rollout(loaded: LoadedModel, request: AttributionRequest) -> Metho
     return MethodScores(method="attention_rollout", scores=rollout(head_mean)[-1].numpy())
 
 
-def occlusion(loaded: LoadedModel, request: AttributionRequest) -> MethodScores:
+def occlusion(loaded: LoadedModel, request: AttributionRequest) -> OcclusionScores:
     """Leave-one-token-out: drop in the target's log-probability when a token is hidden by the
-    attention mask (its own position still runs, so the last token keeps its residual stream)."""
+    attention mask (its own position still runs, so the last token keeps its residual stream); and per
+    group of each of the request's groupings, the drop when the whole group is hidden (a group of one
+    token reuses that token's row)."""
     n_tokens = request.input_ids.numel()
-    keep = torch.ones(n_tokens + 1, n_tokens, dtype=torch.long)  # row 0: nothing hidden
-    keep[1:] -= torch.eye(n_tokens, dtype=torch.long)
-    values = log_probability_scores(loaded, request, keep)  # [1 + seq]
-    return MethodScores(method="occlusion", scores=(values[0] - values[1:]).numpy())
+    hidden: dict[tuple[int, ...], int] = {(index,): index + 1 for index in range(n_tokens)}  # tokens → row
+    for grouping in request.groupings.values():
+        for group in grouping.groups:
+            hidden.setdefault(group.tokens, len(hidden) + 1)
+    keep = torch.ones(len(hidden) + 1, n_tokens, dtype=torch.long)  # row 0: nothing hidden
+    for tokens, row in hidden.items():
+        keep[row, list(tokens)] = 0
+    values = log_probability_scores(loaded, request, keep)  # [1 + rows]
+    drops = (values[0] - values).numpy()
+    return OcclusionScores(
+        method="occlusion", scores=drops[1:n_tokens + 1],
+        groups={granularity: np.array([drops[hidden[group.tokens]] for group in grouping.groups])
+                for granularity, grouping in request.groupings.items()},
+    )
 
 
 def integrated_gradients(loaded: LoadedModel, request: AttributionRequest) -> IntegratedGradientsScores:

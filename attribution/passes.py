@@ -11,11 +11,12 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 
 from .cancel import check as check_cancelled
+from .groups import Grouping
 from .models import LoadedModel, eager_attention
 from .settings import SCORES, Settings  # noqa: F401 (SCORES re-exported)
 
@@ -62,6 +63,9 @@ class AttributionRequest:
     def explained_positions(self) -> torch.Tensor:
         """[S] the input positions whose logits predict them (the last position without a span)."""
         return torch.tensor([self.input_ids.numel() - 1]) if self.span_positions is None else self.span_positions.cpu()
+    # granularity → the input tokens' groups (attribution.groups), for the methods that run on whole
+    # groups (occlusion hides each group); empty: tokens only.
+    groupings: Mapping[str, Grouping] = field(default_factory=dict, compare=False, repr=False)
 
 
 class SharedWork:

@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .catalog import combine_rule
+from .groups import GRANULARITIES, Group, Grouping, TokenSpans, groups_from_spans, validate_granularity
 from .reports import TrustReport
 from .settings import COMPLETENESS_TOLERANCE, Settings
 
@@ -136,6 +138,30 @@ class IntegratedGradientsScores(MethodScores):
                           relative_completeness_error=self.relative_completeness_error)
         if self.aggregation == "sum":
             result["relative_completeness_error"] = self.relative_completeness_error
+        return result
+
+
+@dataclass(frozen=True)
+class OcclusionScores(MethodScores):
+    """Occlusion's token scores plus its drops when whole groups are hidden (a perturbation's scores do
+    not add up: `Analysis.grouped_scores` reads these): granularity → [n_groups], for the groupings of the
+    analysis (its token spans and separator)."""
+
+    groups: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        groups = {}
+        for granularity, values in dict(self.groups).items():
+            validate_granularity(granularity)
+            groups[granularity] = _as_float_array(values, f"{self.method} scores per {granularity}", 1)
+            _check_finite(groups[granularity], f"{self.method} scores per {granularity}")
+        object.__setattr__(self, "groups", groups)
+
+    def to_dict(self) -> dict[str, Any]:
+        result = super().to_dict()
+        if self.groups:
+            result["groups"] = {name: [float(value) for value in values] for name, values in self.groups.items()}
         return result
 
 
@@ -273,6 +299,9 @@ class Analysis:
     settings: Settings | None = None  # what it was computed with (None: a result built by hand)
     # A span target (Settings.target (k, m) or continuation): the stretch whose summed score is explained.
     span: Span | None = None
+    # Each input token's characters in the decoded text (attribution.groups), so that the result regroups
+    # into words, sentences or segments without the tokenizer; None: a result built by hand.
+    token_spans: TokenSpans | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_tokens", tuple(self.input_tokens))
@@ -314,6 +343,9 @@ class Analysis:
         for name, result in self.methods.items():
             if result.n_tokens != ids.shape[0]:
                 raise ValueError(f"{name} has {result.n_tokens} scores for {ids.shape[0]} input tokens")
+        if self.token_spans is not None and len(self.token_spans) != ids.shape[0]:
+            raise ValueError(f"{len(self.token_spans)} token spans for {ids.shape[0]} input tokens")
+        object.__setattr__(self, "_groupings", {})
 
     def _check_span(self, ids: np.ndarray) -> None:
         span = self.span
@@ -340,6 +372,55 @@ class Analysis:
         """[n_tokens] bool: the held context (first position, special and template tokens), shown
         greyed and left out of the colour scaling, the top-5 tables, agreement and the verdict by default."""
         return self.held_tokens | self.special_tokens | self.template_tokens
+
+    @property
+    def granularity(self) -> str:
+        """What the scores are shown and exported per (the settings'; "token" for a result built by hand)."""
+        return "token" if self.settings is None else self.settings.granularity
+
+    def grouping(self, granularity: str | None = None) -> Grouping:
+        """The input tokens grouped per `granularity` (default: the analysis's), with the analysis's
+        separator; the held context (first position, special and template tokens) stays one group per token.
+        ValueError when the result keeps no token spans (built by hand) or the text has no such groups."""
+        granularity = validate_granularity(self.granularity if granularity is None else granularity)
+        if granularity not in self._groupings:
+            template = self.template_tokens
+            if granularity == "token":
+                kinds = ["template" if template[index] else "held" if self.context_tokens[index] else "text"
+                         for index in range(self.n_tokens)]
+                grouping = Grouping("token", tuple(Group(token, (index,), kind) for index, (token, kind)
+                                                   in enumerate(zip(self.input_tokens, kinds))))
+            elif self.token_spans is None:
+                raise ValueError(f"this result keeps no token spans, so its scores cannot be shown per "
+                                 f"{granularity}; valid choices: token")
+            else:
+                grouping = groups_from_spans(self.token_spans, granularity,
+                                             separator=None if self.settings is None else self.settings.separator,
+                                             held=self.context_tokens & ~template, template=template)
+            self._groupings[granularity] = grouping
+        return self._groupings[granularity]
+
+    def grouped_scores(self, granularity: str | None = None) -> dict[str, np.ndarray]:
+        """Method → [n_groups] scores per `granularity` (default: the analysis's): each method's token scores
+        combined by its catalog rule (`combine_rule`), occlusion's measured by hiding whole groups."""
+        grouping = self.grouping(granularity)
+        scores: dict[str, np.ndarray] = {}
+        for name, result in self.methods.items():
+            if grouping.granularity == "token":
+                scores[name] = np.array(result.scores)
+                continue
+            rule = combine_rule(name, getattr(result, "aggregation", None))
+            if rule != "remove":
+                scores[name] = grouping.combine(result.scores, rule)
+            elif isinstance(result, OcclusionScores) and grouping.granularity in result.groups:
+                scores[name] = np.array(result.groups[grouping.granularity])
+                if scores[name].shape != (len(grouping),):
+                    raise ValueError(f"{name} has {scores[name].shape[0]} scores per {grouping.granularity} "
+                                     f"for {len(grouping)} groups")
+            else:
+                raise ValueError(f"{name} hides whole groups and was not run per {grouping.granularity}; "
+                                 f"analyse again with granularity {grouping.granularity!r}")
+        return scores
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract shared by the CLI's --json and the app's export (keys never renamed)."""
@@ -369,6 +450,13 @@ class Analysis:
             result.update(self.trust.to_dict())
         if self.settings is not None:
             result["settings"] = self.settings.to_dict()
+        if self.granularity != "token":
+            grouping, scores = self.grouping(), self.grouped_scores()
+            result["groups"] = {
+                **grouping.to_dict(),
+                "separator": self.settings.separator,
+                "scores": {name: [float(value) for value in values] for name, values in scores.items()},
+            }
         return result
 
     def to_json(self) -> str:
@@ -378,13 +466,21 @@ class Analysis:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
     def to_csv(self) -> str:
-        """Token × method table of raw scores."""
+        """Token × method table of raw scores; per group (its label, first and last token) when the
+        analysis's granularity is not "token"."""
         import csv
         import io
 
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         names = list(self.methods)
+        if self.granularity != "token":
+            grouping, scores = self.grouping(), self.grouped_scores()
+            writer.writerow([self.granularity, "text", "first_token", "last_token", "kind", *names])
+            for number, group in enumerate(grouping.groups):
+                writer.writerow([number, group.label, group.tokens[0], group.tokens[-1], group.kind]
+                                + [repr(float(scores[name][number])) for name in names])
+            return buffer.getvalue()
         writer.writerow(["position", "token", "token_id", *names])
         for position, (token, token_id) in enumerate(zip(self.input_tokens, self.input_ids)):
             writer.writerow(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 from .catalog import CATALOG
+from .groups import validate_granularity, validate_separator
 from .limits import (  # noqa: F401 (re-exported: the limits are settings' facts)
     AUTO_FIRST_INTERVALS,
     COMPLETENESS_TOLERANCE,
@@ -145,6 +146,13 @@ def _validate_contrast(value: object) -> None | str | int:
     raise ValueError(f"contrast must be None, text such as ' Tallinn', or a token id; got {value!r}")
 
 
+def _validate_separator(value: object) -> str | None:
+    separator = validate_separator(value)
+    if separator is not None:
+        check_control_characters(separator, "separator")
+    return separator
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of one analysis, validated when built (a `ValueError` names the setting and its
@@ -180,6 +188,11 @@ class Settings:
     # A span of text teacher-forced right after the prompt (after the chat template's reply header with
     # chat), explained as the sum of its tokens' scores; replaces the target (which must then be None).
     continuation: str | None = None
+    # Scores per token, word, sentence or segment (attribution.groups.GRANULARITIES): what the exports and
+    # the trust panel use; each method combines its token scores by its catalog `combine`, occlusion hides
+    # whole groups. The token scores are always kept, so a result regroups without the model.
+    granularity: str = "token"
+    separator: str | None = None  # segments: split at this text instead of at blank lines
 
     def __post_init__(self) -> None:
         checked = {
@@ -202,6 +215,8 @@ class Settings:
             "chat": validate_flag(self.chat, "chat"),
             "system": None if self.system is None else validate_prompt(self.system, what="system prompt"),
             "continuation": _validate_continuation(self.continuation),
+            "granularity": validate_granularity(self.granularity),
+            "separator": _validate_separator(self.separator),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
