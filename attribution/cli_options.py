@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from .models import LoadedModel, default_model_name, load_model
 from .catalog import CATALOG
+from .limits import DEFAULT_ABLATIONS, MAX_ABLATIONS, MIN_ABLATIONS
 from .settings import ANSWER_TARGET, AGGREGATIONS, BASELINE_LABELS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, Settings, preset, span_from_text
 
 
@@ -50,6 +51,9 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust", action="store_true",
                         help="also compute the trust panel: completeness, faithfulness, agreement, verdict")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--ablations", type=int, default=None,
+                        help=f"context ablation: random ablations its surrogate is fitted on "
+                             f"({MIN_ABLATIONS}..{MAX_ABLATIONS}, default {DEFAULT_ABLATIONS})")
 
 
 def parse_target(text: str | None) -> None | str | int | tuple[int, int]:
@@ -84,6 +88,7 @@ def analysis_settings(arguments: argparse.Namespace) -> Settings:
         "hold_context": arguments.hold_context,
         "aggregation": arguments.aggregation,
         "score": arguments.score,
+        "n_ablations": arguments.ablations,
     }
     return preset(arguments.preset).replace(
         **{key: value for key, value in explicit.items() if value is not None},

@@ -148,6 +148,7 @@ def _prepare(loaded: LoadedModel, prompt: str, settings: Settings,
         foil_id=None if foil is None else foil.id,
         settings=settings,
         held=torch.from_numpy(held) if settings.hold_context else None,
+        removable=torch.from_numpy(user_tokens & ~held),
         # The cheap methods run before IG (`run_order`) so that they can be shown while it runs: the
         # gradient methods then take their input gradient from a pass of their own (one forward and
         # backward, against IG's 50 or more rows) rather than from IG's input row.

@@ -31,6 +31,9 @@ class AttributionRequest:
     foil_id: int | None = None  # contrastive: explain score(target) − score(foil)
     settings: Settings = field(default_factory=Settings)
     held: torch.Tensor | None = None  # [seq] bool on the CPU: context IG's baseline keeps at the input
+    # [seq] bool on the CPU: what context ablation may remove — the user's typed tokens outside the held
+    # context (the engine's, whatever hold_context says); None: every token but the first and special ones.
+    removable: torch.Tensor | None = None
     internal_batch_size: int | None = None  # rows per forward; None sizes it to free memory
     # Passes more than one method needs, computed at most once for this request (attribution.shared).
     work: "SharedWork" = field(default_factory=lambda: SharedWork(), compare=False, repr=False)

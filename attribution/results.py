@@ -166,6 +166,77 @@ class OcclusionScores(MethodScores):
 
 
 @dataclass(frozen=True)
+class ContextAblationScores(MethodScores):
+    """Context attribution by ablation (ContextCite's surrogate): random subsets of the removable groups
+    (sentences, segments, ...) are removed, and a lasso of the target's log-probability over which groups
+    were kept gives each group a weight. Every token of a group scores its group's weight (held tokens 0),
+    so the per-token figures draw it; the groups, their weights and the surrogate's fit are kept here."""
+
+    granularity: str = "sentence"
+    group_labels: tuple[str, ...] = ()  # [groups] each group's text
+    groups: tuple[tuple[int, ...], ...] = ()  # [groups] the input positions of each removable group
+    group_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [groups]
+    intercept: float = 0.0  # the surrogate's prediction with every group removed
+    heldout_lds: float | None = None  # Spearman(predicted, actual) over held-out ablations; None: undefined
+    masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))  # [ablations, groups] kept
+    ablation_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [ablations] log p(target)
+    full_score: float = 0.0  # log p(target) with nothing removed
+    empty_score: float = 0.0  # log p(target) with every removable group removed
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "group_labels", tuple(str(label) for label in self.group_labels))
+        object.__setattr__(self, "groups", tuple(tuple(int(index) for index in group) for group in self.groups))
+        object.__setattr__(self, "group_weights", _as_float_array(self.group_weights, "group weights", 1))
+        object.__setattr__(self, "ablation_scores", _as_float_array(self.ablation_scores, "ablation scores", 1))
+        masks = np.array(self.masks, dtype=bool, copy=True)
+        masks.setflags(write=False)
+        object.__setattr__(self, "masks", masks)
+        n_groups = len(self.groups)
+        if (masks.ndim != 2 or len(self.group_labels) != n_groups or self.group_weights.shape != (n_groups,)
+                or masks.shape[1] != n_groups or self.ablation_scores.shape != (masks.shape[0],)):
+            raise ValueError(
+                f"context ablation shapes disagree: {len(self.group_labels)} labels, {n_groups} groups, weights "
+                f"{self.group_weights.shape}, masks {masks.shape}, ablation scores {self.ablation_scores.shape}")
+        positions = [index for group in self.groups for index in group]
+        if len(set(positions)) != len(positions) or any(not 0 <= index < self.n_tokens for index in positions):
+            raise ValueError(f"context ablation groups must be disjoint positions of the {self.n_tokens} input tokens")
+        if any(not group for group in self.groups):
+            raise ValueError("context ablation groups must not be empty")
+        expected = np.zeros(self.n_tokens)
+        for group, weight in zip(self.groups, self.group_weights):
+            expected[list(group)] = weight
+        if not np.array_equal(expected, self.scores):
+            raise ValueError("context ablation token scores must be their group's weight (0 outside the groups)")
+        for name in ("intercept", "full_score", "empty_score"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value):
+                raise ValueError(f"context ablation {name} is not finite ({value})")
+            object.__setattr__(self, name, value)
+        _check_finite(self.ablation_scores, "ablation scores")
+
+    @property
+    def n_ablations(self) -> int:
+        return int(self.masks.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        result = super().to_dict()
+        result.update(
+            granularity=self.granularity,
+            groups=[{"label": label, "tokens": list(group), "weight": float(weight)}
+                    for label, group, weight in zip(self.group_labels, self.groups, self.group_weights)],
+            intercept=self.intercept,
+            heldout_lds=self.heldout_lds,
+            n_ablations=self.n_ablations,
+            full_score=self.full_score,
+            empty_score=self.empty_score,
+            masks=[[int(kept) for kept in row] for row in self.masks],
+            ablation_scores=[float(value) for value in self.ablation_scores],
+        )
+        return result
+
+
+@dataclass(frozen=True)
 class Target:
     """The token being explained: its text, vocabulary id, and index in prompt + generated tokens."""
 
@@ -412,6 +483,10 @@ class Analysis:
             rule = combine_rule(name, getattr(result, "aggregation", None))
             if rule != "remove":
                 scores[name] = grouping.combine(result.scores, rule)
+            elif isinstance(result, ContextAblationScores) and result.granularity == grouping.granularity:
+                # The surrogate's weight per removable group; held groups were never removed: 0.
+                weights = dict(zip(result.groups, result.group_weights))
+                scores[name] = np.array([float(weights.get(group.tokens, 0.0)) for group in grouping.groups])
             elif isinstance(result, OcclusionScores) and grouping.granularity in result.groups:
                 scores[name] = np.array(result.groups[grouping.granularity])
                 if scores[name].shape != (len(grouping),):

@@ -19,10 +19,13 @@ from .limits import (  # noqa: F401 (re-exported: the limits are settings' facts
     AUTO_FIRST_INTERVALS,
     COMPLETENESS_TOLERANCE,
     DEFAULT_MAX_PROMPT_TOKENS,
+    DEFAULT_ABLATIONS,
     DEFAULT_TARGET_ERROR,
+    MAX_ABLATIONS,
     MAX_AUTO_STEPS,
     MAX_NEW_TOKENS_LIMIT,
     MAX_STEPS,
+    MIN_ABLATIONS,
 )
 from .validation import (
     check_control_characters,
@@ -193,6 +196,7 @@ class Settings:
     # whole groups. The token scores are always kept, so a result regroups without the model.
     granularity: str = "token"
     separator: str | None = None  # segments: split at this text instead of at blank lines
+    n_ablations: int = DEFAULT_ABLATIONS  # context ablation: random ablations its surrogate is fitted on
 
     def __post_init__(self) -> None:
         checked = {
@@ -217,6 +221,7 @@ class Settings:
             "continuation": _validate_continuation(self.continuation),
             "granularity": validate_granularity(self.granularity),
             "separator": _validate_separator(self.separator),
+            "n_ablations": validate_integer(self.n_ablations, "n_ablations", MIN_ABLATIONS, MAX_ABLATIONS),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)

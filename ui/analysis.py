@@ -221,7 +221,8 @@ def analyze(*arguments: Any, **keywords: Any) -> list[Any]:
     `system`: the system prompt with chat ('' = the template's default). `ig_auto` (or ig_steps="auto"):
     IG refines its steps until its completeness error is at most `target_error` (0.01 = 1%). `score`:
     what the gradient methods and IG explain (logit | probability | log_probability). `hold_context`: IG's
-    baseline keeps the held context at its real embeddings. (`contrast_pick`, the UI's picked foil id, is
+    baseline keeps the held context at its real embeddings. `n_ablations`: context ablation's random
+    ablations (8..1024). (`contrast_pick`, the UI's picked foil id, is
     not part of the API.)
 
     Returns the generated answer, the explained token, then per method its notes, highlighted tokens

@@ -10,7 +10,9 @@ import gradio as gr
 
 from attribution.catalog import CATALOG
 from attribution.display.labels import method_label
-from attribution.settings import AGGREGATIONS, BASELINE_LABELS, MAX_NEW_TOKENS_LIMIT, MAX_STEPS, SCORES, allowed_models
+from attribution.settings import (
+    AGGREGATIONS, BASELINE_LABELS, MAX_ABLATIONS, MAX_NEW_TOKENS_LIMIT, MAX_STEPS, MIN_ABLATIONS, SCORES, allowed_models,
+)
 
 from .inputs import PRESET_CONTROLS, TARGET_CHOICES, chat_default, deep_link_settings, preset_settings
 from .inputs import model_choices as picker_choices
@@ -116,6 +118,11 @@ def generation_and_ig_controls(defaults: Mapping[str, Any] = DEFAULTS) -> dict[s
                  "embeddings (they get exactly 0). Generated tokens before the explained one are not "
                  "held: holding them made IG less complete on SmolLM2 (32% → 68% error)",
             elem_id="hold-context")
+    with gr.Row():
+        controls["n_ablations"] = gr.Slider(
+            MIN_ABLATIONS, MAX_ABLATIONS, value=defaults["n_ablations"], step=1, label="Context ablation: ablations",
+            info="random subsets of the sentences removed to fit its surrogate (one forward pass each): more "
+                 "give steadier weights and a better held-out fit, slower", elem_id="n-ablations")
     return controls
 
 

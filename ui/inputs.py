@@ -18,8 +18,10 @@ from attribution.display.labels import quoted_token
 from attribution.settings import (
     AGGREGATIONS,
     BASELINE_LABELS,
+    MAX_ABLATIONS,
     MAX_NEW_TOKENS_LIMIT,
     MAX_STEPS,
+    MIN_ABLATIONS,
     PRESET_FIELDS,
     SCORES,
     Settings,
@@ -239,7 +241,7 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
     max_new_tokens, steps (a number, or "auto" = auto=1), baseline, aggregation, target (next |
     generated | text | span), k, text, span (k-m), contrast (text), answer_map, trust, hide_special and chat (0 or 1),
     system (text), auto (0 or 1: IG steps to a target error), target_error (between 0 and 1), score,
-    hold_context and answer_map_ig (0 or 1), continuation (text). A link that names a model but not chat gets that model's
+    hold_context and answer_map_ig (0 or 1), continuation (text), ablations (context ablation's count). A link that names a model but not chat gets that model's
     `chat_default`, as picking the model in the page would.
     """
     settings: dict[str, Any] = {}
@@ -272,7 +274,7 @@ def _link_numbers(query: Mapping[str, str]) -> dict[str, Any]:
     """A deep link's numbers that are in range: max_new_tokens, steps, k and target_error."""
     numbers: dict[str, Any] = {}
     for key, low, high in (("max_new_tokens", 0, MAX_NEW_TOKENS_LIMIT), ("steps", 1, MAX_STEPS),
-                           ("k", 1, MAX_NEW_TOKENS_LIMIT)):
+                           ("k", 1, MAX_NEW_TOKENS_LIMIT), ("ablations", MIN_ABLATIONS, MAX_ABLATIONS)):
         try:
             value = int(query[key])
         except (KeyError, ValueError):

@@ -94,6 +94,9 @@ SETTINGS: tuple[Setting, ...] = (
     # Explain → a stretch of the answer: generated tokens "k-m", typed or picked by clicking the answer twice.
     Setting("target_span", "span", "", "text", "target", only_with=("target", "span")),
     Setting("continuation", "continuation", "", "value", "continuation"),  # "" = none; else explained as a span
+    # Context ablation's random ablations (one forward pass each; the library's default, chosen by
+    # measurement: README, "Which sentence answered").
+    Setting("n_ablations", "ablations", SEED.n_ablations, "value", "n_ablations"),
 )
 
 #: The Settings fields filled by several inputs (see the module's docstring): field → those inputs.
