@@ -127,6 +127,10 @@ class IntegratedGradientsScores(MethodScores):
         result = super().to_dict()
         result.update(
             convergence_delta=self.convergence_delta,
+            # F(input) and F(baseline), so that a result read back (`attribution.result_json`) keeps its
+            # completeness error in every aggregation.
+            input_output=self.input_output,
+            baseline_output=self.baseline_output,
             n_steps=int(self.n_steps),
             baseline=self.baseline,
             aggregation=self.aggregation,
@@ -505,6 +509,7 @@ class Analysis:
             "input_tokens": list(self.input_tokens),
             "input_ids": [int(value) for value in self.input_ids],
             "generated_text": self.generated_text,
+            "generated_ids": [int(value) for value in self.generated_ids],
             "target": self.target.to_dict(),
             "methods": {name: scores.to_dict() for name, scores in self.methods.items()},
             "special_tokens": [bool(value) for value in self.special_tokens],
@@ -513,6 +518,8 @@ class Analysis:
             "chat": bool(self.chat),
             "top_predictions": [prediction.to_dict() for prediction in self.top_predictions],
         }
+        if self.n_prompt_tokens is not None:  # which input tokens are the prompt's (the rest: generated)
+            result["n_prompt_tokens"] = int(self.n_prompt_tokens)
         if self.chat and self.system is not None:
             result["system"] = self.system
         if self.foil is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -39,7 +39,7 @@ from .controls import (
 from .inputs import PRESET_CONTROLS, chat_default
 from .runtime import is_hosted
 from .settings import SETTING_KEYS, example_rows, page_defaults, share_js
-from .tabs import answer_map, compare, method
+from .tabs import answer_map, compare, method, whatif
 from .view import EXPLAINED
 
 INTRO = (
@@ -92,6 +92,7 @@ class Page:
     state: gr.State  # the session's stored result's id (`ui.store`)
     open_tab: gr.Textbox  # which tab is open (its figures are drawn first)
     examples_slot: gr.Column
+    whatif: dict[str, Any] = field(default_factory=dict)  # the What-if / compare tab's own components
 
     def components(self, keys: Any) -> list[Any]:
         return [self.outputs[key] for key in keys]
@@ -162,6 +163,8 @@ def build_layout(default_model: str, choices: list[tuple[str, str]],
             map_pickers = answer_map.build(outputs)
         with gr.Tab("Compare", id="compare", elem_id="tab-compare") as tabs["compare"]:
             compare.build(outputs)
+        with gr.Tab("What-if / compare", id="whatif", elem_id="tab-whatif"):
+            whatif_parts = whatif.build(default_model, list(choices), allow_custom=not is_hosted())
     share = downloads.build(outputs)
     outputs["state"] = state = gr.State(None, time_to_live=exports.EXPORT_TTL_S)
     # A cached example's result id (its state, which gradio's example cache cannot hold).
@@ -172,7 +175,7 @@ def build_layout(default_model: str, choices: list[tuple[str, str]],
         outputs[f"{name}:layer"] = method_controls[name]["layer"]
         outputs[f"{name}:heads"] = method_controls[name]["heads"]
     return Page(controls, outputs, method_controls, map_pickers, tabs, share, answer_tokens, contrast_pick, state,
-                open_tab, examples_slot)
+                open_tab, examples_slot, whatif_parts)
 
 
 #: The answer as it is generated (the hidden answer text changes with each token) shown in the clickable
@@ -291,6 +294,7 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
         wire_views(page)
         wire_settings(page)
         wire_links(demo, page, defaults, [value for _label, value in choices])
+        whatif.wire(page.whatif, page.state, PRIVATE)
         with page.examples_slot:
             examples = gr.Examples(
                 example_rows(defaults), page.setting_inputs, page.components(EXAMPLE_KEYS), fn=analyze_example,
