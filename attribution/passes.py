@@ -1,9 +1,10 @@
-"""Model passes shared by the methods: embeddings, the explained score, input gradients, attention
-maps, masked forwards, and sizing batches to free memory.
+"""Model passes shared by the methods: embeddings, the explained score, input gradients, masked
+forwards, and sizing batches to free memory.
 
 Work that two methods need (input gradients for gradient and input×gradient — which Integrated
-Gradients also yields from its own batches —, the eager attention pass for attention and rollout) is
-computed once per request and kept in the request's `SharedWork` (see `attribution.shared`).
+Gradients also yields from its own batches —, the attention-rows pass for attention and rollout,
+`attribution.attention_rows`) is computed once per request and kept in the request's `SharedWork`
+(see `attribution.shared`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 from .cancel import check as check_cancelled
 from .groups import Grouping
-from .models import LoadedModel, eager_attention
+from .models import LoadedModel
 from .settings import SCORES, Settings  # noqa: F401 (SCORES re-exported)
 
 
@@ -212,30 +213,6 @@ def input_gradient_pass(loaded: LoadedModel, request: AttributionRequest) -> tor
         score = request_score(loaded, request, embeddings)
         (gradients,) = torch.autograd.grad(score.sum(), embeddings)
     return at_least_fp32(gradients[0])
-
-
-@dataclass(frozen=True)
-class AttentionMaps:
-    last_rows: torch.Tensor  # [layers, heads, seq]: what the last position attends to, per head
-    head_mean: torch.Tensor  # [layers, seq, seq]: full maps, heads averaged (for rollout)
-
-
-def attention_maps(loaded: LoadedModel, input_ids: torch.Tensor) -> AttentionMaps:
-    """One eager forward with attention weights, gathered on the CPU in fp32."""
-    with torch.inference_mode(), eager_attention(loaded):
-        output = loaded.model(
-            input_ids=input_ids.unsqueeze(0), output_attentions=True, logits_to_keep=1, use_cache=False
-        )
-    attentions = output.attentions
-    if not attentions or len(attentions) != loaded.n_layers or any(layer is None for layer in attentions):
-        raise RuntimeError(
-            f"the model returned {len(attentions or ())} attention tensors for {loaded.n_layers} layers; "
-            "its attention implementation does not expose weights"
-        )
-    # Layers may sit on different GPUs under device_map: gather on the CPU.
-    last_rows = torch.stack([at_least_fp32(layer[0, :, -1, :]).cpu() for layer in attentions])
-    head_mean = torch.stack([at_least_fp32(layer[0]).mean(dim=0).cpu() for layer in attentions])
-    return AttentionMaps(last_rows=last_rows, head_mean=head_mean)
 
 
 def log_probability_scores(
