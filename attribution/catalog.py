@@ -189,6 +189,32 @@ CATALOG: dict[str, MethodInfo] = {
             # by hiding the whole group.
             combine="remove",
         ),
+        MethodInfo(
+            name="context_ablation",
+            function="context_ablation:context_ablation",
+            label="Context ablation",
+            description="Each sentence's weight in a sparse linear model of the target's log-probability, "
+                        "fitted on random removals of sentences (ContextCite).",
+            help=(
+                "Removes random halves of the prompt's sentences (or segments, words: the granularity) many "
+                "times, and fits a sparse linear model (lasso) of the explained token's log-probability over "
+                "which sentences were kept, as ContextCite does: a sentence's weight is how much keeping it "
+                "raises (red) or lowers (purple) the log-probability. Every token of a sentence shows its "
+                "sentence's weight; held context (template, special tokens) is never removed. Its own trust "
+                "figure is the held-out fit (LDS): how well the linear model ranks ablations it was not fitted "
+                "on. One forward pass per ablation, batched."
+            ),
+            color="darkorchid",
+            signed=True,
+            target_dependent=True,
+            layered=False,
+            answer_map=False,
+            axis_label="{label}: weight of the token's sentence (log-probability)",
+            explains="log_probability",
+            costly=True,
+            # Its weights are measured per group by removing whole groups (never summed from tokens).
+            combine="remove",
+        ),
     )
 }
 

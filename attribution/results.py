@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -128,6 +128,10 @@ class IntegratedGradientsScores(MethodScores):
         result = super().to_dict()
         result.update(
             convergence_delta=self.convergence_delta,
+            # F(input) and F(baseline), so that a result read back (`attribution.result_json`) keeps its
+            # completeness error in every aggregation.
+            input_output=self.input_output,
+            baseline_output=self.baseline_output,
             n_steps=int(self.n_steps),
             baseline=self.baseline,
             aggregation=self.aggregation,
@@ -167,6 +171,97 @@ class OcclusionScores(MethodScores):
 
 
 @dataclass(frozen=True)
+class ContextAblationScores(MethodScores):
+    """Context attribution by ablation (ContextCite's surrogate): random subsets of the removable groups
+    (sentences, segments, ...) are removed, and a lasso of the target's log-probability over which groups
+    were kept gives each group a weight. Every token of a group scores its group's weight (held tokens 0),
+    so the per-token figures draw it; the groups, their weights and the surrogate's fit are kept here."""
+
+    granularity: str = "sentence"
+    group_labels: tuple[str, ...] = ()  # [groups] each group's text
+    groups: tuple[tuple[int, ...], ...] = ()  # [groups] the input positions of each removable group
+    group_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [groups]
+    intercept: float = 0.0  # the surrogate's prediction with every group removed
+    heldout_lds: float | None = None  # Spearman(predicted, actual) over held-out ablations; None: undefined
+    masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))  # [ablations, groups] kept
+    ablation_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [ablations] log p(target)
+    full_score: float = 0.0  # log p(target) with nothing removed
+    empty_score: float = 0.0  # log p(target) with every removable group removed
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "group_labels", tuple(str(label) for label in self.group_labels))
+        object.__setattr__(self, "groups", tuple(tuple(int(index) for index in group) for group in self.groups))
+        object.__setattr__(self, "group_weights", _as_float_array(self.group_weights, "group weights", 1))
+        object.__setattr__(self, "ablation_scores", _as_float_array(self.ablation_scores, "ablation scores", 1))
+        masks = np.array(self.masks, dtype=bool, copy=True)
+        masks.setflags(write=False)
+        object.__setattr__(self, "masks", masks)
+        n_groups = len(self.groups)
+        if (masks.ndim != 2 or len(self.group_labels) != n_groups or self.group_weights.shape != (n_groups,)
+                or masks.shape[1] != n_groups or self.ablation_scores.shape != (masks.shape[0],)):
+            raise ValueError(
+                f"context ablation shapes disagree: {len(self.group_labels)} labels, {n_groups} groups, weights "
+                f"{self.group_weights.shape}, masks {masks.shape}, ablation scores {self.ablation_scores.shape}")
+        positions = [index for group in self.groups for index in group]
+        if len(set(positions)) != len(positions) or any(not 0 <= index < self.n_tokens for index in positions):
+            raise ValueError(f"context ablation groups must be disjoint positions of the {self.n_tokens} input tokens")
+        if any(not group for group in self.groups):
+            raise ValueError("context ablation groups must not be empty")
+        expected = np.zeros(self.n_tokens)
+        for group, weight in zip(self.groups, self.group_weights):
+            expected[list(group)] = weight
+        if not np.array_equal(expected, self.scores):
+            raise ValueError("context ablation token scores must be their group's weight (0 outside the groups)")
+        for name in ("intercept", "full_score", "empty_score"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value):
+                raise ValueError(f"context ablation {name} is not finite ({value})")
+            object.__setattr__(self, name, value)
+        _check_finite(self.ablation_scores, "ablation scores")
+
+    @property
+    def n_ablations(self) -> int:
+        return int(self.masks.shape[0])
+
+    def weights_per(self, groups: Sequence[Sequence[int]], granularity: str) -> np.ndarray:
+        """[len(groups)] the surrogate's weight of each of another grouping's groups (token positions): a
+        group made of whole ablated groups weighs their sum (the surrogate is linear in which groups are
+        kept: removing them together is predicted to cost the sum); a group inside one ablated group shows
+        that group's weight, as its tokens do; a group of held context 0. ValueError for a group that cuts
+        across an ablated one (a word grouping would, at sentence ablation, never: words lie in sentences)."""
+        owner = {index: number for number, group in enumerate(self.groups) for index in group}
+        values = []
+        for group in groups:
+            touched = {owner[index] for index in group if index in owner}
+            whole = all(set(self.groups[number]) <= set(group) for number in touched)
+            if len(touched) == 1 and not whole and all(index in owner for index in group):
+                values.append(float(self.group_weights[touched.pop()]))  # inside one ablated group
+            elif whole:
+                values.append(float(sum(self.group_weights[number] for number in touched)))
+            else:
+                raise ValueError(f"context ablation removed whole {self.granularity}s; a {granularity} that cuts "
+                                 f"across them has no weight: analyse again with granularity {granularity!r}")
+        return np.array(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        result = super().to_dict()
+        result.update(
+            granularity=self.granularity,
+            groups=[{"label": label, "tokens": list(group), "weight": float(weight)}
+                    for label, group, weight in zip(self.group_labels, self.groups, self.group_weights)],
+            intercept=self.intercept,
+            heldout_lds=self.heldout_lds,
+            n_ablations=self.n_ablations,
+            full_score=self.full_score,
+            empty_score=self.empty_score,
+            masks=[[int(kept) for kept in row] for row in self.masks],
+            ablation_scores=[float(value) for value in self.ablation_scores],
+        )
+        return result
+
+
+@dataclass(frozen=True)
 class Target:
     """The token being explained: its text, vocabulary id, and index in prompt + generated tokens."""
 
@@ -176,6 +271,53 @@ class Target:
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "id": int(self.id), "position": int(self.position)}
+
+
+SPAN_SOURCES = ("answer", "continuation")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of tokens explained as one score: the sum of its tokens' scores, each token with the
+    earlier ones teacher-forced (its last token is the analysis's `target`, the others end its input)."""
+
+    tokens: tuple[str, ...]  # [S] display strings, in order
+    ids: tuple[int, ...]  # [S]
+    start: int  # index of its first token in input tokens + target (its last token sits at target.position)
+    text: str  # the stretch decoded
+    # "answer": the generated tokens first..last (1-based, Settings.target (k, m)); "continuation": the
+    # text of Settings.continuation, teacher-forced right after the prompt (first and last None).
+    source: str = "answer"
+    first: int | None = None
+    last: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tokens", tuple(self.tokens))
+        object.__setattr__(self, "ids", tuple(int(value) for value in self.ids))
+        if not self.ids or len(self.tokens) != len(self.ids):
+            raise ValueError(f"a span needs one or more tokens, each with an id: {len(self.tokens)} tokens, "
+                             f"{len(self.ids)} ids")
+        if self.source not in SPAN_SOURCES:
+            raise ValueError(f"unknown span source {self.source!r}; valid choices: {', '.join(SPAN_SOURCES)}")
+        numbered = self.source == "answer"
+        if numbered and (self.first is None or self.last is None or self.last - self.first + 1 != len(self.ids)):
+            raise ValueError(f"an answer span's tokens {self.first}..{self.last} must number its {len(self.ids)} tokens")
+        if not numbered and (self.first is not None or self.last is not None):
+            raise ValueError("a continuation span has no generated-token numbers (first and last are None)")
+
+    @property
+    def end(self) -> int:
+        """Index of its last token (the target's position)."""
+        return self.start + len(self.ids) - 1
+
+    @property
+    def label(self) -> str:
+        """In words: 'generated tokens 2-5' or 'the continuation'."""
+        return f"generated tokens {self.first}-{self.last}" if self.source == "answer" else "the continuation"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokens": list(self.tokens), "ids": list(self.ids), "start": int(self.start), "text": self.text,
+                "source": self.source, "first": self.first, "last": self.last}
 
 
 @dataclass(frozen=True)
@@ -251,6 +393,8 @@ class Analysis:
     answer_map: Mapping[str, AnswerMap] = field(default_factory=dict)
     trust: TrustReport | None = None  # when requested
     settings: Settings | None = None  # what it was computed with (None: a result built by hand)
+    # A span target (Settings.target (k, m) or continuation): the stretch whose summed score is explained.
+    span: Span | None = None
     # Each input token's characters in the decoded text (attribution.groups), so that the result regroups
     # into words, sentences or segments without the tokenizer; None: a result built by hand.
     token_spans: TokenSpans | None = None
@@ -290,12 +434,22 @@ class Analysis:
             raise ValueError(
                 f"target position {self.target.position} must follow the {ids.shape[0]} input tokens"
             )
+        if self.span is not None:
+            self._check_span(ids)
         for name, result in self.methods.items():
             if result.n_tokens != ids.shape[0]:
                 raise ValueError(f"{name} has {result.n_tokens} scores for {ids.shape[0]} input tokens")
         if self.token_spans is not None and len(self.token_spans) != ids.shape[0]:
             raise ValueError(f"{len(self.token_spans)} token spans for {ids.shape[0]} input tokens")
         object.__setattr__(self, "_groupings", {})
+
+    def _check_span(self, ids: np.ndarray) -> None:
+        span = self.span
+        if span.end != self.target.position or span.ids[-1] != self.target.id:
+            raise ValueError(f"the span's last token (position {span.end}, id {span.ids[-1]}) must be the target "
+                             f"(position {self.target.position}, id {self.target.id})")
+        if [int(value) for value in ids[span.start:]] != list(span.ids[:-1]):
+            raise ValueError("the span's tokens before its last must be the last input tokens (teacher-forced)")
 
     @property
     def n_tokens(self) -> int:
@@ -356,6 +510,8 @@ class Analysis:
             rule = combine_rule(name, getattr(result, "aggregation", None))
             if rule != "remove":
                 scores[name] = grouping.combine(result.scores, rule)
+            elif isinstance(result, ContextAblationScores):
+                scores[name] = result.weights_per([group.tokens for group in grouping.groups], grouping.granularity)
             elif isinstance(result, OcclusionScores) and grouping.granularity in result.groups:
                 scores[name] = np.array(result.groups[grouping.granularity])
                 if scores[name].shape != (len(grouping),):
@@ -385,6 +541,9 @@ class Analysis:
                 changes["per_head"] = _sum_groups(result.per_head, members, len(grouping))
             if isinstance(result, OcclusionScores):
                 changes["groups"] = {}
+            if isinstance(result, ContextAblationScores):  # its ablations are of token positions: the weights only
+                methods[name] = MethodScores(method=name, scores=scores[name])
+                continue
             methods[name] = dataclasses.replace(result, **changes)
         prompt_end = self.n_tokens if self.n_prompt_tokens is None else self.n_prompt_tokens
         return dataclasses.replace(
@@ -408,6 +567,7 @@ class Analysis:
             "input_tokens": list(self.input_tokens),
             "input_ids": [int(value) for value in self.input_ids],
             "generated_text": self.generated_text,
+            "generated_ids": [int(value) for value in self.generated_ids],
             "target": self.target.to_dict(),
             "methods": {name: scores.to_dict() for name, scores in self.methods.items()},
             "special_tokens": [bool(value) for value in self.special_tokens],
@@ -416,10 +576,14 @@ class Analysis:
             "chat": bool(self.chat),
             "top_predictions": [prediction.to_dict() for prediction in self.top_predictions],
         }
+        if self.n_prompt_tokens is not None:  # which input tokens are the prompt's (the rest: generated)
+            result["n_prompt_tokens"] = int(self.n_prompt_tokens)
         if self.chat and self.system is not None:
             result["system"] = self.system
         if self.foil is not None:
             result["contrast"] = {"foil": {"text": self.foil.text, "id": int(self.foil.id)}}
+        if self.span is not None:
+            result["span"] = self.span.to_dict()
         if self.answer_map:
             result["answer_map"] = {name: table.to_dict() for name, table in self.answer_map.items()}
         if self.trust is not None:

@@ -22,33 +22,7 @@ from .faithfulness import (  # noqa: F401 (re-exported: attribution.trust's API)
     removal_counts,
 )
 from .reports import EVIDENCE, Completeness, TrustReport  # noqa: F401 (re-exported)
-
-
-
-def rank_average(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties sharing their average rank (as Spearman's rho needs)."""
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        stop = start
-        while stop + 1 < len(values) and sorted_values[stop + 1] == sorted_values[start]:
-            stop += 1
-        ranks[order[start : stop + 1]] = (start + stop) / 2 + 1
-        start = stop + 1
-    return ranks
-
-
-def spearman(first: np.ndarray, second: np.ndarray) -> float | None:
-    """Spearman's rank correlation; None when undefined: fewer than two tokens (every one held), or
-    either vector constant."""
-    if len(first) < 2:
-        return None
-    first_ranks, second_ranks = rank_average(np.asarray(first)), rank_average(np.asarray(second))
-    if np.ptp(first_ranks) == 0 or np.ptp(second_ranks) == 0:
-        return None
-    return float(np.corrcoef(first_ranks, second_ranks)[0, 1])
+from .ranks import rank_average, spearman  # noqa: F401 (re-exported: attribution.trust's API)
 
 
 def _top(scores: np.ndarray, content: np.ndarray, k: int) -> list[int]:

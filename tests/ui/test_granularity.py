@@ -50,7 +50,7 @@ def test_switching_redraws_per_sentence_without_the_model(by_token, monkeypatch,
     top = values["occlusion:top"]
     order = np.argsort(-grouped[1:], kind="stable") + 1
     assert list(top.iloc[:, 1]) == [token_label(texts[i]) for i in order][:5]
-    assert "Scores per sentence" in values["gradient:notes"] and "drop when the whole sentence" in values["occlusion:notes"]
+    assert "Scores per sentence" in values["gradient:notes"] and "removing whole sentences" in values["occlusion:notes"]
     # The downloads per sentence; the figures drawn per sentence too.
     rows = list(csv.reader(open(values["export:csv"], encoding="utf-8")))
     assert rows[0][0] == "sentence" and [row[1] for row in rows[1:]] == list(sentences.labels)
