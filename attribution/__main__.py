@@ -1,4 +1,5 @@
-"""Command line: `python -m attribution "PROMPT" [--model ...] [--json out.json] [--csv out.csv]`."""
+"""Command line: `python -m attribution "PROMPT" [--model ...] [--json out.json] [--csv out.csv]`, and
+`python -m attribution diff a.json b.json [--json out.json]` (two saved analyses compared: `diff_cli.py`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from .settings import COMPLETENESS_TOLERANCE
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m attribution",
-        description="Explain which input tokens drove a language model's next-token prediction.",
+        description="Explain which input tokens drove a language model's next-token prediction. "
+                    "`python -m attribution diff a.json b.json` compares two saved analyses.",
     )
     parser.add_argument("prompt", help="the text to explain, e.g. 'What is the Capital City of Latvia?'")
     add_analysis_arguments(parser)
@@ -60,6 +62,10 @@ def _header(analysis: Analysis) -> list[str]:
         f"generated: {analysis.generated_text!r}",
         f"target:    {analysis.target.text!r} (id {analysis.target.id}, position {analysis.target.position})"
         + ("" if analysis.foil is None else f" rather than {analysis.foil.text!r} (id {analysis.foil.id})"),
+        *([] if analysis.span is None else [
+            f"stretch:   {analysis.span.text!r} ({analysis.span.label}, positions {analysis.span.start}-"
+            f"{analysis.span.end}): the sum of its {len(analysis.span.ids)} tokens' scores, each with the earlier "
+            "ones teacher-forced"]),
         "",
     ]
 
@@ -146,6 +152,11 @@ def _details(analysis: Analysis) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["diff"]:  # a prompt that is the word "diff" alone would need a trailing space
+        from .diff_cli import main as diff_main
+
+        return diff_main(argv[1:])
     arguments = build_parser().parse_args(argv)
     transformers_logging.disable_progress_bar()
     try:

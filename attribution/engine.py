@@ -131,10 +131,11 @@ def _prepare(loaded: LoadedModel, prompt: str, settings: Settings,
         groups_from_spans(token_spans(loaded.tokenizer, prompt_ids.tolist()), settings.granularity,
                           separator=settings.separator, template=~encoded.user_tokens if settings.chat else None)
     generated_ids, step_logits = generate_with_logits(loaded, prompt_ids, settings.max_new_tokens, on_tokens)
-    resolved = resolve_target(loaded, prompt_ids, generated_ids, settings.target, prompt)
+    resolved = resolve_target(loaded, prompt_ids, generated_ids, settings.target, prompt, settings.continuation)
     # Generation step k saw the prompt and k generated tokens: for the k-th target, the same input.
     step = resolved.input_ids.numel() - prompt_ids.numel()
-    next_token_logits = step_logits[step] if step < len(step_logits) else None  # [vocab]
+    reusable = resolved.from_generation and step < len(step_logits)  # not after a continuation's own tokens
+    next_token_logits = step_logits[step] if reusable else None  # [vocab]
     predictions = tuple(top_predictions(loaded, resolved.input_ids, logits=next_token_logits))
     foil = None if settings.contrast is None else resolve_foil(loaded, settings.contrast, resolved.target)
     special = special_token_mask(loaded, resolved.input_ids).cpu().numpy()
@@ -152,6 +153,8 @@ def _prepare(loaded: LoadedModel, prompt: str, settings: Settings,
         # gradient methods then take their input gradient from a pass of their own (one forward and
         # backward, against IG's 50 or more rows) rather than from IG's input row.
         work=SharedWork(with_integration=False),
+        span_ids=None if resolved.span is None else torch.tensor(resolved.span.ids, device=resolved.input_ids.device),
+        span_positions=resolved.span_positions,
     )
     tokens = tuple(display_tokens(loaded, resolved.input_ids.tolist()))
     try:
@@ -203,6 +206,7 @@ def _assemble(loaded: LoadedModel, prompt: str, settings: Settings, prepared: _P
         answer_map=answer_map or {},
         trust=report,
         settings=settings,
+        span=prepared.resolved.span,
         token_spans=prepared.spans,
     )
 

@@ -15,7 +15,7 @@ import torch
 from .models import LoadedModel
 from .passes import AttributionRequest, at_least_fp32, embed, log_probability_scores
 from .catalog import CATALOG, METHOD_DESCRIPTIONS, METHOD_LABELS  # noqa: F401 (re-exported)
-from .shared import input_gradients, integration, shared_attention_maps
+from .shared import input_gradients, integration, shared_attention, shared_rollout
 from .settings import AGGREGATIONS  # noqa: F401 (re-exported)
 from .results import AttentionScores, IntegratedGradientsScores, MethodScores, OcclusionScores
 
@@ -45,7 +45,7 @@ def input_x_gradient(loaded: LoadedModel, request: AttributionRequest) -> Method
 
 def attention(loaded: LoadedModel, request: AttributionRequest) -> AttentionScores:
     """Attention of the last input position, averaged over heads and layers (the seed's method B)."""
-    last_rows = shared_attention_maps(loaded, request).last_rows  # [layers, heads, seq]
+    last_rows = shared_attention(loaded, request).last_rows  # [layers, heads, seq]
     return AttentionScores(
         method="attention",
         scores=last_rows.mean(dim=(0, 1)).numpy(),
@@ -58,7 +58,9 @@ def rollout(head_mean: torch.Tensor) -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema 2020) of [layers, seq, seq] head-averaged maps → [seq, seq].
 
     Each layer's residual connection is modelled as half identity, half attention (rows renormalised),
-    and layers compose by matrix product from the first layer up.
+    and layers compose by matrix product from the first layer up. The method itself forms only the
+    last row, without the full maps (`attribution.attention_rows.rollout_last_row`); this is the
+    definition that is tested against.
     """
     identity = torch.eye(head_mean.shape[-1], dtype=head_mean.dtype)
     result = identity
@@ -71,8 +73,7 @@ def rollout(head_mean: torch.Tensor) -> torch.Tensor:
 
 def attention_rollout(loaded: LoadedModel, request: AttributionRequest) -> MethodScores:
     """How much of the last position's representation flows from each token through all layers."""
-    head_mean = shared_attention_maps(loaded, request).head_mean.double()  # [layers, seq, seq]
-    return MethodScores(method="attention_rollout", scores=rollout(head_mean)[-1].numpy())
+    return MethodScores(method="attention_rollout", scores=shared_rollout(loaded, request).numpy())
 
 
 def occlusion(loaded: LoadedModel, request: AttributionRequest) -> OcclusionScores:

@@ -349,3 +349,22 @@ def eager_attention(loaded: LoadedModel) -> Iterator[None]:
     finally:
         if previous != "eager":
             model.set_attn_implementation(previous)
+
+
+def loaded_models() -> list[LoadedModel]:
+    """The models this process holds in its loader cache."""
+    with _cache_lock:
+        return list(_cache.values())
+
+
+def release(loaded: LoadedModel) -> None:
+    """Drop `loaded` from the loader cache (its memory is freed once nothing else holds it; a later
+    `load_model` loads it again)."""
+    import gc
+
+    with _cache_lock:
+        for key in [key for key, value in _cache.items() if value is loaded]:
+            del _cache[key]
+    gc.collect()
+    if loaded.device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -174,6 +174,7 @@ class TrustReport:
             "verdict": self.verdict,
             "verdict_positions": list(self.verdict_positions),
             "evidence": self.evidence,
+            "faithfulness_ks": [int(k) for k in self.ks],  # the removal counts the AOPC averaged over
             **({} if self.granularity == "token" else {"trust_granularity": self.granularity}),
         }
 

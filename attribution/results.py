@@ -128,6 +128,10 @@ class IntegratedGradientsScores(MethodScores):
         result = super().to_dict()
         result.update(
             convergence_delta=self.convergence_delta,
+            # F(input) and F(baseline), so that a result read back (`attribution.result_json`) keeps its
+            # completeness error in every aggregation.
+            input_output=self.input_output,
+            baseline_output=self.baseline_output,
             n_steps=int(self.n_steps),
             baseline=self.baseline,
             aggregation=self.aggregation,
@@ -139,6 +143,30 @@ class IntegratedGradientsScores(MethodScores):
                           relative_completeness_error=self.relative_completeness_error)
         if self.aggregation == "sum":
             result["relative_completeness_error"] = self.relative_completeness_error
+        return result
+
+
+@dataclass(frozen=True)
+class OcclusionScores(MethodScores):
+    """Occlusion's token scores plus its drops when whole groups are hidden (a perturbation's scores do
+    not add up: `Analysis.grouped_scores` reads these): granularity → [n_groups], for the groupings of the
+    analysis (its token spans and separator)."""
+
+    groups: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        groups = {}
+        for granularity, values in dict(self.groups).items():
+            validate_granularity(granularity)
+            groups[granularity] = _as_float_array(values, f"{self.method} scores per {granularity}", 1)
+            _check_finite(groups[granularity], f"{self.method} scores per {granularity}")
+        object.__setattr__(self, "groups", groups)
+
+    def to_dict(self) -> dict[str, Any]:
+        result = super().to_dict()
+        if self.groups:
+            result["groups"] = {name: [float(value) for value in values] for name, values in self.groups.items()}
         return result
 
 
@@ -196,25 +224,24 @@ class ContextAblationScores(MethodScores):
     def n_ablations(self) -> int:
         return int(self.masks.shape[0])
 
-    def scores_per(self, groups: Sequence[Sequence[int]]) -> np.ndarray:
-        """[len(groups)] scores for another grouping of the input tokens, from the weights: a group that
-        holds whole ablated groups scores the sum of their weights (the surrogate's change when all of
-        them are kept rather than removed), a group inside one ablated group its weight (as each of its
-        tokens shows), a group without an ablated token 0. ValueError for a group that cuts across two."""
-        owner = np.full(self.n_tokens, -1)
-        for number, group in enumerate(self.groups):
-            owner[list(group)] = number
+    def weights_per(self, groups: Sequence[Sequence[int]], granularity: str) -> np.ndarray:
+        """[len(groups)] the surrogate's weight of each of another grouping's groups (token positions): a
+        group made of whole ablated groups weighs their sum (the surrogate is linear in which groups are
+        kept: removing them together is predicted to cost the sum); a group inside one ablated group shows
+        that group's weight, as its tokens do; a group of held context 0. ValueError for a group that cuts
+        across an ablated one (a word grouping would, at sentence ablation, never: words lie in sentences)."""
+        owner = {index: number for number, group in enumerate(self.groups) for index in group}
         values = []
-        for tokens in groups:
-            owners = sorted({int(owner[index]) for index in tokens} - {-1})
-            inside = [number for number in owners if set(self.groups[number]) <= set(tokens)]
-            if len(inside) == len(owners):
-                values.append(float(self.group_weights[inside].sum()) if inside else 0.0)
-            elif len(owners) == 1:
-                values.append(float(self.group_weights[owners[0]]))
+        for group in groups:
+            touched = {owner[index] for index in group if index in owner}
+            whole = all(set(self.groups[number]) <= set(group) for number in touched)
+            if len(touched) == 1 and not whole and all(index in owner for index in group):
+                values.append(float(self.group_weights[touched.pop()]))  # inside one ablated group
+            elif whole:
+                values.append(float(sum(self.group_weights[number] for number in touched)))
             else:
-                raise ValueError(f"a group of tokens {tuple(tokens)} cuts across the ablated {self.granularity}s; "
-                                 f"context ablation shows groups that hold whole {self.granularity}s or lie in one")
+                raise ValueError(f"context ablation removed whole {self.granularity}s; a {granularity} that cuts "
+                                 f"across them has no weight: analyse again with granularity {granularity!r}")
         return np.array(values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -235,30 +262,6 @@ class ContextAblationScores(MethodScores):
 
 
 @dataclass(frozen=True)
-class OcclusionScores(MethodScores):
-    """Occlusion's token scores plus its drops when whole groups are hidden (a perturbation's scores do
-    not add up: `Analysis.grouped_scores` reads these): granularity → [n_groups], for the groupings of the
-    analysis (its token spans and separator)."""
-
-    groups: Mapping[str, np.ndarray] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        groups = {}
-        for granularity, values in dict(self.groups).items():
-            validate_granularity(granularity)
-            groups[granularity] = _as_float_array(values, f"{self.method} scores per {granularity}", 1)
-            _check_finite(groups[granularity], f"{self.method} scores per {granularity}")
-        object.__setattr__(self, "groups", groups)
-
-    def to_dict(self) -> dict[str, Any]:
-        result = super().to_dict()
-        if self.groups:
-            result["groups"] = {name: [float(value) for value in values] for name, values in self.groups.items()}
-        return result
-
-
-@dataclass(frozen=True)
 class Target:
     """The token being explained: its text, vocabulary id, and index in prompt + generated tokens."""
 
@@ -268,6 +271,53 @@ class Target:
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "id": int(self.id), "position": int(self.position)}
+
+
+SPAN_SOURCES = ("answer", "continuation")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of tokens explained as one score: the sum of its tokens' scores, each token with the
+    earlier ones teacher-forced (its last token is the analysis's `target`, the others end its input)."""
+
+    tokens: tuple[str, ...]  # [S] display strings, in order
+    ids: tuple[int, ...]  # [S]
+    start: int  # index of its first token in input tokens + target (its last token sits at target.position)
+    text: str  # the stretch decoded
+    # "answer": the generated tokens first..last (1-based, Settings.target (k, m)); "continuation": the
+    # text of Settings.continuation, teacher-forced right after the prompt (first and last None).
+    source: str = "answer"
+    first: int | None = None
+    last: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tokens", tuple(self.tokens))
+        object.__setattr__(self, "ids", tuple(int(value) for value in self.ids))
+        if not self.ids or len(self.tokens) != len(self.ids):
+            raise ValueError(f"a span needs one or more tokens, each with an id: {len(self.tokens)} tokens, "
+                             f"{len(self.ids)} ids")
+        if self.source not in SPAN_SOURCES:
+            raise ValueError(f"unknown span source {self.source!r}; valid choices: {', '.join(SPAN_SOURCES)}")
+        numbered = self.source == "answer"
+        if numbered and (self.first is None or self.last is None or self.last - self.first + 1 != len(self.ids)):
+            raise ValueError(f"an answer span's tokens {self.first}..{self.last} must number its {len(self.ids)} tokens")
+        if not numbered and (self.first is not None or self.last is not None):
+            raise ValueError("a continuation span has no generated-token numbers (first and last are None)")
+
+    @property
+    def end(self) -> int:
+        """Index of its last token (the target's position)."""
+        return self.start + len(self.ids) - 1
+
+    @property
+    def label(self) -> str:
+        """In words: 'generated tokens 2-5' or 'the continuation'."""
+        return f"generated tokens {self.first}-{self.last}" if self.source == "answer" else "the continuation"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokens": list(self.tokens), "ids": list(self.ids), "start": int(self.start), "text": self.text,
+                "source": self.source, "first": self.first, "last": self.last}
 
 
 @dataclass(frozen=True)
@@ -343,6 +393,8 @@ class Analysis:
     answer_map: Mapping[str, AnswerMap] = field(default_factory=dict)
     trust: TrustReport | None = None  # when requested
     settings: Settings | None = None  # what it was computed with (None: a result built by hand)
+    # A span target (Settings.target (k, m) or continuation): the stretch whose summed score is explained.
+    span: Span | None = None
     # Each input token's characters in the decoded text (attribution.groups), so that the result regroups
     # into words, sentences or segments without the tokenizer; None: a result built by hand.
     token_spans: TokenSpans | None = None
@@ -382,12 +434,22 @@ class Analysis:
             raise ValueError(
                 f"target position {self.target.position} must follow the {ids.shape[0]} input tokens"
             )
+        if self.span is not None:
+            self._check_span(ids)
         for name, result in self.methods.items():
             if result.n_tokens != ids.shape[0]:
                 raise ValueError(f"{name} has {result.n_tokens} scores for {ids.shape[0]} input tokens")
         if self.token_spans is not None and len(self.token_spans) != ids.shape[0]:
             raise ValueError(f"{len(self.token_spans)} token spans for {ids.shape[0]} input tokens")
         object.__setattr__(self, "_groupings", {})
+
+    def _check_span(self, ids: np.ndarray) -> None:
+        span = self.span
+        if span.end != self.target.position or span.ids[-1] != self.target.id:
+            raise ValueError(f"the span's last token (position {span.end}, id {span.ids[-1]}) must be the target "
+                             f"(position {self.target.position}, id {self.target.id})")
+        if [int(value) for value in ids[span.start:]] != list(span.ids[:-1]):
+            raise ValueError("the span's tokens before its last must be the last input tokens (teacher-forced)")
 
     @property
     def n_tokens(self) -> int:
@@ -449,7 +511,7 @@ class Analysis:
             if rule != "remove":
                 scores[name] = grouping.combine(result.scores, rule)
             elif isinstance(result, ContextAblationScores):
-                scores[name] = result.scores_per([group.tokens for group in grouping.groups])
+                scores[name] = result.weights_per([group.tokens for group in grouping.groups], grouping.granularity)
             elif isinstance(result, OcclusionScores) and grouping.granularity in result.groups:
                 scores[name] = np.array(result.groups[grouping.granularity])
                 if scores[name].shape != (len(grouping),):
@@ -479,6 +541,9 @@ class Analysis:
                 changes["per_head"] = _sum_groups(result.per_head, members, len(grouping))
             if isinstance(result, OcclusionScores):
                 changes["groups"] = {}
+            if isinstance(result, ContextAblationScores):  # its ablations are of token positions: the weights only
+                methods[name] = MethodScores(method=name, scores=scores[name])
+                continue
             methods[name] = dataclasses.replace(result, **changes)
         prompt_end = self.n_tokens if self.n_prompt_tokens is None else self.n_prompt_tokens
         return dataclasses.replace(
@@ -502,6 +567,7 @@ class Analysis:
             "input_tokens": list(self.input_tokens),
             "input_ids": [int(value) for value in self.input_ids],
             "generated_text": self.generated_text,
+            "generated_ids": [int(value) for value in self.generated_ids],
             "target": self.target.to_dict(),
             "methods": {name: scores.to_dict() for name, scores in self.methods.items()},
             "special_tokens": [bool(value) for value in self.special_tokens],
@@ -510,10 +576,14 @@ class Analysis:
             "chat": bool(self.chat),
             "top_predictions": [prediction.to_dict() for prediction in self.top_predictions],
         }
+        if self.n_prompt_tokens is not None:  # which input tokens are the prompt's (the rest: generated)
+            result["n_prompt_tokens"] = int(self.n_prompt_tokens)
         if self.chat and self.system is not None:
             result["system"] = self.system
         if self.foil is not None:
             result["contrast"] = {"foil": {"text": self.foil.text, "id": int(self.foil.id)}}
+        if self.span is not None:
+            result["span"] = self.span.to_dict()
         if self.answer_map:
             result["answer_map"] = {name: table.to_dict() for name, table in self.answer_map.items()}
         if self.trust is not None:

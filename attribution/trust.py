@@ -25,7 +25,6 @@ from .reports import EVIDENCE, Completeness, TrustReport  # noqa: F401 (re-expor
 from .ranks import rank_average, spearman  # noqa: F401 (re-exported: attribution.trust's API)
 
 
-
 def _top(scores: np.ndarray, content: np.ndarray, k: int) -> list[int]:
     """Content-token positions of the k largest scores, largest first."""
     return content_order(scores, content)[:k]

@@ -12,6 +12,7 @@ and what was done stays on the page.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import threading
@@ -33,7 +34,7 @@ from .runtime import gpu, spaces
 from .settings import DEFAULTS, SETTING_KEYS
 from .tabs import answer_map, compare, method
 from .timing import Clock, costly, seconds_text
-from .view import View, answer_view, contrast_options, explained_answer_token, result_settings
+from .view import View, answer_view, contrast_options, explained_answer_token, explained_through, result_settings
 
 #: The outputs of the analyze event (and of `/analyze` in the API), in this order.
 OUTPUT_KEYS = (
@@ -70,25 +71,50 @@ def render(analysis: attribution.Analysis, view: View, *, running: bool = False,
     analysis so far (results as they come): what is still to come says it is being computed, and the
     downloads wait for the whole result; `replaces`: the stored id of its previous stage."""
     settings = result_settings(analysis)
+    shown = analysis.regrouped(view.granularity)  # the method tabs and the comparison: per the view's groups
     values: dict[str, Any] = {key: None for key in OUTPUT_KEYS
                               if key in figures.FIGURE_KEYS or key.startswith("export:")}
     values |= {
         "answer": analysis.generated_text,
-        "explained": explained_line(analysis, describe_target(settings.target)),
+        "explained": explained_line(analysis, describe_target(settings.target, settings.continuation)),
     }
     for name in CATALOG:
         waiting = running and name in settings.methods and name not in analysis.methods
-        values.update(method.pending(name) if waiting else method.render(analysis, name, view))
+        values.update(method.pending(name) if waiting else method.render(shown, name, view))
     waiting = running and settings.trust and analysis.trust is None
-    values.update(compare.pending() if waiting else compare.render(analysis, view))
+    # The trust panel's counts are of what it ranked: groups at the granularity it was computed per.
+    ranked = shown if analysis.trust is None else analysis.regrouped(analysis.trust.granularity)
+    values.update(compare.pending() if waiting else compare.render(ranked, view))
     waiting = running and settings.all_targets and not analysis.answer_map
     values.update(answer_map.pending() if waiting else answer_map.render(analysis, view))
     if not running:  # the downloads are the whole result's
-        json_path, csv_path = exports.write_result_files(analysis, exports.new_export_dir())
+        json_path, csv_path = exports.write_result_files(exported(analysis, view), exports.new_export_dir())
         values["export:json"], values["export:csv"] = str(json_path), str(csv_path)
     values["export:png"] = None  # drawn when asked for (`figures.export_pngs`)
-    values["state"] = store.remember(analysis, view, replaces=replaces)
+    values["state"] = store.remember(analysis, view, replaces=replaces, shown=shown)
     return [values[key] for key in OUTPUT_KEYS]
+
+
+def exported(analysis: attribution.Analysis, view: View) -> attribution.Analysis:
+    """The result as the downloads write it: per the granularity shown (its groups in the JSON and the CSV).
+    Only the settings' granularity changes; a trust panel says what it was computed per (`trust_granularity`)."""
+    if analysis.settings is None or analysis.settings.granularity == view.granularity:
+        return analysis
+    return dataclasses.replace(analysis, settings=analysis.settings.replace(granularity=view.granularity))
+
+
+def regroup(state: str | None, granularity: Any, hide_special: Any) -> list[Any]:
+    """"Scores per" changed after an analysis: every output (OUTPUT_KEYS) redrawn from the stored result per
+    the new granularity — the model is not run (occlusion has hidden every granularity's groups already) —,
+    stored as the session's result, whose figures the page then draws. Nothing before the first analysis;
+    gr.Error when the text has no such groups (a separator it lacks)."""
+    stored = store.lookup(state)
+    if stored is None:
+        return [gr.update() for _key in OUTPUT_KEYS]
+    try:
+        return render(stored.analysis, stored.view.grouped(granularity).scaled(hide_special))
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
 
 
 def render_waiting(settings: Settings, answer_text: str) -> list[Any]:
@@ -139,6 +165,8 @@ def page_view(loaded: attribution.LoadedModel, analysis: attribution.Analysis, h
         # The clickable answer shows one token per generated id: only the tokenizer can split it so.
         answer_tokens=tuple(attribution.display_tokens(loaded, analysis.generated_ids)),
         explained=explained_answer_token(analysis), left_out_of_map=left_out, map_rerun_s=rerun,
+        explained_through=explained_through(analysis),
+        granularity=result_settings(analysis).granularity,
     )
 
 
@@ -293,11 +321,12 @@ def scaled_views(state: str | None, hide_special: Any, method_name: Any, token: 
     stored = store.lookup(state, warn=False)
     if stored is None:
         return [gr.update() for _key in SCALED_KEYS]
-    analysis, view = stored.analysis, stored.view.scaled(hide_special)
-    exclude = view.exclude(analysis)
+    view = stored.view.scaled(hide_special)
+    shown = stored.shown or stored.analysis
+    exclude = view.exclude(shown)
     values: dict[str, Any] = {}
     for name in CATALOG:
-        values.update(method.scaled(analysis, name, exclude))
+        values.update(method.scaled(shown, name, exclude))
     values["compare:heatmap"] = values["compare:bars"] = None
     values["answer_map:heatmap"], values["answer_map:highlight"] = answer_map.stored_views(
         stored, method_name, token, view.hide_special, draw=False)
@@ -322,14 +351,32 @@ def after_analysis(state: str | None, contrast_pick: Any) -> list[Any]:
             answer_view(stored.view)]
 
 
-def explain_answer_token(state: str | None, event: gr.SelectData) -> list[Any]:
+def explain_answer_token(state: str | None, target: Any, target_span: Any, event: gr.SelectData) -> list[Any]:
     """A generated token clicked in the answer: explain that token (Explain → generated token k); the
-    analysis then runs again. Nothing changes before the first analysis."""
+    analysis then runs again. With Explain → a stretch, two clicks pick it: the first marks its start
+    ("k-" in the stretch box, nothing runs: `analyze_unless_pending`), the second its end ("k-m", then it
+    runs). Nothing changes before the first analysis. Outputs: Explain, k, the stretch box."""
     stored = store.lookup(state)
     count = 0 if stored is None else len(stored.view.answer_tokens)
     if not count or not isinstance(event.index, int):
-        return [gr.update(), gr.update()]
-    return ["generated", token_index(event.index + 1, count)]
+        return [gr.update(), gr.update(), gr.update()]
+    clicked = token_index(event.index + 1, count)
+    if target != "span":
+        return ["generated", clicked, gr.update()]
+    start = pending_start(target_span)
+    if start is None:
+        return [gr.update(), gr.update(), f"{clicked}-"]
+    start = min(start, count)
+    return [gr.update(), gr.update(), f"{min(start, clicked)}-{max(start, clicked)}"]
+
+
+def pending_start(target_span: Any) -> int | None:
+    """The stretch's first token while only it has been clicked ("k-"), else None."""
+    if isinstance(target_span, str) and target_span.strip().endswith("-"):
+        start = target_span.strip()[:-1].strip()
+        if start.isascii() and start.isdigit() and int(start) >= 1:
+            return int(start)
+    return None
 
 
 def pick_contrast(choice: Any, state: str | None) -> list[Any]:

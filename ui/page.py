@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -21,11 +21,13 @@ from .analysis import (
     explain_answer_token,
     example_state,
     pick_contrast,
+    regroup,
     scaled_views,
 )
-from .streaming import STOPPED_KEYS, analyze_stream, stopped_notes
+from .streaming import STOPPED_KEYS, analyze_stream, analyze_unless_pending, stopped_notes
 from .controls import (
     MODEL_KIND_CONTROLS,
+    build_granularity,
     build_hide_special,
     build_prompt_row,
     build_settings,
@@ -39,7 +41,7 @@ from .controls import (
 from .inputs import PRESET_CONTROLS, chat_default
 from .runtime import is_hosted
 from .settings import SETTING_KEYS, example_rows, page_defaults, share_js
-from .tabs import answer_map, compare, method
+from .tabs import answer_map, compare, method, whatif
 from .view import EXPLAINED
 
 INTRO = (
@@ -92,6 +94,7 @@ class Page:
     state: gr.State  # the session's stored result's id (`ui.store`)
     open_tab: gr.Textbox  # which tab is open (its figures are drawn first)
     examples_slot: gr.Column
+    whatif: dict[str, Any] = field(default_factory=dict)  # the What-if / compare tab's own components
 
     def components(self, keys: Any) -> list[Any]:
         return [self.outputs[key] for key in keys]
@@ -149,10 +152,11 @@ def build_layout(default_model: str, choices: list[tuple[str, str]],
         # The answer as text is the API's first output; the page shows it as clickable tokens instead.
         outputs["answer"] = gr.Textbox(label="Generated answer", interactive=False, visible=False, elem_id="answer")
         answer_tokens = gr.HighlightedText(
-            label="Generated answer: click a token to explain it", show_legend=False, show_inline_category=False,
+            label="Generated answer: click a token to explain it (Explain → a stretch: click its first and last token)", show_legend=False, show_inline_category=False,
             combine_adjacent=False, color_map={EXPLAINED: "#f59e0b"}, scale=3, elem_id="answer-tokens")
         outputs["explained"] = gr.Textbox(label="Explained token", interactive=False, scale=4, elem_id="explained")
         controls["hide_special"] = build_hide_special(defaults)
+    controls.update(build_granularity(defaults))
     tabs: dict[str, gr.Tab] = {}
     with gr.Tabs(elem_id="method-tabs"):
         for name in CATALOG:
@@ -162,6 +166,11 @@ def build_layout(default_model: str, choices: list[tuple[str, str]],
             map_pickers = answer_map.build(outputs)
         with gr.Tab("Compare", id="compare", elem_id="tab-compare") as tabs["compare"]:
             compare.build(outputs)
+    # Below the method tabs rather than among them: ten tabs overflow the tab row at 1400 px (gradio hides
+    # the last ones in a menu), and what-if is a step after reading the tabs.
+    with gr.Accordion("What-if: edit the prompt, or compare with another model or prompt", open=False,
+                      elem_id="tab-whatif"):
+        whatif_parts = whatif.build(default_model, list(choices), allow_custom=not is_hosted())
     share = downloads.build(outputs)
     outputs["state"] = state = gr.State(None, time_to_live=exports.EXPORT_TTL_S)
     # A cached example's result id (its state, which gradio's example cache cannot hold).
@@ -172,7 +181,7 @@ def build_layout(default_model: str, choices: list[tuple[str, str]],
         outputs[f"{name}:layer"] = method_controls[name]["layer"]
         outputs[f"{name}:heads"] = method_controls[name]["heads"]
     return Page(controls, outputs, method_controls, map_pickers, tabs, share, answer_tokens, contrast_pick, state,
-                open_tab, examples_slot)
+                open_tab, examples_slot, whatif_parts)
 
 
 #: The answer as it is generated (the hidden answer text changes with each token) shown in the clickable
@@ -201,8 +210,10 @@ def wire_analysis(page: Page) -> None:
                       **PRIVATE)
     page.outputs["answer"].change(None, page.outputs["answer"], page.answer_tokens, js=STREAMED_ANSWER_JS,
                                   queue=False, show_progress="hidden", **PRIVATE)
-    runs.append(page.answer_tokens.select(explain_answer_token, page.state, [controls["target"], controls["target_k"]],
-                                          queue=False, **PRIVATE).then(**page.run, **PRIVATE))
+    runs.append(page.answer_tokens.select(
+        explain_answer_token, [page.state, controls["target"], controls["target_span"]],
+        [controls["target"], controls["target_k"], controls["target_span"]], queue=False, **PRIVATE,
+    ).then(**{**page.run, "fn": analyze_unless_pending}, **PRIVATE))  # a stretch's first click runs nothing
     # The IG tab's offer: the recommended IG settings (the methods as they are), then run.
     ig_controls = [name for name in PRESET_CONTROLS if name != "methods"]
     runs.append(recommend_button.click(lambda: fill_preset("recommended", ig_controls), None,
@@ -239,13 +250,19 @@ def wire_views(page: Page) -> None:
                      show_progress="minimal", **PRIVATE, **IN_ORDER)
     page.controls["hide_special"].input(**page.scaled, trigger_mode="always_last", **PRIVATE).then(
         **page.draw, **PRIVATE)
+    # "Scores per": every output redrawn from the stored result per the new groups (the model is not run);
+    # the new state's change draws the open tab's figures, as after an analysis.
+    page.controls["granularity"].input(regroup, [page.state, page.controls["granularity"], page.controls["hide_special"]],
+                                       page.components(OUTPUT_KEYS), trigger_mode="always_last",
+                                       show_progress="minimal", **PRIVATE, **IN_ORDER)
 
 
 def wire_settings(page: Page) -> None:
     """The settings controls' own events: fields shown with their choice, the model's chat default, the
     contrast picker, the presets (nothing of these runs the model)."""
     controls = page.controls
-    controls["target"].change(target_fields, controls["target"], [controls["target_k"], controls["target_text"]],
+    controls["target"].change(target_fields, controls["target"],
+                              [controls["target_k"], controls["target_text"], controls["target_span"]],
                               queue=False, **PRIVATE)
     # Only the user's pick: a deep link sets the model and its own chat setting together. The IG and answer-map
     # settings follow a chat model too while they are at a model's defaults (`model_picked`).
@@ -288,6 +305,7 @@ def build_demo(default_model: str | None = None, *, cache_examples: bool = True)
         wire_views(page)
         wire_settings(page)
         wire_links(demo, page, defaults, [value for _label, value in choices])
+        whatif.wire(page.whatif, page.state, PRIVATE)
         with page.examples_slot:
             examples = gr.Examples(
                 example_rows(defaults), page.setting_inputs, page.components(EXAMPLE_KEYS), fn=analyze_example,

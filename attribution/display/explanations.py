@@ -48,6 +48,9 @@ def stage_text(stage: Progress, ig_steps: int | float | str) -> str:
 def explained_line(analysis: Analysis, target_description: str) -> str:
     """The explained token (and the contrast's foil) with their ids, for the "Explained token" box."""
     target = quoted_token(analysis.target.text)
+    if analysis.span is not None:  # a stretch: its text and every token's id
+        ids = ", ".join(str(value) for value in analysis.span.ids)
+        return f"{quoted_token(analysis.span.text)}: {target_description} (token ids {ids})"
     if analysis.foil is None:
         return f"{target}: {target_description} (token id {analysis.target.id})"
     foil = quoted_token(analysis.foil.text)
@@ -325,3 +328,20 @@ def answer_map_label(table: AnswerMap | None, index: int) -> str:
         return "One generated token: its sources coloured by score"
     token = quoted_token(table.targets[index - 1])
     return f"Why {token} (generated token {index}): the tokens before it, coloured by score"
+
+
+def grouping_note(name: str, aggregation: str | None, granularity: str) -> str:
+    """How a method's scores are shown per word, sentence or segment (its catalog `combine`), in a sentence
+    for its tab; "" per token."""
+    if granularity == "token":
+        return ""
+    from attribution.catalog import combine_rule
+
+    rule = combine_rule(name, aggregation)
+    how = {"sum": f"its tokens' scores added (they are shares or signed terms, so the {granularity}s' scores "
+                  "keep their total)",
+           "l2": "the L2 norm of its tokens' scores, √Σ s² (the norm over all the group's embedding dimensions)",
+           "remove": f"measured by removing whole {granularity}s (occlusion: the drop when the {granularity} is "
+                     "hidden at once), not added from its tokens' scores"}[rule]
+    return (f"*Scores per {granularity}:* each {granularity}'s score is {how}; the held context stays one "
+            "group per token.")

@@ -247,4 +247,24 @@ def test_other_groupings_read_the_weights(tiny_loaded):
     np.testing.assert_allclose(analysis.grouped_scores("word")["context_ablation"],
                                [result.scores[group.tokens[0]] for group in words.groups])
     with pytest.raises(ValueError, match="cuts across"):
-        result.scores_per([result.groups[0][-1:] + result.groups[1][:1]])
+        result.weights_per([result.groups[0][-1:] + result.groups[1][:1]], "word")
+
+
+def test_a_span_target_sums_its_tokens_log_probabilities_on_the_shortened_prompts(tiny_loaded):
+    input_ids, groups = _sentence_ids(tiny_loaded.tokenizer)
+    span = torch.tensor([21, 22, 11])  # two teacher-forced tokens end the input, then the target
+    extended = torch.cat([input_ids, span[:-1]])
+    positions = torch.arange(extended.numel() - 3, extended.numel())  # the last three input positions
+    request = AttributionRequest(input_ids=extended, target_id=11, span_ids=span, span_positions=positions,
+                                 settings=Settings(n_ablations=8), internal_batch_size=3)
+    result = ablation.context_ablation_scores(tiny_loaded, request, groups, SENTENCES, "sentence")
+
+    def direct(mask):
+        removed = {index for group, kept in zip(groups, mask) if not kept for index in group}
+        kept_ids = torch.tensor([int(token) for index, token in enumerate(extended) if index not in removed])
+        with torch.no_grad():
+            log_probabilities = torch.log_softmax(tiny_loaded.model(input_ids=kept_ids[None]).logits[0].double(), -1)
+        return float(sum(log_probabilities[kept_ids.numel() - 3 + i, span[i]] for i in range(3)))
+
+    np.testing.assert_allclose(result.ablation_scores, [direct(mask) for mask in result.masks], rtol=1e-5, atol=1e-5)
+    assert result.full_score == pytest.approx(direct(np.ones(3, dtype=bool)), abs=1e-5)

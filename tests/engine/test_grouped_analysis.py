@@ -25,7 +25,10 @@ STEPS = 64
 
 @pytest.fixture(scope="module")
 def grouped(tiny_loaded):
-    settings = Settings(methods=tuple(CATALOG), n_steps=STEPS, baseline="pad", aggregation="sum",
+    # Context ablation's weights exist only for the groups it removed (one granularity, never regrouped);
+    # tests/engine/test_context_ablation.py checks them.
+    methods = tuple(name for name in CATALOG if name != "context_ablation")
+    settings = Settings(methods=methods, n_steps=STEPS, baseline="pad", aggregation="sum",
                         max_new_tokens=2, granularity="sentence")
     return attribution.analyze(tiny_loaded, PROMPT, settings)
 
@@ -200,3 +203,40 @@ def test_trust_panel_per_sentence_removes_whole_sentences(tiny_loaded):
                                for k in ks])
         assert report.faithfulness[name].comprehensiveness == pytest.approx(comprehensiveness, rel=1e-4, abs=1e-6)
         assert report.faithfulness[name].sufficiency == pytest.approx(sufficiency, rel=1e-4, abs=1e-6)
+
+
+def test_chat_template_tokens_stay_groups_of_their_own(chat_folder):
+    loaded = attribution.load_model(str(chat_folder), device="cpu")
+    analysis = attribution.analyze(loaded, "Paris is in France. The capital of", methods=("occlusion",),
+                                   max_new_tokens=1, chat=True, granularity="sentence")
+    grouping = analysis.grouping()
+    text = [group for group in grouping.groups if group.kind == "text"]
+    assert [group.label for group in text] == ["Paris is in France.", "The capital of"]
+    typed = set(np.flatnonzero(analysis.user_tokens))
+    assert {token for group in text for token in group.tokens} == typed
+    for group in grouping.groups:
+        if group.kind != "text":
+            assert len(group.tokens) == 1 and analysis.context_tokens[group.tokens[0]]
+    assert len(analysis.grouped_scores()["occlusion"]) == len(grouping)
+
+
+def test_context_ablation_regroups_by_its_surrogates_linearity(tiny_loaded):
+    from attribution.limits import MIN_ABLATIONS
+
+    analysis = attribution.analyze(tiny_loaded, PROMPT, methods=("context_ablation",), max_new_tokens=1,
+                                   n_ablations=max(MIN_ABLATIONS, 32))
+    result = analysis.methods["context_ablation"]
+    assert result.granularity == "sentence"
+    weight_of = {group: float(weight) for group, weight in zip(result.groups, result.group_weights)}
+    sentences = analysis.grouping("sentence")
+    expected = [weight_of.get(group.tokens, 0.0) for group in sentences.groups]
+    np.testing.assert_allclose(analysis.grouped_scores("sentence")["context_ablation"], expected)
+    # A segment weighs the sum of its sentences' weights (the surrogate is linear); a word its sentence's.
+    segments = analysis.grouping("segment")
+    np.testing.assert_allclose(analysis.grouped_scores("segment")["context_ablation"],
+                               [sum(weight for group, weight in weight_of.items() if set(group) <= set(segment.tokens))
+                                for segment in segments.groups])
+    words = analysis.grouping("word")
+    np.testing.assert_allclose(analysis.grouped_scores("word")["context_ablation"],
+                               [result.scores[group.tokens[0]] for group in words.groups])
+    assert analysis.regrouped("segment").methods["context_ablation"].scores.shape == (len(segments),)

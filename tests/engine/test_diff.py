@@ -1,0 +1,124 @@
+"""Diffing two analyses (`attribution.diff`): aligned units, shares, rank correlation, settings, sentence."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import attribution
+from attribution import testing
+from attribution.alignment import align, word_units
+from attribution.diff import diff, shares, unit_scores
+from attribution.ranks import spearman
+from attribution.results import MethodScores
+from helpers import make_rich_analysis
+from conftest import SEED_PROMPT
+
+METHODS = ("gradient", "input_x_gradient", "attention", "integrated_gradients")
+
+
+@pytest.fixture(scope="module")
+def seed_analysis(tiny_loaded):
+    return attribution.analyze(tiny_loaded, SEED_PROMPT, max_new_tokens=3, n_steps=8, methods=METHODS)
+
+
+@pytest.fixture(scope="module")
+def other_tokenizer_loaded(tmp_path_factory):
+    """A tiny model whose tokenizer splits the seed prompt quite differently (300 ids from other text)."""
+    tokenizer = testing.byte_level_bpe(["hello world what is this"] * 4 + list(testing.CORPUS[3:]), 300)
+    folder = testing.build_model_folder(tmp_path_factory.mktemp("other") / "other", tokenizer, seed=3,
+                                        hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    return attribution.load_model(str(folder), device="cpu")
+
+
+def test_an_analysis_diffed_with_itself_is_zero_with_correlation_one(seed_analysis):
+    result = diff(seed_analysis, seed_analysis)
+    assert result.alignment.by == "token" and not result.settings and not result.answer_changed
+    assert set(result.methods) == set(METHODS) and result.is_zero
+    for item in result.methods.values():
+        np.testing.assert_array_equal(item.difference, 0.0)
+        assert item.spearman == pytest.approx(1.0) and item.interval == pytest.approx((1.0, 1.0))
+    assert result.sentence.startswith("Nothing differs")
+
+
+def test_shares_make_scales_compare_and_follow_the_scores():
+    a = make_rich_analysis()
+    scaled = {name: dataclasses.replace(item, scores=item.scores * 10.0) if type(item) is MethodScores else item
+              for name, item in a.methods.items()}
+    b = dataclasses.replace(a, methods=scaled)
+    result = diff(a, b)
+    np.testing.assert_allclose(result.methods["gradient"].difference, 0.0, atol=1e-15)
+    # A share is the unit's score over the sum of |scores| of the content tokens (BOS is held).
+    content = ~a.context_tokens
+    scores = a.methods["gradient"].scores[content]
+    np.testing.assert_allclose(result.methods["gradient"].shares_a, scores / np.abs(scores).sum())
+    # A changed ranking: reversed gradient scores give ρ = −1 on the content tokens.
+    reversed_scores = a.methods["gradient"].scores.copy()
+    reversed_scores[content] = -reversed_scores[content]
+    c = dataclasses.replace(a, methods={**a.methods, "gradient": MethodScores("gradient", reversed_scores)})
+    item = diff(a, c).methods["gradient"]
+    assert item.spearman == pytest.approx(spearman(scores, -scores)) == pytest.approx(-1.0)
+    assert item.interval[1] == pytest.approx(-1.0)
+    assert "gradient" in diff(a, c).to_dict()["methods"]
+
+
+def test_words_align_across_two_different_tokenizers(seed_analysis, other_tokenizer_loaded):
+    other = attribution.analyze(other_tokenizer_loaded, SEED_PROMPT, max_new_tokens=3, n_steps=8, methods=METHODS)
+    assert other.n_tokens != seed_analysis.n_tokens  # really different tokens
+    result = diff(seed_analysis, other)
+    assert result.alignment.by == "word"
+    assert result.units == ("What", "is", "the", "Capital", "City", "of", "Latvia", "?")
+    # Independently of the alignment: each word's tokens, from the tokenizer's own character offsets.
+    for analysis, loaded, units in ((seed_analysis, None, result.alignment.units_a),
+                                    (other, other_tokenizer_loaded, result.alignment.units_b)):
+        tokenizer = (loaded or attribution.load_model(analysis.model, device="cpu")).tokenizer
+        offsets = tokenizer(SEED_PROMPT, return_offsets_mapping=True)["offset_mapping"]
+        for unit in units:
+            text = [SEED_PROMPT[begin:end] for begin, end in offsets]
+            expected = [index for index, (begin, end) in enumerate(offsets)
+                        if text[index].strip() and begin < unit.stop and end > unit.start]
+            # A token of spaces alone belongs to the word after it.
+            expected += [index for index, (begin, end) in enumerate(offsets)
+                         if end > begin and not text[index].strip() and end == unit.start]
+            assert sorted(unit.positions) == sorted(expected), unit
+        # Word shares are the sums of the token shares.
+        for name in METHODS:
+            token_shares = shares(analysis.methods[name].scores * ~analysis.context_tokens)
+            np.testing.assert_allclose(shares(unit_scores(analysis, name, units)),
+                                       [token_shares[list(unit.positions)].sum() for unit in units], atol=1e-12)
+    assert set(result.settings) == set() and result.models[0] != result.models[1]
+    assert "the model" in result.sentence
+
+
+def test_an_edited_prompt_aligns_the_words_it_keeps(tiny_loaded, seed_analysis):
+    edited = attribution.analyze(tiny_loaded, "What is the City of Latvia?", max_new_tokens=3, n_steps=8,
+                                 methods=METHODS)
+    result = diff(seed_analysis, edited)
+    assert result.alignment.by == "word"
+    assert result.units == ("What", "is", "the", "City", "of", "Latvia", "?")
+    assert [unit.text for unit in result.alignment.only_a] == ["Capital"] and not result.alignment.only_b
+    assert "the prompt" in result.sentence
+
+
+def test_different_settings_are_named(tiny_loaded, seed_analysis):
+    other = attribution.analyze(tiny_loaded, SEED_PROMPT, max_new_tokens=3, n_steps=16, baseline="mean",
+                                methods=METHODS)
+    result = diff(seed_analysis, other)
+    assert result.settings == {"n_steps": (8, 16), "baseline": ("zero", "mean")}
+    assert result.to_dict()["settings"] == {"n_steps": [8, 16], "baseline": ["zero", "mean"]}
+    assert "the settings n_steps, baseline" in result.sentence
+    # The methods that do not depend on IG's settings are unchanged.
+    np.testing.assert_allclose(result.methods["gradient"].difference, 0.0, atol=1e-12)
+    assert np.abs(result.methods["integrated_gradients"].difference).max() > 0
+
+
+def test_word_units_join_words_one_token_covers():
+    analysis = make_rich_analysis()  # its tokens are the words, but "?" and "\n" are tokens of their own
+    units = word_units(analysis)
+    assert [unit.text for unit in units] == ["What", "is", "the", "Capital", "City", "of", "Latvia", "?"]
+    joined = dataclasses.replace(analysis, input_tokens=analysis.input_tokens[:7] + (" Latvia?", "") + analysis.input_tokens[9:])
+    assert [unit.text for unit in word_units(joined)][-1] == "Latvia?"
+    assert align(analysis, analysis).by == "token"
