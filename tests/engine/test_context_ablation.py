@@ -268,3 +268,26 @@ def test_a_span_target_sums_its_tokens_log_probabilities_on_the_shortened_prompt
 
     np.testing.assert_allclose(result.ablation_scores, [direct(mask) for mask in result.masks], rtol=1e-5, atol=1e-5)
     assert result.full_score == pytest.approx(direct(np.ones(3, dtype=bool)), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_on_smollm2_the_answers_sentence_weighs_most_and_the_prefix_reuse_changes_nothing(smollm2):
+    from attribution.engine import generate
+
+    sentences = ("Anna lives in Paris.", "Anna works as a baker.", "Anna has a pet goat.", "Anna plays the saxophone.",
+                 "Anna's favourite colour is green.")
+    prompt = " ".join(sentences) + "\n\nIn which city does Anna live?"
+    reply = generate(smollm2, encode_prompt(smollm2, prompt, chat=True).ids, 8).tolist()
+    k = next(number for number in range(1, len(reply) + 1)
+             if "Paris" in smollm2.tokenizer.decode(reply[:number], skip_special_tokens=True))
+    analysis = attribution.analyze(smollm2, prompt, methods=("context_ablation",), chat=True, target=k, max_new_tokens=k)
+    result = analysis.methods["context_ablation"]
+    assert result.group_labels[: len(sentences)] == sentences
+    assert result.group_labels[int(np.argmax(result.group_weights))] == sentences[0]
+    assert result.heldout_lds > 0.5
+    request = AttributionRequest(input_ids=torch.tensor(analysis.input_ids), target_id=analysis.target.id)
+    masks = result.masks[:8]
+    reused = ablation.ablated_log_probabilities(smollm2, request, result.groups, masks)
+    plain = ablation.ablated_log_probabilities(smollm2, request, result.groups, masks, reuse_prefix=False)
+    np.testing.assert_allclose(reused, plain, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(reused, result.ablation_scores[:8], rtol=1e-4, atol=1e-4)
