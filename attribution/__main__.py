@@ -28,14 +28,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--all-targets", action="store_true",
                         help="also attribute every generated token (the answer map)")
     parser.add_argument("--json", type=Path, default=None, help="write the full result as JSON here")
-    parser.add_argument("--csv", type=Path, default=None, help="write a token × method table here")
+    parser.add_argument("--csv", type=Path, default=None,
+                        help="write a token × method table here (group × method with --granularity)")
     return parser
 
 
-def format_table(analysis: Analysis) -> str:
-    names = list(analysis.methods)
-    token_width = max([len("token")] + [len(repr(token)) for token in analysis.input_tokens])
-    lines = [
+def _group_rows(analysis: Analysis) -> list[str]:
+    """The score table and each method's top 5 per word, sentence or segment (the analysis's granularity);
+    the held context's groups (first position, special and template tokens) marked and left out of the top 5."""
+    names, grouping, scores = list(analysis.methods), analysis.grouping(), analysis.grouped_scores()
+    unit = analysis.granularity
+    width = min(60, max([len(unit)] + [len(repr(label)) for label in grouping.labels]))
+    lines = ["  no.  " + unit.ljust(width) + "".join(f"  {name:>20}" for name in names)]
+    context = np.array([kind != "text" for kind in grouping.kinds])
+    for number, group in enumerate(grouping.groups):
+        label = repr(group.label)
+        label = label if len(label) <= width else label[: width - 1] + "…"
+        row = "".join(f"  {scores[name][number]:>20.6g}" for name in names)
+        lines.append(f" {'*' if context[number] else ' '}{number:>3}  {label.ljust(width)}{row}")
+    if context.any():
+        lines.append(f"  * held context: the first position, special or chat-template tokens, a {unit} of their own "
+                     "(not in the top 5)")
+    for name in names:
+        best = ", ".join(f"{grouping.labels[i]!r} {scores[name][i]:.4g}" for i in top_k(scores[name], 5, exclude=context))
+        lines.append(f"\ntop 5 {name} per {unit}: {best}")
+    return lines
+
+
+def _header(analysis: Analysis) -> list[str]:
+    return [
         f"model:     {analysis.model}",
         f"prompt:    {analysis.prompt!r}" + (" (as the user message of the chat template)" if analysis.chat else ""),
         f"generated: {analysis.generated_text!r}",
@@ -46,6 +67,33 @@ def format_table(analysis: Analysis) -> str:
             f"{analysis.span.end}): the sum of its {len(analysis.span.ids)} tokens' scores, each with the earlier "
             "ones teacher-forced"]),
         "",
+    ]
+
+
+def _ig_lines(result: IntegratedGradientsScores) -> list[str]:
+    lines = [
+        f"  convergence delta {result.convergence_delta:.4g} (Σ attributions − (F(input) − F(baseline)); "
+        f"F(input) − F(baseline) = {result.output_difference:.4g}; F = {result.score})"
+    ]
+    if result.target_error is not None:
+        outcome = "reached" if result.reached_target else "did NOT reach"
+        lines.append(
+            f"  auto steps: {outcome} the {result.target_error:.2%} target: "
+            f"{result.relative_completeness_error:.2%} error with {result.n_steps} path points"
+        )
+    return lines
+
+
+def format_table(analysis: Analysis) -> str:
+    names = list(analysis.methods)
+    if analysis.granularity != "token":
+        lines = _header(analysis) + _group_rows(analysis)
+        for result in analysis.methods.values():
+            if isinstance(result, IntegratedGradientsScores):
+                lines += ["\nintegrated_gradients:"] + _ig_lines(result)
+        return "\n".join(lines + _details(analysis))
+    token_width = max([len("token")] + [len(repr(token)) for token in analysis.input_tokens])
+    lines = _header(analysis) + [
         "  pos  " + "token".ljust(token_width) + "".join(f"  {name:>20}" for name in names),
     ]
     # With a chat template, its own and the special tokens are context: marked, left out of the top 5.
@@ -63,16 +111,13 @@ def format_table(analysis: Analysis) -> str:
         )
         lines.append(f"\ntop 5 {name}: {best}")
         if isinstance(result, IntegratedGradientsScores):
-            lines.append(
-                f"  convergence delta {result.convergence_delta:.4g} (Σ attributions − (F(input) − F(baseline)); "
-                f"F(input) − F(baseline) = {result.output_difference:.4g}; F = {result.score})"
-            )
-            if result.target_error is not None:
-                outcome = "reached" if result.reached_target else "did NOT reach"
-                lines.append(
-                    f"  auto steps: {outcome} the {result.target_error:.2%} target: "
-                    f"{result.relative_completeness_error:.2%} error with {result.n_steps} path points"
-                )
+            lines += _ig_lines(result)
+    return "\n".join(lines + _details(analysis))
+
+
+def _details(analysis: Analysis) -> list[str]:
+    """The answer map's strongest sources and the trust panel."""
+    lines: list[str] = []
     for name, table in analysis.answer_map.items():
         lines.append(f"\nanswer map ({name}): strongest source for each generated token")
         for row, target in zip(table.matrix, table.targets):
@@ -103,7 +148,7 @@ def format_table(analysis: Analysis) -> str:
             outcome = "converged" if check.converged else "NOT converged"
             lines.append(f"  IG completeness error at {check.n_steps} steps: {check.relative_error:.2%}{rerun}: "
                          f"{outcome} (tolerance {COMPLETENESS_TOLERANCE:.0%})")
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -213,6 +213,13 @@ def result_record(row: InputRow, analysis: Analysis) -> dict[str, Any]:
         if isinstance(result, IntegratedGradientsScores):
             record["ig_convergence_delta"] = result.convergence_delta
             record["ig_completeness_error"] = result.relative_completeness_error
+    if analysis.granularity != "token":  # scores per word, sentence or segment beside the token scores
+        grouping = analysis.grouping()
+        record["group_labels"] = list(grouping.labels)
+        record["group_tokens"] = [list(group.tokens) for group in grouping.groups]
+        record["group_kinds"] = list(grouping.kinds)
+        for name, scores in analysis.grouped_scores().items():
+            record[f"group_scores_{name}"] = [float(value) for value in scores]
     if analysis.trust is not None:
         record.update(_trust_columns(analysis.trust.to_dict()))
     return record

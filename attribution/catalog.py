@@ -212,7 +212,8 @@ CATALOG: dict[str, MethodInfo] = {
             axis_label="{label}: weight of the token's sentence (log-probability)",
             explains="log_probability",
             costly=True,
-            # Its weights are measured per group by removing whole groups (never summed from tokens).
+            # Its weights are measured per group by removing whole groups (never summed from tokens); another
+            # grouping reads them through `ContextAblationScores.weights_per`.
             combine="remove",
         ),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from .models import LoadedModel, default_model_name, load_model
 from .catalog import CATALOG
+from .groups import GRANULARITIES
 from .limits import DEFAULT_ABLATIONS, MAX_ABLATIONS, MIN_ABLATIONS
 from .settings import ANSWER_TARGET, AGGREGATIONS, BASELINE_LABELS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, Settings, preset, span_from_text
 
@@ -50,6 +51,11 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --chat: this system prompt instead of the template's default")
     parser.add_argument("--trust", action="store_true",
                         help="also compute the trust panel: completeness, faithfulness, agreement, verdict")
+    parser.add_argument("--granularity", default="token", choices=GRANULARITIES,
+                        help="scores per token (default), word, sentence or segment (passages split at blank lines, "
+                             "or at --separator): the table, the exports and the trust panel")
+    parser.add_argument("--separator", default=None,
+                        help="with --granularity segment: the text that separates the segments (default: blank lines)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--ablations", type=int, default=None,
                         help=f"context ablation: random ablations its surrogate is fitted on "
@@ -100,6 +106,8 @@ def analysis_settings(arguments: argparse.Namespace) -> Settings:
         chat=arguments.chat,
         system=arguments.system,
         continuation=arguments.continuation,
+        granularity=arguments.granularity,
+        separator=arguments.separator,
     )
 
 

@@ -11,8 +11,9 @@ re-renders its prompt without them — whose positions run on without the gaps i
 the model never saw in training, and it is cheaper (about half the removable tokens are gone). The
 rows are right-padded; a causal model's logits at a row's last real position never see the padding.
 
-What is explained: the target's log-probability (log p(target) − log p(foil) when contrastive), the
-catalog's `log_probability`, as occlusion's. ContextCite regresses the logit-probability
+What is explained: the target's log-probability (log p(target) − log p(foil) when contrastive; a span's
+summed log-probability, its tokens teacher-forced), the catalog's `log_probability`, as occlusion's.
+ContextCite regresses the logit-probability
 log(p / (1 − p)) of the whole response instead; for one token the two differ only where p is near 1,
 where the log-probability saturates at 0 (`scripts/measure_documents.py` compares their held-out fit).
 
@@ -27,10 +28,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .groups import grouping_for
 from .models import LoadedModel
-from .passes import AttributionRequest, choose_batch_size, explained_score, logits_at_positions, run_in_batches, \
-    shared_prefix
+from .passes import (
+    AttributionRequest, choose_batch_size, explained_log_probability, logits_at_positions, run_in_batches, shared_prefix,
+)
 from .results import ContextAblationScores
+from .settings import Settings
 from .surrogate import fit
 
 #: The chance that an ablation keeps a group (ContextCite's `ablation_keep_prob`).
@@ -65,7 +69,8 @@ def ablated_log_probabilities(
     *, reuse_prefix: bool = True,
 ) -> np.ndarray:
     """For each row of `masks` [rows, groups] (True = kept), the target's log-probability (minus the
-    foil's) after the input with the removed groups' tokens dropped, float64 [rows]. `reuse_prefix`: run
+    foil's; a span's summed log-probability) after the input with the removed groups' tokens dropped,
+    float64 [rows]. `reuse_prefix`: run
     the positions before the first removable token once (False only to check that it changes nothing)."""
     input_ids = request.input_ids
     n_tokens = input_ids.numel()
@@ -91,6 +96,7 @@ def ablated_log_probabilities(
     batch_size = request.internal_batch_size or choose_batch_size(loaded, int(lengths.max()), len(tails),
                                                                   backward=False)
     values = np.empty(len(tails))
+    offsets = torch.arange(request.explained_ids.numel()) - (request.explained_ids.numel() - 1)  # [S]: −(S−1) … 0
 
     def compute(begin: int, stop: int) -> None:
         rows = order[begin:stop]
@@ -98,12 +104,13 @@ def ablated_log_probabilities(
         padded = torch.zeros((rows.size, width), dtype=input_ids.dtype, device=input_ids.device)  # [rows, width]
         for slot, row in enumerate(rows):
             padded[slot, : lengths[row]] = tails[row]
-        last = torch.from_numpy(start + lengths[rows] - 1)  # [rows] each row's last real position
-        kept, column = torch.unique(last, return_inverse=True)
+        # Each row's explained positions: its last S real ones (a span's tokens end the input and are never
+        # removed; S = 1 without a span).
+        wanted = torch.from_numpy(start + lengths[rows] - 1)[:, None] + offsets[None, :]  # [rows, S]
+        kept, column = torch.unique(wanted.flatten(), return_inverse=True)
         logits = logits_at_positions(loaded, embeddings(padded), kept, prefix)  # [rows, positions, vocab]
-        picked = logits[torch.arange(rows.size), column.to(logits.device)]  # [rows, vocab]
-        scores = explained_score(picked, request.target_id, request.foil_id, "log_probability")
-        values[rows] = scores.double().cpu().numpy()
+        picked = logits[torch.arange(rows.size)[:, None], column.view(wanted.shape).to(logits.device)]  # [rows, S, vocab]
+        values[rows] = explained_log_probability(picked, request).double().cpu().numpy()
 
     with torch.inference_mode():
         run_in_batches(loaded, len(tails), batch_size, compute, "context ablation", "ablation")
@@ -117,7 +124,9 @@ def context_ablation_scores(
     """The method on given `groups` (token positions) with their `labels`: the removable ones are ablated
     `request.settings.n_ablations` times, plus once with nothing and once with everything removed."""
     removable = request.removable if request.removable is not None else default_removable(loaded, request.input_ids)
-    removable = np.asarray(removable.cpu().numpy() if isinstance(removable, torch.Tensor) else removable, dtype=bool)
+    removable = np.array(removable.cpu().numpy() if isinstance(removable, torch.Tensor) else removable, dtype=bool)
+    if request.span_ids is not None:  # a span's teacher-forced tokens end the input: never removed
+        removable[int(request.span_positions[0]) + 1:] = False
     label_of = {tuple(int(index) for index in group): label for group, label in zip(groups, labels)}
     kept_groups = removable_groups(groups, removable)
     if not kept_groups:
@@ -140,27 +149,26 @@ def context_ablation_scores(
     )
 
 
-def ablation_granularity(settings: object) -> str:
+def ablation_granularity(settings: Settings) -> str:
     """The groups the method removes: sentences when the analysis is shown per token (single tokens are
     occlusion's job, and a surrogate over hundreds of tokens would need far more ablations), else the
     analysis's own granularity."""
-    # The analysis's granularity is a Settings field of the granularity work; until it is merged every
-    # analysis is per token.
-    shown = getattr(settings, "granularity", "token")
-    return "sentence" if shown == "token" else shown
+    return "sentence" if settings.granularity == "token" else settings.granularity
 
 
 def context_ablation(loaded: LoadedModel, request: AttributionRequest) -> ContextAblationScores:
     """Context attribution by ablation over the prompt's sentences (or the analysis's granularity): each
-    removable group's weight in a lasso of the target's log-probability over random ablations."""
-    from .groups import grouping_for
-
+    removable group's weight in a lasso of the target's log-probability over random ablations. The groups
+    are the analysis's own (`request.groupings`) where the engine made them, so a sentence here is a
+    sentence in every view; those with a token that may not be removed (held context, generated tokens)
+    are left out."""
     granularity = ablation_granularity(request.settings)
-    removable = request.removable if request.removable is not None else default_removable(loaded, request.input_ids)
-    removable = np.asarray(removable.cpu().numpy(), dtype=bool)
-    # Everything that may not be removed is held, so it stays in groups of its own, out of the text's groups.
-    grouping = grouping_for(loaded.tokenizer, request.input_ids.tolist(), granularity,
-                            getattr(request.settings, "separator", None), held=~removable)
+    grouping = request.groupings.get(granularity)
+    if grouping is None:
+        removable = request.removable if request.removable is not None else default_removable(loaded, request.input_ids)
+        # Everything that may not be removed is held, so it stays in groups of its own, out of the text's.
+        grouping = grouping_for(loaded.tokenizer, request.input_ids.tolist(), granularity, request.settings.separator,
+                                held=~np.asarray(removable.cpu().numpy(), dtype=bool))
     text = [group for group in grouping.groups if group.kind == "text"]
     return context_ablation_scores(loaded, request, [group.tokens for group in text],
                                    [group.label for group in text], granularity)

@@ -282,5 +282,12 @@ def analyze(
             # Held context (the first position, special and template tokens): faithfulness never hides it,
             # agreement and the verdict leave it out.
             in_order = {name: results[name] for name in settings.methods}  # the verdict breaks ties in this order
-            report = assess(loaded, request, prepared.tokens, in_order, prepared.held, user=prepared.user_tokens)
+            if settings.granularity == "token":
+                report = assess(loaded, request, prepared.tokens, in_order, prepared.held, user=prepared.user_tokens)
+            else:  # per word, sentence or segment: faithfulness removes whole groups
+                so_far = _assemble(loaded, prompt, settings, prepared, results, answer_map)
+                grouped, grouping = so_far.regrouped(), so_far.grouping()
+                report = assess(loaded, request, grouped.input_tokens, {name: grouped.methods[name] for name in in_order},
+                                grouping.any_of(prepared.held), user=grouping.any_of(prepared.user_tokens),
+                                grouping=grouping)
         return show(_assemble(loaded, prompt, settings, prepared, results, answer_map, report))

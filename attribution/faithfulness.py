@@ -128,7 +128,7 @@ class Aopc:
 
 def aopc(
     loaded: LoadedModel, request: AttributionRequest, orders: list[list[int]], content: np.ndarray,
-    removal: str = DEFAULT_REMOVAL, scale: str = DEFAULT_SCALE,
+    removal: str = DEFAULT_REMOVAL, scale: str = DEFAULT_SCALE, members: np.ndarray | None = None,
 ) -> Aopc:
     """ERASER scores of token orders (content positions, most important first) in one batched pass.
     The explained value is the target's log-probability or probability (`scale`), and always
@@ -145,7 +145,10 @@ def aopc(
             removed = np.zeros(len(content), dtype=bool)
             removed[order[:k]] = True
             rows += [removed, content & ~removed]  # comprehensiveness row, sufficiency row
-    log_values = removed_log_probabilities(loaded, request, np.stack(rows), removal)
+    removed_rows = np.stack(rows)  # [rows, positions]
+    if members is not None:  # positions are groups: remove every token of each removed group
+        removed_rows = removed_rows[:, np.asarray(members)]  # [rows, seq]
+    log_values = removed_log_probabilities(loaded, request, removed_rows, removal)
     values = np.exp(log_values) if scale == "probability" and request.foil_id is None else log_values
     drops = values[0] - values[1:].reshape(len(orders), len(ks), 2)  # [orders, ks, (removed, kept)]
     area = drops.mean(axis=1) if ks else np.zeros((len(orders), 2))
@@ -176,9 +179,11 @@ def share_beaten(value: float, chance: np.ndarray, higher_is_better: bool) -> fl
 def faithfulness(
     loaded: LoadedModel, request: AttributionRequest, methods: Mapping[str, MethodScores], content: np.ndarray,
     *, removal: str = DEFAULT_REMOVAL, scale: str = DEFAULT_SCALE, n_random: int = RANDOM_ORDERS,
+    members: np.ndarray | None = None,
 ) -> tuple[dict[str, Faithfulness], tuple[int, ...]]:
     """ERASER scores for every method and `n_random` random orders in one batched pass; only content
-    positions are ever removed."""
+    positions are ever removed. `members` [seq] (the group of each token): the scores and `content` are per
+    group, and a removed group's tokens are all removed (faithfulness per word, sentence or segment)."""
     removal, scale = validate_removal(removal), validate_scale(scale)
     if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 2:
         raise ValueError(f"n_random must be a whole number ≥ 2 (an interval needs two orders), got {n_random!r}")
@@ -186,7 +191,8 @@ def faithfulness(
     if not content.any():
         return {}, ()
     orders = {name: content_order(result.scores, content) for name, result in methods.items()}
-    scores = aopc(loaded, request, [*orders.values(), *random_orders(content, n_random)], content, removal, scale)
+    scores = aopc(loaded, request, [*orders.values(), *random_orders(content, n_random)], content, removal, scale,
+                  members)
     chance_comprehensiveness = scores.comprehensiveness[len(orders):]
     chance_sufficiency = scores.sufficiency[len(orders):]
     reference = dict(

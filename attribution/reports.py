@@ -151,6 +151,9 @@ class TrustReport:
     # Positions of the tokens the verdict quotes (all typed by the user, none held).
     verdict_positions: tuple[int, ...] = field(default=())
     evidence: str = "none"  # a value of EVIDENCE: the best faithfulness among the methods the verdict may cite
+    # What faithfulness removed, agreement ranked and the verdict quotes: tokens, or whole words, sentences
+    # or segments (the analysis's granularity); the positions above are then groups.
+    granularity: str = "token"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "faithfulness", dict(self.faithfulness))
@@ -172,6 +175,7 @@ class TrustReport:
             "verdict_positions": list(self.verdict_positions),
             "evidence": self.evidence,
             "faithfulness_ks": [int(k) for k in self.ks],  # the removal counts the AOPC averaged over
+            **({} if self.granularity == "token" else {"trust_granularity": self.granularity}),
         }
 
 

@@ -5,9 +5,10 @@ Nothing here touches torch: results are what crosses from the engine to plotting
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -222,6 +223,26 @@ class ContextAblationScores(MethodScores):
     @property
     def n_ablations(self) -> int:
         return int(self.masks.shape[0])
+
+    def weights_per(self, groups: Sequence[Sequence[int]], granularity: str) -> np.ndarray:
+        """[len(groups)] the surrogate's weight of each of another grouping's groups (token positions): a
+        group made of whole ablated groups weighs their sum (the surrogate is linear in which groups are
+        kept: removing them together is predicted to cost the sum); a group inside one ablated group shows
+        that group's weight, as its tokens do; a group of held context 0. ValueError for a group that cuts
+        across an ablated one (a word grouping would, at sentence ablation, never: words lie in sentences)."""
+        owner = {index: number for number, group in enumerate(self.groups) for index in group}
+        values = []
+        for group in groups:
+            touched = {owner[index] for index in group if index in owner}
+            whole = all(set(self.groups[number]) <= set(group) for number in touched)
+            if len(touched) == 1 and not whole and all(index in owner for index in group):
+                values.append(float(self.group_weights[touched.pop()]))  # inside one ablated group
+            elif whole:
+                values.append(float(sum(self.group_weights[number] for number in touched)))
+            else:
+                raise ValueError(f"context ablation removed whole {self.granularity}s; a {granularity} that cuts "
+                                 f"across them has no weight: analyse again with granularity {granularity!r}")
+        return np.array(values)
 
     def to_dict(self) -> dict[str, Any]:
         result = super().to_dict()
@@ -463,15 +484,17 @@ class Analysis:
             if granularity == "token":
                 kinds = ["template" if template[index] else "held" if self.context_tokens[index] else "text"
                          for index in range(self.n_tokens)]
-                grouping = Grouping("token", tuple(Group(token, (index,), kind) for index, (token, kind)
+                grouping = Grouping("token", tuple(Group(token, (index,), kind, token) for index, (token, kind)
                                                    in enumerate(zip(self.input_tokens, kinds))))
             elif self.token_spans is None:
                 raise ValueError(f"this result keeps no token spans, so its scores cannot be shown per "
                                  f"{granularity}; valid choices: token")
             else:
+                prompt_end = self.n_tokens if self.n_prompt_tokens is None else self.n_prompt_tokens
                 grouping = groups_from_spans(self.token_spans, granularity,
                                              separator=None if self.settings is None else self.settings.separator,
-                                             held=self.context_tokens & ~template, template=template)
+                                             held=self.context_tokens & ~template, template=template,
+                                             breaks=(prompt_end,))
             self._groupings[granularity] = grouping
         return self._groupings[granularity]
 
@@ -487,10 +510,8 @@ class Analysis:
             rule = combine_rule(name, getattr(result, "aggregation", None))
             if rule != "remove":
                 scores[name] = grouping.combine(result.scores, rule)
-            elif isinstance(result, ContextAblationScores) and result.granularity == grouping.granularity:
-                # The surrogate's weight per removable group; held groups were never removed: 0.
-                weights = dict(zip(result.groups, result.group_weights))
-                scores[name] = np.array([float(weights.get(group.tokens, 0.0)) for group in grouping.groups])
+            elif isinstance(result, ContextAblationScores):
+                scores[name] = result.weights_per([group.tokens for group in grouping.groups], grouping.granularity)
             elif isinstance(result, OcclusionScores) and grouping.granularity in result.groups:
                 scores[name] = np.array(result.groups[grouping.granularity])
                 if scores[name].shape != (len(grouping),):
@@ -500,6 +521,43 @@ class Analysis:
                 raise ValueError(f"{name} hides whole groups and was not run per {grouping.granularity}; "
                                  f"analyse again with granularity {grouping.granularity!r}")
         return scores
+
+    def regrouped(self, granularity: str | None = None) -> "Analysis":
+        """This result seen per `granularity` (default: the analysis's), for display and the trust panel:
+        one "token" per group — its text (leading spaces kept) as the token's, its first token's id, a group's flags set
+        when any of its tokens has them —, each method's scores per group (`grouped_scores`; attention's
+        layers and heads summed over the group: they are shares). The answer map and the trust report are
+        kept as they are. At granularity "token", this result itself."""
+        grouping = self.grouping(granularity)
+        if grouping.granularity == "token":
+            return self
+        scores = self.grouped_scores(grouping.granularity)
+        members = grouping.token_group
+        methods: dict[str, MethodScores] = {}
+        for name, result in self.methods.items():
+            changes: dict[str, Any] = {"scores": scores[name]}
+            if isinstance(result, AttentionScores):
+                changes["per_layer"] = _sum_groups(result.per_layer, members, len(grouping))
+                changes["per_head"] = _sum_groups(result.per_head, members, len(grouping))
+            if isinstance(result, OcclusionScores):
+                changes["groups"] = {}
+            if isinstance(result, ContextAblationScores):  # its ablations are of token positions: the weights only
+                methods[name] = MethodScores(method=name, scores=scores[name])
+                continue
+            methods[name] = dataclasses.replace(result, **changes)
+        prompt_end = self.n_tokens if self.n_prompt_tokens is None else self.n_prompt_tokens
+        return dataclasses.replace(
+            self,
+            input_tokens=tuple(group.text or group.label for group in grouping.groups),
+            input_ids=[int(self.input_ids[group.tokens[0]]) for group in grouping.groups],
+            target=dataclasses.replace(self.target, position=len(grouping)),
+            methods=methods,
+            special_tokens=grouping.any_of(self.special_tokens),
+            user_tokens=grouping.any_of(self.user_tokens),
+            held_tokens=grouping.any_of(self.held_tokens),
+            n_prompt_tokens=sum(group.tokens[0] < prompt_end for group in grouping.groups),
+            token_spans=None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract shared by the CLI's --json and the app's export (keys never renamed)."""
@@ -570,6 +628,13 @@ class Analysis:
                 + [repr(float(self.methods[name].scores[position])) for name in names]
             )
         return buffer.getvalue()
+
+
+def _sum_groups(values: np.ndarray, members: np.ndarray, n_groups: int) -> np.ndarray:
+    """[..., n_tokens] → [..., n_groups]: the values of each group's tokens added."""
+    membership = np.zeros((len(members), n_groups))  # [n_tokens, n_groups]
+    membership[np.arange(len(members)), members] = 1.0
+    return np.asarray(values, dtype=np.float64) @ membership
 
 
 def _included(scores: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:

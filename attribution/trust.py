@@ -10,6 +10,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .groups import Grouping
 from .integrated_gradients import RECOMMENDED_BASELINE
 from .methods import METHOD_LABELS, integrated_gradients
 from .models import LoadedModel
@@ -67,7 +68,11 @@ class Verdict:
 def quote(token: str) -> str:
     """A token as the verdict quotes it: stripped (unless only spaces), in typographic quotes that no
     possessive ("Gradient's") can be mistaken for."""
-    return f"“{token.strip() or token}”"
+    text = token.strip() or token
+    return f"“{text if len(text) <= QUOTED else text[:QUOTED - 1] + '…'}”"
+
+
+QUOTED = 80  # the most characters of a token, word, sentence or segment the verdict quotes
 
 
 def _names(methods: list[str]) -> str:
@@ -80,28 +85,28 @@ def _margin(item: Faithfulness) -> float:
 
 
 def _evidence_sentences(report: Mapping[str, Faithfulness], rated: list[str], trusted: list[str], evidence: str,
-                        n_content: int) -> list[str]:
+                        n_content: int, unit: str = "token") -> list[str]:
     """What the faithfulness report supports: which methods beat random orders, by how much."""
     if evidence == "none":
-        sentences = ["no method beats random here: removing each method's top tokens changes the prediction "
-                     "no more than removing random tokens"]
+        sentences = [f"no method beats random here: removing each method's top {unit}s changes the prediction "
+                     f"no more than removing random {unit}s"]
     else:
         best = max(trusted, key=lambda name: _margin(report[name]))
         item = report[best]
         verb = f"beat{'s' if len(trusted) == 1 else ''}"
-        lead = (f"{_names(trusted)} {verb} random token orders" if evidence == "clear" else
-                f"the evidence is weak: {_names(trusted)} {verb} random token orders on only one of the two measures")
-        sentences = [f"{lead}; removing {METHOD_LABELS.get(best, best)}'s top tokens lowers "
+        lead = (f"{_names(trusted)} {verb} random {unit} orders" if evidence == "clear" else
+                f"the evidence is weak: {_names(trusted)} {verb} random {unit} orders on only one of the two measures")
+        sentences = [f"{lead}; removing {METHOD_LABELS.get(best, best)}'s top {unit}s lowers "
                      f"{item.measured} by {item.comprehensiveness:.3g} on average, against "
-                     f"{item.random_comprehensiveness:.3g} for random tokens"]
+                     f"{item.random_comprehensiveness:.3g} for random {unit}s"]
     if n_content <= 2:
-        sentences.append(f"only {n_content} token{'s' if n_content != 1 else ''} could be removed, so that "
+        sentences.append(f"only {n_content} {unit}{'s' if n_content != 1 else ''} could be removed, so that "
                          "comparison is weak")
     return sentences
 
 
 def _top_token_sentence(tokens: tuple[str, ...], methods: Mapping[str, MethodScores], voters: list[str],
-                        quotable: np.ndarray) -> tuple[str, int | None]:
+                        quotable: np.ndarray, unit: str = "token") -> tuple[str, int | None]:
     """Which typed token the voting methods rank first, and its position when they agree (or one votes)."""
     tops: dict[int, list[str]] = {}
     for name in voters:
@@ -109,10 +114,10 @@ def _top_token_sentence(tokens: tuple[str, ...], methods: Mapping[str, MethodSco
     position, agreeing = max(tops.items(), key=lambda item: len(item[1]))
     token = quote(tokens[position])
     if len(agreeing) >= 2:
-        return f"{_names(agreeing)} agree that the typed token that matters most is {token}", position
+        return f"{_names(agreeing)} agree that the typed {unit} that matters most is {token}", position
     if len(voters) == 1:
-        return f"{_names(agreeing)} ranks {token} first among the typed tokens", position
-    return "the methods disagree on which typed token matters most", None
+        return f"{_names(agreeing)} ranks {token} first among the typed {unit}s", position
+    return f"the methods disagree on which typed {unit} matters most", None
 
 
 def _ig_sentence(check: Completeness) -> str:
@@ -125,6 +130,7 @@ def _ig_sentence(check: Completeness) -> str:
 def verdict(
     tokens: tuple[str, ...], methods: Mapping[str, MethodScores], content: np.ndarray,
     report: Mapping[str, Faithfulness], check: Completeness | None, quotable: np.ndarray | None = None,
+    unit: str = "token",
 ) -> Verdict:
     """The trust panel in a few plain sentences.
 
@@ -132,7 +138,8 @@ def verdict(
     verdict may quote (those the user typed; default: the content). Held tokens are never quoted. IG is
     never cited when its integral did not converge. Which methods are cited follows the evidence:
     those whose top tokens beat random ones on both measures ("clear"), else on one ("weak"), else
-    none of them beats random and the sentence says so.
+    none of them beats random and the sentence says so. `unit`: what the positions are (token, word,
+    sentence, segment).
     """
     content = np.asarray(content, dtype=bool)
     quotable = content if quotable is None else np.asarray(quotable, dtype=bool) & content
@@ -141,17 +148,17 @@ def verdict(
     rated = [name for name in citable if name in report]
     evidence = max((report[name].evidence for name in rated), key=EVIDENCE.index, default="none")
     trusted = [name for name in rated if report[name].evidence == evidence] if evidence != "none" else []
-    sentences = _evidence_sentences(report, rated, trusted, evidence, int(content.sum())) if rated else []
+    sentences = _evidence_sentences(report, rated, trusted, evidence, int(content.sum()), unit) if rated else []
     positions: list[int] = []
     # Which typed token matters most, by the methods the evidence supports (all citable ones when
     # there is no faithfulness report, e.g. no content at all).
     voters = trusted or (citable if not rated else [])
     if quotable.any() and voters:
-        sentence, position = _top_token_sentence(tokens, methods, voters, quotable)
+        sentence, position = _top_token_sentence(tokens, methods, voters, quotable, unit)
         sentences.append(sentence)
         positions += [] if position is None else [position]
     elif rated and evidence == "none" and quotable.any():
-        sentences.append("so no token can be named as the one that drove the prediction")
+        sentences.append(f"so no {unit} can be named as the one that drove the prediction")
     if "attention" in methods and (~content).any():
         attention_scores = methods["attention"].scores
         held_share = float(attention_scores[~content].sum() / max(attention_scores.sum(), 1e-12))
@@ -170,17 +177,25 @@ def assess(
     loaded: LoadedModel, request: AttributionRequest, tokens: tuple[str, ...],
     methods: Mapping[str, MethodScores], held: np.ndarray, *, user: np.ndarray | None = None,
     removal: str = DEFAULT_REMOVAL, scale: str = DEFAULT_SCALE, n_random: int = RANDOM_ORDERS,
+    grouping: Grouping | None = None,
 ) -> TrustReport:
     """`held` [seq] bool: the context (first position, special and template tokens) that faithfulness
     never removes and that agreement and the verdict leave out. `user` [seq] bool: the tokens the user
-    typed, the only ones the verdict quotes (default: every token not held)."""
+    typed, the only ones the verdict quotes (default: every token not held).
+
+    `grouping` (words, sentences or segments): `tokens`, the scores of `methods`, `held` and `user` are per
+    group (`Analysis.regrouped`), and faithfulness removes whole groups."""
     content = ~np.asarray(held, dtype=bool)
-    report, ks = faithfulness(loaded, request, methods, content, removal=removal, scale=scale, n_random=n_random)
+    members = None if grouping is None else grouping.token_group
+    report, ks = faithfulness(loaded, request, methods, content, removal=removal, scale=scale, n_random=n_random,
+                              members=members)
     rank_correlation, overlap = agreement(methods, content)
     ig = methods.get("integrated_gradients")
     check = completeness(loaded, request, ig) if isinstance(ig, IntegratedGradientsScores) else None
-    summary = verdict(tokens, methods, content, report, check, quotable=user)
+    summary = verdict(tokens, methods, content, report, check, quotable=user,
+                      unit="token" if grouping is None else grouping.granularity)
     return TrustReport(
         faithfulness=report, spearman=rank_correlation, top3_overlap=overlap, completeness=check,
         verdict=summary.text, ks=ks, verdict_positions=summary.positions, evidence=summary.evidence,
+        granularity="token" if grouping is None else grouping.granularity,
     )

@@ -12,6 +12,7 @@ and what was done stays on the page.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import threading
@@ -70,6 +71,7 @@ def render(analysis: attribution.Analysis, view: View, *, running: bool = False,
     analysis so far (results as they come): what is still to come says it is being computed, and the
     downloads wait for the whole result; `replaces`: the stored id of its previous stage."""
     settings = result_settings(analysis)
+    shown = analysis.regrouped(view.granularity)  # the method tabs and the comparison: per the view's groups
     values: dict[str, Any] = {key: None for key in OUTPUT_KEYS
                               if key in figures.FIGURE_KEYS or key.startswith("export:")}
     values |= {
@@ -78,17 +80,41 @@ def render(analysis: attribution.Analysis, view: View, *, running: bool = False,
     }
     for name in CATALOG:
         waiting = running and name in settings.methods and name not in analysis.methods
-        values.update(method.pending(name) if waiting else method.render(analysis, name, view))
+        values.update(method.pending(name) if waiting else method.render(shown, name, view))
     waiting = running and settings.trust and analysis.trust is None
-    values.update(compare.pending() if waiting else compare.render(analysis, view))
+    # The trust panel's counts are of what it ranked: groups at the granularity it was computed per.
+    ranked = shown if analysis.trust is None else analysis.regrouped(analysis.trust.granularity)
+    values.update(compare.pending() if waiting else compare.render(ranked, view))
     waiting = running and settings.all_targets and not analysis.answer_map
     values.update(answer_map.pending() if waiting else answer_map.render(analysis, view))
     if not running:  # the downloads are the whole result's
-        json_path, csv_path = exports.write_result_files(analysis, exports.new_export_dir())
+        json_path, csv_path = exports.write_result_files(exported(analysis, view), exports.new_export_dir())
         values["export:json"], values["export:csv"] = str(json_path), str(csv_path)
     values["export:png"] = None  # drawn when asked for (`figures.export_pngs`)
-    values["state"] = store.remember(analysis, view, replaces=replaces)
+    values["state"] = store.remember(analysis, view, replaces=replaces, shown=shown)
     return [values[key] for key in OUTPUT_KEYS]
+
+
+def exported(analysis: attribution.Analysis, view: View) -> attribution.Analysis:
+    """The result as the downloads write it: per the granularity shown (its groups in the JSON and the CSV).
+    Only the settings' granularity changes; a trust panel says what it was computed per (`trust_granularity`)."""
+    if analysis.settings is None or analysis.settings.granularity == view.granularity:
+        return analysis
+    return dataclasses.replace(analysis, settings=analysis.settings.replace(granularity=view.granularity))
+
+
+def regroup(state: str | None, granularity: Any, hide_special: Any) -> list[Any]:
+    """"Scores per" changed after an analysis: every output (OUTPUT_KEYS) redrawn from the stored result per
+    the new granularity — the model is not run (occlusion has hidden every granularity's groups already) —,
+    stored as the session's result, whose figures the page then draws. Nothing before the first analysis;
+    gr.Error when the text has no such groups (a separator it lacks)."""
+    stored = store.lookup(state)
+    if stored is None:
+        return [gr.update() for _key in OUTPUT_KEYS]
+    try:
+        return render(stored.analysis, stored.view.grouped(granularity).scaled(hide_special))
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
 
 
 def render_waiting(settings: Settings, answer_text: str) -> list[Any]:
@@ -140,6 +166,7 @@ def page_view(loaded: attribution.LoadedModel, analysis: attribution.Analysis, h
         answer_tokens=tuple(attribution.display_tokens(loaded, analysis.generated_ids)),
         explained=explained_answer_token(analysis), left_out_of_map=left_out, map_rerun_s=rerun,
         explained_through=explained_through(analysis),
+        granularity=result_settings(analysis).granularity,
     )
 
 
@@ -294,11 +321,12 @@ def scaled_views(state: str | None, hide_special: Any, method_name: Any, token: 
     stored = store.lookup(state, warn=False)
     if stored is None:
         return [gr.update() for _key in SCALED_KEYS]
-    analysis, view = stored.analysis, stored.view.scaled(hide_special)
-    exclude = view.exclude(analysis)
+    view = stored.view.scaled(hide_special)
+    shown = stored.shown or stored.analysis
+    exclude = view.exclude(shown)
     values: dict[str, Any] = {}
     for name in CATALOG:
-        values.update(method.scaled(analysis, name, exclude))
+        values.update(method.scaled(shown, name, exclude))
     values["compare:heatmap"] = values["compare:bars"] = None
     values["answer_map:heatmap"], values["answer_map:highlight"] = answer_map.stored_views(
         stored, method_name, token, view.hide_special, draw=False)

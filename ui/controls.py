@@ -185,6 +185,30 @@ def build_hide_special(defaults: Mapping[str, Any] = DEFAULTS) -> gr.Checkbox:
             elem_id="hide-special")
 
 
+#: "Scores per"'s choices: (label, granularity).
+GRANULARITY_CHOICES = [("token", "token"), ("word", "word"), ("sentence", "sentence"),
+                       ("segment (passage)", "segment")]
+
+
+def build_granularity(defaults: Mapping[str, Any] = DEFAULTS) -> dict[str, Any]:
+    """"Scores per" and the segments' separator, above the tabs: switching redraws the shown result per
+    word, sentence or segment without running the model; both also set the next analysis's trust panel
+    and downloads."""
+    controls: dict[str, Any] = {}
+    with gr.Row(equal_height=True):
+        controls["granularity"] = gr.Radio(
+            GRANULARITY_CHOICES, value=defaults["granularity"], label="Scores per", scale=3,
+            info="a word, sentence or passage scored as one: each method combines its tokens by its own rule "
+                 "(signed scores add, norms as norms), occlusion hides the whole group; redrawn at once, the "
+                 "model is not run. The trust panel is computed per the choice at Analyze.",
+            elem_id="granularity")
+        controls["separator"] = gr.Textbox(
+            defaults["separator"], label="Segment separator", scale=2, max_lines=1,
+            info="segments are split at this text (e.g. ###); empty: at blank lines. Used at Analyze.",
+            placeholder="blank lines", elem_id="separator")
+    return controls
+
+
 def from_query(query: Mapping[str, str], choices: Sequence[str]) -> list[Any]:
     """Deep link → input values (SETTINGS order); a missing or invalid parameter leaves its input as it
     is. On a Space only the listed models can be linked to."""

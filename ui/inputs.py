@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import attribution
 from attribution.catalog import CATALOG
+from attribution.groups import GRANULARITIES
 from attribution.display.labels import quoted_token
 from attribution.settings import (
     AGGREGATIONS,
@@ -63,6 +64,7 @@ def page_settings(values: Mapping[str, Any]) -> Settings:
     fields["continuation"] = parse_continuation(fields["continuation"])
     fields["contrast"] = parse_contrast(values["contrast_text"], values.get("contrast_pick"))
     fields["system"] = parse_system(fields["system"], fields["chat"])
+    fields["separator"] = None if fields["separator"] in (None, "") else fields["separator"]  # "": blank lines
     # Nothing generated, nothing to map: the answer map is skipped rather than refused.
     fields["all_targets"] = fields["all_targets"] and fields["max_new_tokens"] != 0
     with_costly = parse_flag(values["answer_map_ig"], "answer_map_ig")
@@ -241,11 +243,12 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
     max_new_tokens, steps (a number, or "auto" = auto=1), baseline, aggregation, target (next |
     generated | text | span), k, text, span (k-m), contrast (text), answer_map, trust, hide_special and chat (0 or 1),
     system (text), auto (0 or 1: IG steps to a target error), target_error (between 0 and 1), score,
-    hold_context and answer_map_ig (0 or 1), continuation (text), ablations (context ablation's count). A link that names a model but not chat gets that model's
-    `chat_default`, as picking the model in the page would.
+    hold_context and answer_map_ig (0 or 1), continuation (text), ablations (context ablation's count),
+    granularity (token | word | sentence | segment), separator (text). A link that names a model but not chat
+    gets that model's `chat_default`, as picking the model in the page would.
     """
     settings: dict[str, Any] = {}
-    for key in ("prompt", "text", "contrast", "system", "span", "continuation"):  # free text: validated when it runs
+    for key in ("prompt", "text", "contrast", "system", "span", "continuation", "separator"):  # free text: validated when it runs
         if key in query:
             settings[key] = query[key]
     model = query.get("model", "").strip()
@@ -256,7 +259,8 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
         settings["methods"] = methods
     settings |= _link_numbers(query)
     for key, valid in (("baseline", list(BASELINE_LABELS)), ("aggregation", list(AGGREGATIONS)),
-                       ("target", [value for _label, value in TARGET_CHOICES]), ("score", list(SCORES))):
+                       ("target", [value for _label, value in TARGET_CHOICES]), ("score", list(SCORES)),
+                       ("granularity", list(GRANULARITIES))):
         if query.get(key) in valid:
             settings[key] = query[key]
     if query.get("steps") == "auto":  # the library's spelling: the same as auto=1

@@ -21,11 +21,13 @@ from .analysis import (
     explain_answer_token,
     example_state,
     pick_contrast,
+    regroup,
     scaled_views,
 )
 from .streaming import STOPPED_KEYS, analyze_stream, analyze_unless_pending, stopped_notes
 from .controls import (
     MODEL_KIND_CONTROLS,
+    build_granularity,
     build_hide_special,
     build_prompt_row,
     build_settings,
@@ -154,6 +156,7 @@ def build_layout(default_model: str, choices: list[tuple[str, str]],
             combine_adjacent=False, color_map={EXPLAINED: "#f59e0b"}, scale=3, elem_id="answer-tokens")
         outputs["explained"] = gr.Textbox(label="Explained token", interactive=False, scale=4, elem_id="explained")
         controls["hide_special"] = build_hide_special(defaults)
+    controls.update(build_granularity(defaults))
     tabs: dict[str, gr.Tab] = {}
     with gr.Tabs(elem_id="method-tabs"):
         for name in CATALOG:
@@ -247,6 +250,11 @@ def wire_views(page: Page) -> None:
                      show_progress="minimal", **PRIVATE, **IN_ORDER)
     page.controls["hide_special"].input(**page.scaled, trigger_mode="always_last", **PRIVATE).then(
         **page.draw, **PRIVATE)
+    # "Scores per": every output redrawn from the stored result per the new groups (the model is not run);
+    # the new state's change draws the open tab's figures, as after an analysis.
+    page.controls["granularity"].input(regroup, [page.state, page.controls["granularity"], page.controls["hide_special"]],
+                                       page.components(OUTPUT_KEYS), trigger_mode="always_last",
+                                       show_progress="minimal", **PRIVATE, **IN_ORDER)
 
 
 def wire_settings(page: Page) -> None:

@@ -97,6 +97,11 @@ SETTINGS: tuple[Setting, ...] = (
     # Context ablation's random ablations (one forward pass each; the library's default, chosen by
     # measurement: README, "Which sentence answered").
     Setting("n_ablations", "ablations", SEED.n_ablations, "value", "n_ablations"),
+    # Scores per token, word, sentence or segment: the trust panel and the downloads at Analyze; switching it
+    # afterwards redraws the stored result per group (the model is not run: occlusion has hidden every
+    # granularity's groups already).
+    Setting("granularity", "granularity", SEED.granularity, "value", "granularity"),
+    Setting("separator", "separator", "", "value", "separator"),  # "" = segments split at blank lines
 )
 
 #: The Settings fields filled by several inputs (see the module's docstring): field → those inputs.

@@ -50,6 +50,13 @@ class Stored:
     # The id of the analysis's first stored stage (its own id when stored whole): a method's figures, which
     # do not change once the method is done, are rendered once per analysis, not once per stage.
     run: str = ""
+    # The analysis per the view's granularity (`Analysis.regrouped`), what the method tabs and the comparison
+    # show; the analysis itself at granularity "token".
+    shown: Analysis | None = None
+
+    def figure_source(self, key: str) -> Analysis:
+        """The analysis a figure is drawn from: the answer map's per token, every other per the view's groups."""
+        return self.analysis if key.startswith("answer_map") or self.shown is None else self.shown
 
 
 _lock = threading.Lock()
@@ -59,15 +66,17 @@ _pngs: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
 _superseded: dict[str, float] = {}  # id → when a later stage of the same analysis was stored
 
 
-def remember(analysis: Analysis, view: View, replaces: str | None = None) -> str:
+def remember(analysis: Analysis, view: View, replaces: str | None = None, shown: Analysis | None = None) -> str:
     """Store a result; returns its id (random), what the session's state holds. `replaces`: the id of the same
     analysis as it was a stage earlier (results as they come), swept SUPERSEDED_KEEP_S later (the figures
     asked for it in the meantime are still drawn)."""
     result_id = uuid.uuid4().hex
     now = time.time()
+    # The analysis per the view's groups (`shown`: made by the caller); a ValueError before anything is stored.
+    shown = analysis.regrouped(view.granularity) if shown is None else shown
     with _lock:
         earlier = _results.get(replaces) if replaces is not None else None
-        _results[result_id] = Stored(result_id, analysis, view, now, earlier.run if earlier else result_id)
+        _results[result_id] = Stored(result_id, analysis, view, now, earlier.run if earlier else result_id, shown)
         if replaces is not None:
             _superseded.setdefault(replaces, now)
         pinned = set(_pinned.values())
@@ -132,7 +141,7 @@ def png_bytes(stored: Stored, key: str, hide_special: bool, selected: int = 1) -
             _pngs.move_to_end(cache_key)
             return cached
     buffer = io.BytesIO()
-    draw_figure(stored.analysis, key, bool(hide_special), selected).savefig(buffer, format="png", dpi=DPI)
+    draw_figure(stored.figure_source(key), key, bool(hide_special), selected).savefig(buffer, format="png", dpi=DPI)
     data = buffer.getvalue()
     with _lock:
         _pngs[cache_key] = data

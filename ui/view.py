@@ -15,6 +15,7 @@ import numpy as np
 
 from attribution.display.figure_style import excluded_tokens
 from attribution.display.labels import prediction_label, quoted_token
+from attribution.groups import validate_granularity
 from attribution.results import Analysis
 from attribution.settings import Settings
 
@@ -39,6 +40,9 @@ class View:
     # A stretch of the answer explained (Settings.target (k, m)): its last token, marked with the rest
     # from `explained` on (None: one token, or none).
     explained_through: int | None = None
+    # Scores shown per token, word, sentence or segment ("Scores per"): the method tabs and the comparison
+    # show the result regrouped (`Analysis.regrouped`); the answer map stays per token.
+    granularity: str = "token"
 
     def exclude(self, analysis: Analysis) -> np.ndarray:
         """[n_tokens] bool: the tokens left out of the colour scaling."""
@@ -47,6 +51,10 @@ class View:
     def scaled(self, hide_special: Any) -> View:
         """This view with another colour scaling (the checkbox changed after the analysis)."""
         return dataclasses.replace(self, hide_special=bool(hide_special))
+
+    def grouped(self, granularity: Any) -> View:
+        """This view per another granularity (the "Scores per" choice changed after the analysis)."""
+        return dataclasses.replace(self, granularity=validate_granularity(granularity))
 
 
 #: The category of the explained token in the clickable answer (the others have none).

@@ -9,7 +9,8 @@ from .figure_style import analysis_aggregation, result_aggregation
 from .labels import method_label, quoted_token
 from ..reports import Completeness, Progress
 from ..settings import COMPLETENESS_TOLERANCE, PRESET_FIELDS, PRESETS, SCORES, Settings
-from ..results import Analysis, AnswerMap, IntegratedGradientsScores, MethodScores, Target
+from ..results import Analysis, AnswerMap, ContextAblationScores, IntegratedGradientsScores, MethodScores, Target
+from .ablation import ablation_notes
 
 TOLERANCE = f"{COMPLETENESS_TOLERANCE:.0%}"  # IG's convergence threshold in words: '5%'
 
@@ -272,6 +273,8 @@ def method_notes(name: str, source: Analysis | MethodScores, foil: Target | None
                   convergence_summary(result, ig)]
     else:
         parts.append(score_line(score, name))
+    if isinstance(result, ContextAblationScores):
+        parts += ablation_notes(result)
     return "\n\n".join(part for part in parts if part)
 
 
@@ -325,3 +328,20 @@ def answer_map_label(table: AnswerMap | None, index: int) -> str:
         return "One generated token: its sources coloured by score"
     token = quoted_token(table.targets[index - 1])
     return f"Why {token} (generated token {index}): the tokens before it, coloured by score"
+
+
+def grouping_note(name: str, aggregation: str | None, granularity: str) -> str:
+    """How a method's scores are shown per word, sentence or segment (its catalog `combine`), in a sentence
+    for its tab; "" per token."""
+    if granularity == "token":
+        return ""
+    from attribution.catalog import combine_rule
+
+    rule = combine_rule(name, aggregation)
+    how = {"sum": f"its tokens' scores added (they are shares or signed terms, so the {granularity}s' scores "
+                  "keep their total)",
+           "l2": "the L2 norm of its tokens' scores, √Σ s² (the norm over all the group's embedding dimensions)",
+           "remove": f"measured by removing whole {granularity}s (occlusion: the drop when the {granularity} is "
+                     "hidden at once), not added from its tokens' scores"}[rule]
+    return (f"*Scores per {granularity}:* each {granularity}'s score is {how}; the held context stays one "
+            "group per token.")

@@ -224,3 +224,70 @@ def test_a_raw_prompt_of_one_sentence_has_one_group(tiny_loaded):
     difference = result.full_score - result.empty_score
     expected = np.sign(difference) * max(abs(difference) - DEFAULT_ALPHA / kept.std(), 0.0)
     assert result.group_weights[0] == pytest.approx(expected, abs=1e-5)
+
+
+def test_other_groupings_read_the_weights(tiny_loaded):
+    prompt = "The capital of France is Paris. The capital of Spain is Madrid.\n\nWhich city is the capital of Germany?"
+    analysis = attribution.analyze(tiny_loaded, prompt, methods=("context_ablation",), max_new_tokens=1,
+                                   n_ablations=16, granularity="sentence")
+    result = analysis.methods["context_ablation"]
+    sentences = analysis.grouping("sentence")
+    # Run at the analysis's granularity, on the analysis's own sentences.
+    assert result.groups == tuple(group.tokens for group in sentences.groups if group.kind == "text")
+    by_sentence = analysis.grouped_scores("sentence")["context_ablation"]
+    weight_of = dict(zip(result.groups, result.group_weights))
+    np.testing.assert_array_equal(by_sentence, [weight_of.get(group.tokens, 0.0) for group in sentences.groups])
+    # A segment scores the sum of its sentences' weights (the surrogate's change when all are kept), a
+    # word its sentence's weight.
+    segments = analysis.grouping("segment")
+    expected = [sum(weight for group, weight in weight_of.items() if set(group) <= set(segment.tokens))
+                for segment in segments.groups]
+    np.testing.assert_allclose(analysis.grouped_scores("segment")["context_ablation"], expected)
+    words = analysis.grouping("word")
+    np.testing.assert_allclose(analysis.grouped_scores("word")["context_ablation"],
+                               [result.scores[group.tokens[0]] for group in words.groups])
+    with pytest.raises(ValueError, match="cuts across"):
+        result.weights_per([result.groups[0][-1:] + result.groups[1][:1]], "word")
+
+
+def test_a_span_target_sums_its_tokens_log_probabilities_on_the_shortened_prompts(tiny_loaded):
+    input_ids, groups = _sentence_ids(tiny_loaded.tokenizer)
+    span = torch.tensor([21, 22, 11])  # two teacher-forced tokens end the input, then the target
+    extended = torch.cat([input_ids, span[:-1]])
+    positions = torch.arange(extended.numel() - 3, extended.numel())  # the last three input positions
+    request = AttributionRequest(input_ids=extended, target_id=11, span_ids=span, span_positions=positions,
+                                 settings=Settings(n_ablations=8), internal_batch_size=3)
+    result = ablation.context_ablation_scores(tiny_loaded, request, groups, SENTENCES, "sentence")
+
+    def direct(mask):
+        removed = {index for group, kept in zip(groups, mask) if not kept for index in group}
+        kept_ids = torch.tensor([int(token) for index, token in enumerate(extended) if index not in removed])
+        with torch.no_grad():
+            log_probabilities = torch.log_softmax(tiny_loaded.model(input_ids=kept_ids[None]).logits[0].double(), -1)
+        return float(sum(log_probabilities[kept_ids.numel() - 3 + i, span[i]] for i in range(3)))
+
+    np.testing.assert_allclose(result.ablation_scores, [direct(mask) for mask in result.masks], rtol=1e-5, atol=1e-5)
+    assert result.full_score == pytest.approx(direct(np.ones(3, dtype=bool)), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_on_smollm2_the_answers_sentence_weighs_most_and_the_prefix_reuse_changes_nothing(smollm2):
+    from attribution.engine import generate
+
+    sentences = ("Anna lives in Paris.", "Anna works as a baker.", "Anna has a pet goat.", "Anna plays the saxophone.",
+                 "Anna's favourite colour is green.")
+    prompt = " ".join(sentences) + "\n\nIn which city does Anna live?"
+    reply = generate(smollm2, encode_prompt(smollm2, prompt, chat=True).ids, 8).tolist()
+    k = next(number for number in range(1, len(reply) + 1)
+             if "Paris" in smollm2.tokenizer.decode(reply[:number], skip_special_tokens=True))
+    analysis = attribution.analyze(smollm2, prompt, methods=("context_ablation",), chat=True, target=k, max_new_tokens=k)
+    result = analysis.methods["context_ablation"]
+    assert result.group_labels[: len(sentences)] == sentences
+    assert result.group_labels[int(np.argmax(result.group_weights))] == sentences[0]
+    assert result.heldout_lds > 0.5
+    request = AttributionRequest(input_ids=torch.tensor(analysis.input_ids), target_id=analysis.target.id)
+    masks = result.masks[:8]
+    reused = ablation.ablated_log_probabilities(smollm2, request, result.groups, masks)
+    plain = ablation.ablated_log_probabilities(smollm2, request, result.groups, masks, reuse_prefix=False)
+    np.testing.assert_allclose(reused, plain, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(reused, result.ablation_scores[:8], rtol=1e-4, atol=1e-4)

@@ -171,3 +171,72 @@ def test_a_result_without_spans_refuses_groups():
     assert analysis.grouping("token").labels == analysis.input_tokens
     with pytest.raises(ValueError, match="keeps no token spans"):
         analysis.grouped_scores("word")
+
+
+def test_trust_panel_per_sentence_removes_whole_sentences(tiny_loaded):
+    from attribution.faithfulness import content_order, removal_counts
+
+    analysis = attribution.analyze(tiny_loaded, PROMPT, methods=("gradient", "occlusion"), max_new_tokens=1,
+                                   granularity="sentence", trust=True)
+    report = analysis.trust
+    assert report.granularity == "sentence" and report.to_dict()["trust_granularity"] == "sentence"
+    assert "sentence" in report.verdict and " token" not in report.verdict
+    grouping, grouped = analysis.grouping(), analysis.grouped_scores()
+    content = np.array([kind == "text" for kind in grouping.kinds])
+    ks = removal_counts(int(content.sum()))
+    assert report.ks == ks  # counts of sentences, not of tokens
+    ids = torch.as_tensor(analysis.input_ids)
+
+    def log_probability(removed_groups):
+        mask = torch.ones(len(ids), dtype=torch.long)
+        for number in removed_groups:
+            mask[list(grouping.groups[number].tokens)] = 0
+        with torch.no_grad():
+            logits = tiny_loaded.model(input_ids=ids[None], attention_mask=mask[None]).logits
+        return float(torch.log_softmax(logits[0, -1].double(), -1)[analysis.target.id])
+
+    full = log_probability([])
+    for name in ("gradient", "occlusion"):
+        order = content_order(grouped[name], content)
+        comprehensiveness = np.mean([full - log_probability(order[:k]) for k in ks])
+        sufficiency = np.mean([full - log_probability([g for g in np.flatnonzero(content) if g not in order[:k]])
+                               for k in ks])
+        assert report.faithfulness[name].comprehensiveness == pytest.approx(comprehensiveness, rel=1e-4, abs=1e-6)
+        assert report.faithfulness[name].sufficiency == pytest.approx(sufficiency, rel=1e-4, abs=1e-6)
+
+
+def test_chat_template_tokens_stay_groups_of_their_own(chat_folder):
+    loaded = attribution.load_model(str(chat_folder), device="cpu")
+    analysis = attribution.analyze(loaded, "Paris is in France. The capital of", methods=("occlusion",),
+                                   max_new_tokens=1, chat=True, granularity="sentence")
+    grouping = analysis.grouping()
+    text = [group for group in grouping.groups if group.kind == "text"]
+    assert [group.label for group in text] == ["Paris is in France.", "The capital of"]
+    typed = set(np.flatnonzero(analysis.user_tokens))
+    assert {token for group in text for token in group.tokens} == typed
+    for group in grouping.groups:
+        if group.kind != "text":
+            assert len(group.tokens) == 1 and analysis.context_tokens[group.tokens[0]]
+    assert len(analysis.grouped_scores()["occlusion"]) == len(grouping)
+
+
+def test_context_ablation_regroups_by_its_surrogates_linearity(tiny_loaded):
+    from attribution.limits import MIN_ABLATIONS
+
+    analysis = attribution.analyze(tiny_loaded, PROMPT, methods=("context_ablation",), max_new_tokens=1,
+                                   n_ablations=max(MIN_ABLATIONS, 32))
+    result = analysis.methods["context_ablation"]
+    assert result.granularity == "sentence"
+    weight_of = {group: float(weight) for group, weight in zip(result.groups, result.group_weights)}
+    sentences = analysis.grouping("sentence")
+    expected = [weight_of.get(group.tokens, 0.0) for group in sentences.groups]
+    np.testing.assert_allclose(analysis.grouped_scores("sentence")["context_ablation"], expected)
+    # A segment weighs the sum of its sentences' weights (the surrogate is linear); a word its sentence's.
+    segments = analysis.grouping("segment")
+    np.testing.assert_allclose(analysis.grouped_scores("segment")["context_ablation"],
+                               [sum(weight for group, weight in weight_of.items() if set(group) <= set(segment.tokens))
+                                for segment in segments.groups])
+    words = analysis.grouping("word")
+    np.testing.assert_allclose(analysis.grouped_scores("word")["context_ablation"],
+                               [result.scores[group.tokens[0]] for group in words.groups])
+    assert analysis.regrouped("segment").methods["context_ablation"].scores.shape == (len(segments),)

@@ -241,3 +241,13 @@ def test_combine_rules_against_direct_computation():
     assert grouping.combine(scores, "sum").sum() == pytest.approx(scores.sum())
     np.testing.assert_array_equal(grouping.token_group, [0, 0, 1, 2, 2, 2])
     np.testing.assert_array_equal(grouping.any_of([False, False, True, False, False, True]), [False, True, True])
+
+
+def test_groups_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, attribution.groups, attribution.results; "
+            "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"

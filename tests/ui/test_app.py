@@ -242,6 +242,10 @@ def test_deep_link_fills_valid_settings_and_ignores_the_rest():
     assert answer_map_ig == keep and values[21:] == [keep] * len(values[21:])  # the settings added later
     values = controls.from_query({"contrast": " Tallinn", "answer_map": "0", "trust": "1", "hide_special": "yes"}, ["m"])
     assert values[10:21] == [" Tallinn", False, True, keep, keep, keep, keep, keep, keep, keep, keep]
+    position = ui_settings.SETTING_KEYS.index("granularity")
+    values = controls.from_query({"granularity": "sentence", "separator": "###"}, ["m"])
+    assert values[position:position + 2] == ["sentence", "###"]
+    assert controls.from_query({"granularity": "paragraph"}, ["m"])[position] == keep
     values = controls.from_query({"steps": "auto", "target_error": "1.5", "score": "energy", "hold_context": "2",
                                   "answer_map_ig": "0"}, ["m"])
     assert values[4] == keep and values[16:21] == [True, keep, keep, keep, False]  # steps=auto is auto=1

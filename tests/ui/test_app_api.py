@@ -72,6 +72,9 @@ def test_api_lists_analyze_and_hides_internal_events(client):
                                                      "hold_context", "answer_map_ig"]
     assert list(ui_settings.SETTING_KEYS[21:23]) == ["target_span", "continuation"]
     assert defaults["target_span"] == "" and defaults["continuation"] == ""
+    keys = list(ui_settings.SETTING_KEYS)
+    assert keys.index("n_ablations") < keys.index("granularity") == keys.index("separator") - 1
+    assert defaults["granularity"] == "token" and defaults["separator"] == ""
     assert defaults["chat"] is False and defaults["system"] == ""
     seed = attribution.PRESETS["seed"]
     assert (defaults["ig_steps"], defaults["ig_baseline"], defaults["aggregation"], defaults["score"],

@@ -101,5 +101,15 @@ def pending() -> dict[str, Any]:
 
 
 def render(analysis: Analysis, view: View) -> dict[str, Any]:
-    """The tab's outputs for an analysis; its figures are drawn when the tab is seen (`ui.figures`)."""
-    return trust_views(analysis)
+    """The tab's outputs for an analysis; its figures are drawn when the tab is seen (`ui.figures`). The
+    verdict says what the trust panel was computed per when that is not tokens or not what is shown."""
+    values = trust_views(analysis)
+    report = analysis.trust
+    if report is not None and (report.granularity != "token" or view.granularity != "token"):
+        unit = report.granularity
+        note = f"*Computed per {unit}: faithfulness removed whole {unit}s, agreement ranked them.*"
+        if unit != view.granularity:
+            note += (f" *The scores above are shown per {view.granularity}; choose Scores per {view.granularity} "
+                     "and analyze again for the panel per it.*")
+        values["compare:verdict"] = f"{values['compare:verdict']}\n\n{note}"
+    return values

@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from attribution.catalog import LAYERED_METHODS
-from attribution.display.explanations import RECOMMENDED_IG_TEXT, method_help, method_notes
+from attribution.display.explanations import RECOMMENDED_IG_TEXT, grouping_note, method_help, method_notes
 from attribution.display.labels import method_label
 from attribution.display.method_figures import head_heatmap_figure
 from attribution.display.tables import TOP_HEADERS, highlight_values, top_rows
@@ -97,7 +97,9 @@ def render(analysis: Analysis, name: str, view: View) -> dict[str, Any]:
     if result is None:
         values.update(not_computed(name))
     else:
-        values[f"{name}:notes"] = method_notes(name, analysis, pad_token=view.pad_token)
+        grouped = grouping_note(name, getattr(result, "aggregation", None), view.granularity)
+        values[f"{name}:notes"] = " ".join(part for part in (grouped, method_notes(name, analysis, pad_token=view.pad_token))
+                                           if part)
         values[f"{name}:highlight"] = highlight_values(analysis.input_tokens, result.scores, view.exclude(analysis))
         values[f"{name}:top"] = top_table(analysis, name, view.exclude(analysis))
     return values
@@ -117,14 +119,15 @@ def head_figure(state: str | None, name: str, layer: float | None) -> Any:
     """The layer slider moved: that layer's per-head heatmap, drawn from the stored result (the model is
     not run)."""
     stored = store.lookup(state)
-    return None if stored is None else layer_heads(stored.analysis, name, layer)
+    return None if stored is None else layer_heads(stored.figure_source(name), name, layer)
 
 
 def head_views(stored: store.Stored, name: str) -> list[Any]:
     """After each analysis: size the per-head slider to the model's layers and draw the last layer."""
-    per_head = getattr(stored.analysis.methods.get(name), "per_head", None)
+    shown = stored.figure_source(name)
+    per_head = getattr(shown.methods.get(name), "per_head", None)
     if per_head is None or not len(per_head):
         return [gr.update(visible=False), gr.update(value=None, visible=False)]
     last = len(per_head) - 1
     return [gr.update(minimum=0, maximum=max(last, 1), value=last, visible=True, interactive=last > 0),
-            gr.update(value=layer_heads(stored.analysis, name, last), visible=True)]
+            gr.update(value=layer_heads(shown, name, last), visible=True)]
