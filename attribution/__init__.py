@@ -32,7 +32,8 @@ _EXPORTS = {
     "display_tokens": "targets",
     "Completeness": "reports", "Faithfulness": "reports", "Progress": "reports", "TrustReport": "reports",
     "Analysis": "results", "AnswerMap": "results", "AttentionScores": "results",
-    "IntegratedGradientsScores": "results", "MethodScores": "results", "Prediction": "results",
+    "ContextAblationScores": "results", "IntegratedGradientsScores": "results", "MethodScores": "results",
+    "Prediction": "results",
     "Target": "results", "normalize_max_abs": "results", "normalize_min_max": "results", "top_k": "results",
 }
 

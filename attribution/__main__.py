@@ -41,6 +41,10 @@ def format_table(analysis: Analysis) -> str:
         f"generated: {analysis.generated_text!r}",
         f"target:    {analysis.target.text!r} (id {analysis.target.id}, position {analysis.target.position})"
         + ("" if analysis.foil is None else f" rather than {analysis.foil.text!r} (id {analysis.foil.id})"),
+        *([] if analysis.span is None else [
+            f"stretch:   {analysis.span.text!r} ({analysis.span.label}, positions {analysis.span.start}-"
+            f"{analysis.span.end}): the sum of its {len(analysis.span.ids)} tokens' scores, each with the earlier "
+            "ones teacher-forced"]),
         "",
         "  pos  " + "token".ljust(token_width) + "".join(f"  {name:>20}" for name in names),
     ]

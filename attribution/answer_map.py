@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .attention_rows import row_attention
 from .cancel import check as check_cancelled
 from .catalog import CATALOG
 from .integrated_gradients import Integration, integrate
@@ -27,7 +28,6 @@ from .passes import (
     AttributionRequest,
     SharedWork,
     at_least_fp32,
-    attention_maps,
     embed,
     logits_at_positions,
     score_rows,
@@ -97,8 +97,8 @@ def input_x_gradient_rows(loaded: LoadedModel, job: AnswerMapRequest) -> np.ndar
 
 
 def attention_rows(loaded: LoadedModel, job: AnswerMapRequest) -> np.ndarray:
-    head_mean = attention_maps(loaded, job.source_ids).head_mean  # [layers, S, S]
-    return head_mean.mean(dim=0)[job.positions.cpu()].numpy()
+    # Only the targets' query rows, never the [layers, S, S] maps: [layers, heads, T, S] → [T, S]
+    return row_attention(loaded, job.source_ids, rows=job.positions.cpu()).weights.mean(dim=(0, 1)).numpy()
 
 
 def per_target_rows(loaded: LoadedModel, job: AnswerMapRequest, name: str) -> np.ndarray:
@@ -108,7 +108,8 @@ def per_target_rows(loaded: LoadedModel, job: AnswerMapRequest, name: str) -> np
         check_cancelled()
         held = None if job.held is None else job.held[: position + 1]
         request = replace(job.request, input_ids=job.source_ids[: position + 1], target_id=int(target_id),
-                          foil_id=None, held=held, work=SharedWork(name == "integrated_gradients"))
+                          foil_id=None, held=held, work=SharedWork(name == "integrated_gradients"),
+                          span_ids=None, span_positions=None)  # each generated token alone, span or not
         matrix[row, : position + 1] = METHODS[name](loaded, request).scores
     return matrix
 

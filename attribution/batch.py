@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="python -m attribution.batch",
         description="Attribute every prompt of a .jsonl, .csv or .parquet file (columns: prompt, and "
-                    "optionally id, target, contrast, system, which override the flags per row).",
+                    "optionally id, target, contrast, system, continuation, which override the flags per row).",
     )
     parser.add_argument("input", type=Path, help="the dataset: .jsonl, .csv or .parquet with a 'prompt' column")
     parser.add_argument("--output", type=Path, required=True,
@@ -206,6 +206,8 @@ def result_record(row: InputRow, analysis: Analysis) -> dict[str, Any]:
     }
     if analysis.foil is not None:
         record.update(foil_text=analysis.foil.text, foil_id=int(analysis.foil.id))
+    if analysis.span is not None:  # a span target: the explained stretch and where it starts
+        record.update(span_text=analysis.span.text, span_start=int(analysis.span.start))
     for name, result in analysis.methods.items():
         record[f"scores_{name}"] = [float(value) for value in result.scores]
         if isinstance(result, IntegratedGradientsScores):

@@ -23,7 +23,7 @@ from .cli_options import parse_target
 from .files import atomic_write, atomic_write_text  # noqa: F401 (re-exported)
 
 INPUT_SUFFIXES = (".jsonl", ".csv", ".parquet")
-OVERRIDE_COLUMNS = ("target", "contrast", "system")
+OVERRIDE_COLUMNS = ("target", "contrast", "system", "continuation")
 SETTINGS_FILE = "settings.json"
 RESULTS_FILE = "results.parquet"
 ERRORS_FILE = "errors.jsonl"
@@ -37,7 +37,7 @@ LEADING_COLUMNS = ("id", "prompt", "input_tokens", "generated_text", "target_tex
 @dataclass(frozen=True)
 class InputRow:
     """One input row: `index` its position in INPUT (the output's order), `id` int or text, `prompt`
-    as read (validated by `analyze`), `overrides` the per-row target/contrast/system that were given,
+    as read (validated by `analyze`), `overrides` the per-row target/contrast/system/continuation given,
     `problem` a reason the row cannot run at all (a line that is not a JSON object, no prompt)."""
 
     index: int

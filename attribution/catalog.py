@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 
+#: How a method's token scores become group scores (`MethodInfo.combine`): the rules of
+#: `attribution.groups.COMBINE_RULES`, or "remove" (run on the groups themselves).
+COMBINE = ("sum", "l2", "remove")
+
 #: What a method's number can be about (`MethodInfo.explains`).
 EXPLAINS = ("score", "log_probability", "none")
 
@@ -40,6 +44,12 @@ class MethodInfo:
     # Runs a path of many forward and backward passes (IG): the engine runs it after the cheap methods, so
     # that their results show first (`analyze(..., partial=...)`); its cost is what the page estimates.
     costly: bool = False
+    # How its token scores become one score per word, sentence or segment (attribution.groups): "sum" (a
+    # signed share or a first-order term adds), "l2" (a norm over embeddings: the group's norm is that of
+    # its tokens' concatenated vectors, √Σ s²), "remove" (a perturbation: the engine hides whole groups), or
+    # per IG aggregation ((aggregation, rule), ...). `combine_rule(name, aggregation)` is the one place that
+    # reads it; no default, so a new method must say.
+    combine: str | tuple[tuple[str, str], ...] = ""
 
     def __post_init__(self) -> None:
         if self.explains not in EXPLAINS:
@@ -48,6 +58,10 @@ class MethodInfo:
         if self.target_dependent != (self.explains != "none"):
             raise ValueError(f"method catalog entry {self.name!r}: target_dependent must be "
                              f"{self.explains != 'none'} when it explains {self.explains!r}")
+        rules = [self.combine] if isinstance(self.combine, str) else [rule for _, rule in self.combine]
+        if any(rule not in COMBINE for rule in rules):
+            raise ValueError(f"method catalog entry {self.name!r}: combine must be one of {', '.join(COMBINE)} "
+                             f"(or per aggregation), got {self.combine!r}")
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, str) and not value.strip():
@@ -72,6 +86,8 @@ CATALOG: dict[str, MethodInfo] = {
             layered=False,
             answer_map="answer_map:gradient_rows",
             axis_label="Attribution score (gradient L2 norm)",
+            # The norm of the gradient over all the group's embeddings: √Σ of its tokens' squared norms.
+            combine="l2",
         ),
         MethodInfo(
             name="attention",
@@ -90,6 +106,8 @@ CATALOG: dict[str, MethodInfo] = {
             answer_map="answer_map:attention_rows",
             axis_label="Attention weight (mean of heads and layers)",
             explains="none",
+            # A share of the last position's attention: a group's share is its tokens' shares added.
+            combine="sum",
         ),
         MethodInfo(
             name="integrated_gradients",
@@ -109,6 +127,9 @@ CATALOG: dict[str, MethodInfo] = {
             answer_map="answer_map:integrated_gradients_rows",
             costly=True,
             axis_label="{label} score ({aggregation})",
+            # With sum, signed terms that add up to F(x) − F(x′): grouped, they still do (completeness);
+            # with l2, each token's norm over d_model: a group's is the norm over all its dimensions.
+            combine=(("sum", "sum"), ("l2", "l2")),
         ),
         MethodInfo(
             name="input_x_gradient",
@@ -125,6 +146,8 @@ CATALOG: dict[str, MethodInfo] = {
             layered=False,
             answer_map="answer_map:input_x_gradient_rows",
             axis_label="{label} score",
+            # First-order Taylor terms of the logit: a group's term is the sum of its tokens'.
+            combine="sum",
         ),
         MethodInfo(
             name="attention_rollout",
@@ -142,6 +165,8 @@ CATALOG: dict[str, MethodInfo] = {
             answer_map=False,
             axis_label="Rollout share of the last position",
             explains="none",
+            # A share of the flow into the last position (each row of the rollout sums to 1): shares add.
+            combine="sum",
         ),
         MethodInfo(
             name="occlusion",
@@ -160,6 +185,35 @@ CATALOG: dict[str, MethodInfo] = {
             answer_map=False,
             axis_label="Log-probability drop when hidden",
             explains="log_probability",
+            # Hiding two tokens is not the sum of hiding each (they interact): a group's drop is measured
+            # by hiding the whole group.
+            combine="remove",
+        ),
+        MethodInfo(
+            name="context_ablation",
+            function="context_ablation:context_ablation",
+            label="Context ablation",
+            description="Each sentence's weight in a sparse linear model of the target's log-probability, "
+                        "fitted on random removals of sentences (ContextCite).",
+            help=(
+                "Removes random halves of the prompt's sentences (or segments, words: the granularity) many "
+                "times, and fits a sparse linear model (lasso) of the explained token's log-probability over "
+                "which sentences were kept, as ContextCite does: a sentence's weight is how much keeping it "
+                "raises (red) or lowers (purple) the log-probability. Every token of a sentence shows its "
+                "sentence's weight; held context (template, special tokens) is never removed. Its own trust "
+                "figure is the held-out fit (LDS): how well the linear model ranks ablations it was not fitted "
+                "on. One forward pass per ablation, batched."
+            ),
+            color="darkorchid",
+            signed=True,
+            target_dependent=True,
+            layered=False,
+            answer_map=False,
+            axis_label="{label}: weight of the token's sentence (log-probability)",
+            explains="log_probability",
+            costly=True,
+            # Its weights are measured per group by removing whole groups (never summed from tokens).
+            combine="remove",
         ),
     )
 }
@@ -179,6 +233,18 @@ def method_info(name: str) -> MethodInfo:
     if name not in CATALOG:
         raise ValueError(f"unknown method {name!r}; valid choices: {', '.join(CATALOG)}")
     return CATALOG[name]
+
+
+def combine_rule(name: str, aggregation: str | None = None) -> str:
+    """How a method's token scores combine into group scores ("sum", "l2" or "remove"), with the analysis's
+    IG `aggregation` for methods whose rule depends on it. The one place that decides."""
+    combine = method_info(name).combine
+    if isinstance(combine, str):
+        return combine
+    rules = dict(combine)
+    if aggregation not in rules:
+        raise ValueError(f"method {name!r} combines per aggregation; valid choices: {', '.join(rules)}")
+    return rules[aggregation]
 
 
 def is_signed(name: str, aggregation: str | None = None) -> bool:

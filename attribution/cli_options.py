@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from .models import LoadedModel, default_model_name, load_model
 from .catalog import CATALOG
-from .settings import ANSWER_TARGET, AGGREGATIONS, BASELINE_LABELS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, Settings, preset
+from .limits import DEFAULT_ABLATIONS, MAX_ABLATIONS, MIN_ABLATIONS
+from .settings import ANSWER_TARGET, AGGREGATIONS, BASELINE_LABELS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, Settings, preset, span_from_text
 
 
 def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,9 +35,13 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=20, help="greedy tokens to generate (0..256)")
     parser.add_argument("--target", default=None,
                         help="explain this text's first token instead of the predicted one (mind the "
-                             "leading space: ' Riga'); a number k explains the k-th generated token; 'answer' "
-                             "the answer's content token (the first word of the reply not in the prompt and "
-                             "not a function word)")
+                             "leading space: ' Riga'); a number k explains the k-th generated token; K-M the "
+                             "stretch of generated tokens K..M (the sum of their scores, best with --score "
+                             "log_probability: log p of the stretch); 'answer' the answer's content token (the "
+                             "first word of the reply not in the prompt and not a function word)")
+    parser.add_argument("--continuation", default=None,
+                        help="explain this text as a stretch, teacher-forced right after the prompt (after the "
+                             "chat template's reply header with --chat), e.g. ' Riga is the capital'")
     parser.add_argument("--contrast", default=None,
                         help="explain why the target rather than this text's first token (e.g. ' Tallinn')")
     parser.add_argument("--chat", action="store_true",
@@ -46,17 +51,24 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust", action="store_true",
                         help="also compute the trust panel: completeness, faithfulness, agreement, verdict")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--ablations", type=int, default=None,
+                        help=f"context ablation: random ablations its surrogate is fitted on "
+                             f"({MIN_ABLATIONS}..{MAX_ABLATIONS}, default {DEFAULT_ABLATIONS})")
 
 
-def parse_target(text: str | None) -> None | str | int:
-    """--target: a number k (the k-th generated token), "answer" (the answer's content token,
-    ANSWER_TARGET), or text whose first token is explained."""
+def parse_target(text: str | None) -> None | str | int | tuple[int, int]:
+    """--target: a number k (the k-th generated token), K-M (the span of generated tokens K..M), "answer"
+    (the answer's content token, ANSWER_TARGET), or text whose first token is explained."""
     if text is None:
         return None
     if text == "answer":
         return ANSWER_TARGET
+    span = span_from_text(text)
+    if span is not None:
+        return span
     stripped = text.strip()
     return int(stripped) if stripped.isdigit() and stripped == text else text
+
 
 
 def parse_steps(text: str) -> int | str:
@@ -76,6 +88,7 @@ def analysis_settings(arguments: argparse.Namespace) -> Settings:
         "hold_context": arguments.hold_context,
         "aggregation": arguments.aggregation,
         "score": arguments.score,
+        "n_ablations": arguments.ablations,
     }
     return preset(arguments.preset).replace(
         **{key: value for key, value in explicit.items() if value is not None},
@@ -86,6 +99,7 @@ def analysis_settings(arguments: argparse.Namespace) -> Settings:
         all_targets=getattr(arguments, "all_targets", False),  # the single-prompt CLI's flag only
         chat=arguments.chat,
         system=arguments.system,
+        continuation=arguments.continuation,
     )
 
 

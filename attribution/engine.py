@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -13,6 +13,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from .answer_map import compute_answer_map
 from .cancel import cancellable, check as check_cancelled, requested as cancellation_requested
 from .catalog import CATALOG
+from .groups import GRANULARITIES, Grouping, TokenSpans, groups_from_spans, token_spans
 from .integrated_gradients import special_token_mask
 from .methods import METHODS
 from .models import LoadedModel
@@ -118,6 +119,7 @@ class _Prepared:
     predictions: tuple[Prediction, ...]  # the likeliest tokens at the target's position
     request: AttributionRequest
     tokens: tuple[str, ...]  # the input tokens' display strings
+    spans: TokenSpans | None  # the input tokens' places in the decoded text (None: this tokenizer's cannot be read)
 
 
 def _prepare(loaded: LoadedModel, prompt: str, settings: Settings,
@@ -125,11 +127,15 @@ def _prepare(loaded: LoadedModel, prompt: str, settings: Settings,
     """Encode, generate once, resolve the target and foil, and build the methods' request."""
     encoded = encode_prompt(loaded, prompt, chat=settings.chat, system=settings.system)
     prompt_ids = encoded.ids  # [n_prompt]
+    if settings.granularity != "token":  # a separator the prompt lacks is refused before generating
+        groups_from_spans(token_spans(loaded.tokenizer, prompt_ids.tolist()), settings.granularity,
+                          separator=settings.separator, template=~encoded.user_tokens if settings.chat else None)
     generated_ids, step_logits = generate_with_logits(loaded, prompt_ids, settings.max_new_tokens, on_tokens)
-    resolved = resolve_target(loaded, prompt_ids, generated_ids, settings.target, prompt)
+    resolved = resolve_target(loaded, prompt_ids, generated_ids, settings.target, prompt, settings.continuation)
     # Generation step k saw the prompt and k generated tokens: for the k-th target, the same input.
     step = resolved.input_ids.numel() - prompt_ids.numel()
-    next_token_logits = step_logits[step] if step < len(step_logits) else None  # [vocab]
+    reusable = resolved.from_generation and step < len(step_logits)  # not after a continuation's own tokens
+    next_token_logits = step_logits[step] if reusable else None  # [vocab]
     predictions = tuple(top_predictions(loaded, resolved.input_ids, logits=next_token_logits))
     foil = None if settings.contrast is None else resolve_foil(loaded, settings.contrast, resolved.target)
     special = special_token_mask(loaded, resolved.input_ids).cpu().numpy()
@@ -142,14 +148,37 @@ def _prepare(loaded: LoadedModel, prompt: str, settings: Settings,
         foil_id=None if foil is None else foil.id,
         settings=settings,
         held=torch.from_numpy(held) if settings.hold_context else None,
+        removable=torch.from_numpy(user_tokens & ~held),
         # The cheap methods run before IG (`run_order`) so that they can be shown while it runs: the
         # gradient methods then take their input gradient from a pass of their own (one forward and
         # backward, against IG's 50 or more rows) rather than from IG's input row.
         work=SharedWork(with_integration=False),
+        span_ids=None if resolved.span is None else torch.tensor(resolved.span.ids, device=resolved.input_ids.device),
+        span_positions=resolved.span_positions,
     )
     tokens = tuple(display_tokens(loaded, resolved.input_ids.tolist()))
+    try:
+        spans = token_spans(loaded.tokenizer, resolved.input_ids.tolist())
+    except ValueError:
+        if settings.granularity != "token":
+            raise
+        spans = None  # the result then shows tokens only, and says why when asked for words
     return _Prepared(encoded, generated_ids, resolved, foil, special, user_tokens, held, predictions, request,
-                     tokens)
+                     tokens, spans)
+
+
+def _groupings(analysis: Analysis) -> dict[str, Grouping]:
+    """The analysis's tokens grouped at every granularity its text allows (for occlusion, which hides
+    whole groups): the chosen one must be possible (its error is the analysis's); another that is not
+    (segments by a separator the text lacks) is left out, and asking the result for it gives that error."""
+    groupings = {}
+    for granularity in GRANULARITIES[1:]:
+        try:
+            groupings[granularity] = analysis.grouping(granularity)
+        except ValueError:
+            if granularity == analysis.granularity:
+                raise
+    return groupings
 
 
 def _assemble(loaded: LoadedModel, prompt: str, settings: Settings, prepared: _Prepared,
@@ -177,6 +206,8 @@ def _assemble(loaded: LoadedModel, prompt: str, settings: Settings, prepared: _P
         answer_map=answer_map or {},
         trust=report,
         settings=settings,
+        span=prepared.resolved.span,
+        token_spans=prepared.spans,
     )
 
 
@@ -227,9 +258,11 @@ def analyze(
     with cancellable(cancel), loaded.lock, cpu_threads_for(loaded):
         report_stage("generate")
         prepared = _prepare(loaded, prompt, settings, on_tokens)
-        request = prepared.request
         results: dict[str, MethodScores] = {}
-        show(_assemble(loaded, prompt, settings, prepared, results))
+        generated = show(_assemble(loaded, prompt, settings, prepared, results))
+        request = prepared.request
+        if prepared.spans is not None:
+            request = replace(request, groupings=_groupings(generated))
         for name in run_order(settings.methods):
             report_stage("method", name)
             results[name] = METHODS[name](loaded, request)

@@ -24,7 +24,7 @@ from .reports import (  # noqa: F401 (re-exported: attribution.faithfulness's AP
 )
 from .cancel import check as check_cancelled
 from .models import LoadedModel
-from .passes import AttributionRequest, choose_batch_size, embed, explained_score
+from .passes import AttributionRequest, choose_batch_size, embed, explained_log_probability, logits_to_keep
 from .results import MethodScores
 
 SOFT_KEEP = 0.5  # "soft": the probability that an embedding dimension of a removed token survives
@@ -72,7 +72,8 @@ def removed_log_probabilities(
     loaded: LoadedModel, request: AttributionRequest, hidden: np.ndarray, removal: str = DEFAULT_REMOVAL
 ) -> np.ndarray:
     """For each row of `hidden` [rows, seq] bool (True = removed), the target's log-probability at the
-    last position (log p(target) − log p(foil) when contrastive), float64 [rows].
+    last position (log p(target) − log p(foil) when contrastive), or a span's summed log-probability,
+    float64 [rows].
 
     Positions before the first one any row removes are the same in every row (in a chat prompt the
     whole system prompt): they run once, and each batch continues from their keys and values.
@@ -84,7 +85,9 @@ def removed_log_probabilities(
     if n_tokens != input_ids.numel():
         raise ValueError(f"{n_tokens} removal flags per row for {input_ids.numel()} input tokens")
     removed_anywhere = torch.nonzero(hidden.any(dim=0)).flatten()
-    start = min(int(removed_anywhere[0]) if removed_anywhere.numel() else n_tokens, n_tokens - 1)
+    # The cached prefix stops before the first explained position: its logits are computed by the rows.
+    first_explained = int(request.explained_positions.min())
+    start = min(int(removed_anywhere[0]) if removed_anywhere.numel() else n_tokens, first_explained)
     batch_size = request.internal_batch_size or choose_batch_size(loaded, n_tokens, rows, backward=False)
     with torch.inference_mode():
         prefix = _prefix_cache(loaded, input_ids, start)
@@ -104,8 +107,9 @@ def removed_log_probabilities(
             if prefix is not None:
                 past = copy.deepcopy(prefix)  # the forward appends to the cache it is given
                 past.batch_repeat_interleave(part.shape[0])
-            output = loaded.model(**inputs, cache=past, use_cache=past is not None, logits_to_keep=1)
-            scores = explained_score(output.logits[:, -1, :], request.target_id, request.foil_id, "log_probability")
+            output = loaded.model(**inputs, cache=past, use_cache=past is not None,
+                                  logits_to_keep=logits_to_keep(request, start))
+            scores = explained_log_probability(output.logits, request)
             values.append(scores.double().cpu())
     return torch.cat(values).numpy()
 

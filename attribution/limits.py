@@ -13,3 +13,9 @@ DEFAULT_TARGET_ERROR = 0.01  # n_steps="auto": relative completeness error aimed
 COMPLETENESS_TOLERANCE = 0.05
 #: n_steps="auto" starts from this many intervals (`auto_levels`), so a budget below it cannot be met.
 AUTO_FIRST_INTERVALS = 9
+#: Context ablation (`Settings.n_ablations`): random ablations the surrogate is fitted on. Its default is
+#: ContextCite's 64 until `scripts/measure_documents.py` measures the choice on SmolLM2 (README, "Which
+#: sentence answered").
+MIN_ABLATIONS = 8
+MAX_ABLATIONS = 1024
+DEFAULT_ABLATIONS = 64

@@ -15,9 +15,9 @@ import torch
 from .models import LoadedModel
 from .passes import AttributionRequest, at_least_fp32, embed, log_probability_scores
 from .catalog import CATALOG, METHOD_DESCRIPTIONS, METHOD_LABELS  # noqa: F401 (re-exported)
-from .shared import input_gradients, integration, shared_attention_maps
+from .shared import input_gradients, integration, shared_attention, shared_rollout
 from .settings import AGGREGATIONS  # noqa: F401 (re-exported)
-from .results import AttentionScores, IntegratedGradientsScores, MethodScores
+from .results import AttentionScores, IntegratedGradientsScores, MethodScores, OcclusionScores
 
 
 
@@ -45,7 +45,7 @@ def input_x_gradient(loaded: LoadedModel, request: AttributionRequest) -> Method
 
 def attention(loaded: LoadedModel, request: AttributionRequest) -> AttentionScores:
     """Attention of the last input position, averaged over heads and layers (the seed's method B)."""
-    last_rows = shared_attention_maps(loaded, request).last_rows  # [layers, heads, seq]
+    last_rows = shared_attention(loaded, request).last_rows  # [layers, heads, seq]
     return AttentionScores(
         method="attention",
         scores=last_rows.mean(dim=(0, 1)).numpy(),
@@ -58,7 +58,9 @@ def rollout(head_mean: torch.Tensor) -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema 2020) of [layers, seq, seq] head-averaged maps → [seq, seq].
 
     Each layer's residual connection is modelled as half identity, half attention (rows renormalised),
-    and layers compose by matrix product from the first layer up.
+    and layers compose by matrix product from the first layer up. The method itself forms only the
+    last row, without the full maps (`attribution.attention_rows.rollout_last_row`); this is the
+    definition that is tested against.
     """
     identity = torch.eye(head_mean.shape[-1], dtype=head_mean.dtype)
     result = identity
@@ -71,18 +73,29 @@ def rollout(head_mean: torch.Tensor) -> torch.Tensor:
 
 def attention_rollout(loaded: LoadedModel, request: AttributionRequest) -> MethodScores:
     """How much of the last position's representation flows from each token through all layers."""
-    head_mean = shared_attention_maps(loaded, request).head_mean.double()  # [layers, seq, seq]
-    return MethodScores(method="attention_rollout", scores=rollout(head_mean)[-1].numpy())
+    return MethodScores(method="attention_rollout", scores=shared_rollout(loaded, request).numpy())
 
 
-def occlusion(loaded: LoadedModel, request: AttributionRequest) -> MethodScores:
+def occlusion(loaded: LoadedModel, request: AttributionRequest) -> OcclusionScores:
     """Leave-one-token-out: drop in the target's log-probability when a token is hidden by the
-    attention mask (its own position still runs, so the last token keeps its residual stream)."""
+    attention mask (its own position still runs, so the last token keeps its residual stream); and per
+    group of each of the request's groupings, the drop when the whole group is hidden (a group of one
+    token reuses that token's row)."""
     n_tokens = request.input_ids.numel()
-    keep = torch.ones(n_tokens + 1, n_tokens, dtype=torch.long)  # row 0: nothing hidden
-    keep[1:] -= torch.eye(n_tokens, dtype=torch.long)
-    values = log_probability_scores(loaded, request, keep)  # [1 + seq]
-    return MethodScores(method="occlusion", scores=(values[0] - values[1:]).numpy())
+    hidden: dict[tuple[int, ...], int] = {(index,): index + 1 for index in range(n_tokens)}  # tokens → row
+    for grouping in request.groupings.values():
+        for group in grouping.groups:
+            hidden.setdefault(group.tokens, len(hidden) + 1)
+    keep = torch.ones(len(hidden) + 1, n_tokens, dtype=torch.long)  # row 0: nothing hidden
+    for tokens, row in hidden.items():
+        keep[row, list(tokens)] = 0
+    values = log_probability_scores(loaded, request, keep)  # [1 + rows]
+    drops = (values[0] - values).numpy()
+    return OcclusionScores(
+        method="occlusion", scores=drops[1:n_tokens + 1],
+        groups={granularity: np.array([drops[hidden[group.tokens]] for group in grouping.groups])
+                for granularity, grouping in request.groupings.items()},
+    )
 
 
 def integrated_gradients(loaded: LoadedModel, request: AttributionRequest) -> IntegratedGradientsScores:

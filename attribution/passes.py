@@ -1,9 +1,10 @@
-"""Model passes shared by the methods: embeddings, the explained score, input gradients, attention
-maps, masked forwards, and sizing batches to free memory.
+"""Model passes shared by the methods: embeddings, the explained score, input gradients, masked
+forwards, and sizing batches to free memory.
 
 Work that two methods need (input gradients for gradient and input×gradient — which Integrated
-Gradients also yields from its own batches —, the eager attention pass for attention and rollout) is
-computed once per request and kept in the request's `SharedWork` (see `attribution.shared`).
+Gradients also yields from its own batches —, the attention-rows pass for attention and rollout,
+`attribution.attention_rows`) is computed once per request and kept in the request's `SharedWork`
+(see `attribution.shared`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 
 from .cancel import check as check_cancelled
-from .models import LoadedModel, eager_attention
+from .groups import Grouping
+from .models import LoadedModel
 from .settings import SCORES, Settings  # noqa: F401 (SCORES re-exported)
 
 
@@ -30,9 +32,44 @@ class AttributionRequest:
     foil_id: int | None = None  # contrastive: explain score(target) − score(foil)
     settings: Settings = field(default_factory=Settings)
     held: torch.Tensor | None = None  # [seq] bool on the CPU: context IG's baseline keeps at the input
+    # [seq] bool on the CPU: what context ablation may remove — the user's typed tokens outside the held
+    # context (the engine's, whatever hold_context says); None: every token but the first and special ones.
+    removable: torch.Tensor | None = None
     internal_batch_size: int | None = None  # rows per forward; None sizes it to free memory
     # Passes more than one method needs, computed at most once for this request (attribution.shared).
     work: "SharedWork" = field(default_factory=lambda: SharedWork(), compare=False, repr=False)
+    # A span target (Settings.target (k, m), continuation): the score is the sum over its S tokens, token i
+    # (id span_ids[i]) predicted at input position span_positions[i]; the last is target_id at the last
+    # position, the earlier ones end input_ids (teacher-forced). None: the one target at the last position.
+    span_ids: torch.Tensor | None = None  # [S] long
+    span_positions: torch.Tensor | None = None  # [S] long, increasing
+
+    def __post_init__(self) -> None:
+        if (self.span_ids is None) != (self.span_positions is None):
+            raise ValueError("a span request needs both its token ids and their positions")
+        if self.span_ids is None:
+            return
+        last = self.input_ids.numel() - 1
+        if self.span_ids.shape != self.span_positions.shape or self.span_ids.dim() != 1 or not self.span_ids.numel():
+            raise ValueError(f"span ids {tuple(self.span_ids.shape)} and positions {tuple(self.span_positions.shape)} "
+                             "must be two lists of the same length, one or more")
+        if int(self.span_positions[-1]) != last or int(self.span_ids[-1]) != self.target_id:
+            raise ValueError("a span's last token must be the request's target, at the last input position")
+        if self.foil_id is not None:
+            raise ValueError("a span target cannot have a contrastive foil")
+
+    @property
+    def explained_ids(self) -> torch.Tensor:
+        """[S] the ids whose scores add up to the explained score (S = 1 without a span)."""
+        return torch.tensor([self.target_id]) if self.span_ids is None else self.span_ids.cpu()
+
+    @property
+    def explained_positions(self) -> torch.Tensor:
+        """[S] the input positions whose logits predict them (the last position without a span)."""
+        return torch.tensor([self.input_ids.numel() - 1]) if self.span_positions is None else self.span_positions.cpu()
+    # granularity → the input tokens' groups (attribution.groups), for the methods that run on whole
+    # groups (occlusion hides each group); empty: tokens only.
+    groupings: Mapping[str, Grouping] = field(default_factory=dict, compare=False, repr=False)
 
 
 class SharedWork:
@@ -70,6 +107,34 @@ def explained_score(logits: torch.Tensor, target_id: int, foil_id: int | None, s
     target_ids = torch.full((rows,), int(target_id), dtype=torch.long)
     foil_ids = None if foil_id is None else torch.full((rows,), int(foil_id), dtype=torch.long)
     return score_rows(logits, target_ids, foil_ids, score)
+
+
+def span_score(logits: torch.Tensor, target_ids: torch.Tensor, foil_ids: torch.Tensor | None,
+               score: str = "logit") -> torch.Tensor:
+    """[rows, S, vocab] logits at the S positions of one explained score → [rows]: the one function every
+    method's score comes from. S = 1: that token's score (minus the foil's). S > 1, a span: the sum of its
+    tokens' log-probabilities (log p of the whole span, each token with the earlier ones teacher-forced)
+    or logits, and for "probability" p(span), their product."""
+    rows, terms = logits.shape[0], logits.shape[1]
+    if terms == 1:
+        foils = None if foil_ids is None else foil_ids[0].expand(rows)
+        return score_rows(logits[:, 0], target_ids[0].expand(rows), foils, score)
+    if foil_ids is not None:
+        raise ValueError("a span target cannot have a contrastive foil")
+    each = "logit" if score == "logit" else "log_probability"
+    total = sum(score_rows(logits[:, i], target_ids[i].expand(rows), None, each) for i in range(terms))
+    return total.exp() if score == "probability" else total
+
+
+def request_score(loaded: LoadedModel, request: "AttributionRequest", embeddings: torch.Tensor,
+                  score: str | None = None) -> torch.Tensor:
+    """The request's explained score [batch] of embeddings [batch, seq, d_model] (its settings' score
+    unless `score` is given), from logits at the explained positions only."""
+    score = request.settings.score if score is None else score
+    if request.span_ids is None:
+        return target_logit(loaded, embeddings, request.target_id, request.foil_id, score=score)
+    logits = logits_at_positions(loaded, embeddings, request.explained_positions)  # [batch, S, vocab]
+    return span_score(logits, request.explained_ids.to(logits.device), None, score)
 
 
 def target_logit(
@@ -145,42 +210,20 @@ def input_gradient_pass(loaded: LoadedModel, request: AttributionRequest) -> tor
     (`attribution.shared.input_gradients` reuses IG's batches instead when IG runs too)."""
     embeddings = embed(loaded, request.input_ids).requires_grad_(True)  # [1, seq, d_model]
     with torch.enable_grad():
-        score = target_logit(loaded, embeddings, request.target_id, request.foil_id, score=request.settings.score)
+        score = request_score(loaded, request, embeddings)
         (gradients,) = torch.autograd.grad(score.sum(), embeddings)
     return at_least_fp32(gradients[0])
-
-
-@dataclass(frozen=True)
-class AttentionMaps:
-    last_rows: torch.Tensor  # [layers, heads, seq]: what the last position attends to, per head
-    head_mean: torch.Tensor  # [layers, seq, seq]: full maps, heads averaged (for rollout)
-
-
-def attention_maps(loaded: LoadedModel, input_ids: torch.Tensor) -> AttentionMaps:
-    """One eager forward with attention weights, gathered on the CPU in fp32."""
-    with torch.inference_mode(), eager_attention(loaded):
-        output = loaded.model(
-            input_ids=input_ids.unsqueeze(0), output_attentions=True, logits_to_keep=1, use_cache=False
-        )
-    attentions = output.attentions
-    if not attentions or len(attentions) != loaded.n_layers or any(layer is None for layer in attentions):
-        raise RuntimeError(
-            f"the model returned {len(attentions or ())} attention tensors for {loaded.n_layers} layers; "
-            "its attention implementation does not expose weights"
-        )
-    # Layers may sit on different GPUs under device_map: gather on the CPU.
-    last_rows = torch.stack([at_least_fp32(layer[0, :, -1, :]).cpu() for layer in attentions])
-    head_mean = torch.stack([at_least_fp32(layer[0]).mean(dim=0).cpu() for layer in attentions])
-    return AttentionMaps(last_rows=last_rows, head_mean=head_mean)
 
 
 def log_probability_scores(
     loaded: LoadedModel, request: AttributionRequest, keep_masks: torch.Tensor
 ) -> torch.Tensor:
     """For each row of `keep_masks` [rows, seq] (1 = visible, 0 = hidden by the attention mask), the
-    target's log-probability at the last position (log p(target) − log p(foil) when contrastive)."""
+    target's log-probability at the last position (log p(target) − log p(foil) when contrastive), or a
+    span's summed log-probability."""
     input_ids = request.input_ids
     rows = keep_masks.shape[0]
+    keep = logits_to_keep(request)
     batch_size = request.internal_batch_size or choose_batch_size(loaded, input_ids.numel(), rows, backward=False)
     values = []
     with torch.inference_mode():
@@ -190,12 +233,25 @@ def log_probability_scores(
             output = loaded.model(
                 input_ids=input_ids.unsqueeze(0).expand(masks.shape[0], -1),
                 attention_mask=masks.long(),
-                logits_to_keep=1,
+                logits_to_keep=keep,
                 use_cache=False,
             )
-            logits = output.logits[:, -1, :]
-            values.append(explained_score(logits, request.target_id, request.foil_id, "log_probability").cpu())
+            values.append(explained_log_probability(output.logits, request).cpu())
     return torch.cat(values)  # [rows]
+
+
+def logits_to_keep(request: AttributionRequest, start: int = 0) -> int | torch.Tensor:
+    """A forward's `logits_to_keep` for the request's explained positions, its rows starting at position
+    `start` (after a cached prefix): the last position alone (1), or a span's positions."""
+    return 1 if request.span_ids is None else request.explained_positions - start
+
+
+def explained_log_probability(logits: torch.Tensor, request: AttributionRequest) -> torch.Tensor:
+    """[rows, S, vocab] logits from a forward with `logits_to_keep(request)` → [rows]: the target's
+    log-probability (minus the foil's when contrastive), or the span's summed log-probability."""
+    foils = None if request.foil_id is None else torch.tensor([request.foil_id])
+    return span_score(at_least_fp32(logits[:, -request.explained_ids.numel():]), request.explained_ids,
+                      foils, "log_probability")
 
 
 def _available_memory_bytes(device: torch.device) -> int:

@@ -1,5 +1,6 @@
-"""Spearman's rank correlation (torch-free), shared by the trust panel's agreement between methods
-(`attribution.trust`) and the diff of two analyses (`attribution.diff`), and its bootstrap interval."""
+"""Rank statistics (torch-free): average ranks, Spearman's rank correlation and its bootstrap interval,
+shared by the trust panel's agreement between methods (`attribution.trust`), the context-ablation
+surrogate's held-out fit (its LDS) and the diff of two analyses (`attribution.diff`)."""
 
 from __future__ import annotations
 

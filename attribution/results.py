@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .catalog import combine_rule
+from .groups import GRANULARITIES, Group, Grouping, TokenSpans, groups_from_spans, validate_granularity
 from .reports import TrustReport
 from .settings import COMPLETENESS_TOLERANCE, Settings
 
@@ -144,6 +146,101 @@ class IntegratedGradientsScores(MethodScores):
 
 
 @dataclass(frozen=True)
+class OcclusionScores(MethodScores):
+    """Occlusion's token scores plus its drops when whole groups are hidden (a perturbation's scores do
+    not add up: `Analysis.grouped_scores` reads these): granularity → [n_groups], for the groupings of the
+    analysis (its token spans and separator)."""
+
+    groups: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        groups = {}
+        for granularity, values in dict(self.groups).items():
+            validate_granularity(granularity)
+            groups[granularity] = _as_float_array(values, f"{self.method} scores per {granularity}", 1)
+            _check_finite(groups[granularity], f"{self.method} scores per {granularity}")
+        object.__setattr__(self, "groups", groups)
+
+    def to_dict(self) -> dict[str, Any]:
+        result = super().to_dict()
+        if self.groups:
+            result["groups"] = {name: [float(value) for value in values] for name, values in self.groups.items()}
+        return result
+
+
+@dataclass(frozen=True)
+class ContextAblationScores(MethodScores):
+    """Context attribution by ablation (ContextCite's surrogate): random subsets of the removable groups
+    (sentences, segments, ...) are removed, and a lasso of the target's log-probability over which groups
+    were kept gives each group a weight. Every token of a group scores its group's weight (held tokens 0),
+    so the per-token figures draw it; the groups, their weights and the surrogate's fit are kept here."""
+
+    granularity: str = "sentence"
+    group_labels: tuple[str, ...] = ()  # [groups] each group's text
+    groups: tuple[tuple[int, ...], ...] = ()  # [groups] the input positions of each removable group
+    group_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [groups]
+    intercept: float = 0.0  # the surrogate's prediction with every group removed
+    heldout_lds: float | None = None  # Spearman(predicted, actual) over held-out ablations; None: undefined
+    masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))  # [ablations, groups] kept
+    ablation_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [ablations] log p(target)
+    full_score: float = 0.0  # log p(target) with nothing removed
+    empty_score: float = 0.0  # log p(target) with every removable group removed
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "group_labels", tuple(str(label) for label in self.group_labels))
+        object.__setattr__(self, "groups", tuple(tuple(int(index) for index in group) for group in self.groups))
+        object.__setattr__(self, "group_weights", _as_float_array(self.group_weights, "group weights", 1))
+        object.__setattr__(self, "ablation_scores", _as_float_array(self.ablation_scores, "ablation scores", 1))
+        masks = np.array(self.masks, dtype=bool, copy=True)
+        masks.setflags(write=False)
+        object.__setattr__(self, "masks", masks)
+        n_groups = len(self.groups)
+        if (masks.ndim != 2 or len(self.group_labels) != n_groups or self.group_weights.shape != (n_groups,)
+                or masks.shape[1] != n_groups or self.ablation_scores.shape != (masks.shape[0],)):
+            raise ValueError(
+                f"context ablation shapes disagree: {len(self.group_labels)} labels, {n_groups} groups, weights "
+                f"{self.group_weights.shape}, masks {masks.shape}, ablation scores {self.ablation_scores.shape}")
+        positions = [index for group in self.groups for index in group]
+        if len(set(positions)) != len(positions) or any(not 0 <= index < self.n_tokens for index in positions):
+            raise ValueError(f"context ablation groups must be disjoint positions of the {self.n_tokens} input tokens")
+        if any(not group for group in self.groups):
+            raise ValueError("context ablation groups must not be empty")
+        expected = np.zeros(self.n_tokens)
+        for group, weight in zip(self.groups, self.group_weights):
+            expected[list(group)] = weight
+        if not np.array_equal(expected, self.scores):
+            raise ValueError("context ablation token scores must be their group's weight (0 outside the groups)")
+        for name in ("intercept", "full_score", "empty_score"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value):
+                raise ValueError(f"context ablation {name} is not finite ({value})")
+            object.__setattr__(self, name, value)
+        _check_finite(self.ablation_scores, "ablation scores")
+
+    @property
+    def n_ablations(self) -> int:
+        return int(self.masks.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        result = super().to_dict()
+        result.update(
+            granularity=self.granularity,
+            groups=[{"label": label, "tokens": list(group), "weight": float(weight)}
+                    for label, group, weight in zip(self.group_labels, self.groups, self.group_weights)],
+            intercept=self.intercept,
+            heldout_lds=self.heldout_lds,
+            n_ablations=self.n_ablations,
+            full_score=self.full_score,
+            empty_score=self.empty_score,
+            masks=[[int(kept) for kept in row] for row in self.masks],
+            ablation_scores=[float(value) for value in self.ablation_scores],
+        )
+        return result
+
+
+@dataclass(frozen=True)
 class Target:
     """The token being explained: its text, vocabulary id, and index in prompt + generated tokens."""
 
@@ -153,6 +250,53 @@ class Target:
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "id": int(self.id), "position": int(self.position)}
+
+
+SPAN_SOURCES = ("answer", "continuation")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of tokens explained as one score: the sum of its tokens' scores, each token with the
+    earlier ones teacher-forced (its last token is the analysis's `target`, the others end its input)."""
+
+    tokens: tuple[str, ...]  # [S] display strings, in order
+    ids: tuple[int, ...]  # [S]
+    start: int  # index of its first token in input tokens + target (its last token sits at target.position)
+    text: str  # the stretch decoded
+    # "answer": the generated tokens first..last (1-based, Settings.target (k, m)); "continuation": the
+    # text of Settings.continuation, teacher-forced right after the prompt (first and last None).
+    source: str = "answer"
+    first: int | None = None
+    last: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tokens", tuple(self.tokens))
+        object.__setattr__(self, "ids", tuple(int(value) for value in self.ids))
+        if not self.ids or len(self.tokens) != len(self.ids):
+            raise ValueError(f"a span needs one or more tokens, each with an id: {len(self.tokens)} tokens, "
+                             f"{len(self.ids)} ids")
+        if self.source not in SPAN_SOURCES:
+            raise ValueError(f"unknown span source {self.source!r}; valid choices: {', '.join(SPAN_SOURCES)}")
+        numbered = self.source == "answer"
+        if numbered and (self.first is None or self.last is None or self.last - self.first + 1 != len(self.ids)):
+            raise ValueError(f"an answer span's tokens {self.first}..{self.last} must number its {len(self.ids)} tokens")
+        if not numbered and (self.first is not None or self.last is not None):
+            raise ValueError("a continuation span has no generated-token numbers (first and last are None)")
+
+    @property
+    def end(self) -> int:
+        """Index of its last token (the target's position)."""
+        return self.start + len(self.ids) - 1
+
+    @property
+    def label(self) -> str:
+        """In words: 'generated tokens 2-5' or 'the continuation'."""
+        return f"generated tokens {self.first}-{self.last}" if self.source == "answer" else "the continuation"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokens": list(self.tokens), "ids": list(self.ids), "start": int(self.start), "text": self.text,
+                "source": self.source, "first": self.first, "last": self.last}
 
 
 @dataclass(frozen=True)
@@ -228,6 +372,11 @@ class Analysis:
     answer_map: Mapping[str, AnswerMap] = field(default_factory=dict)
     trust: TrustReport | None = None  # when requested
     settings: Settings | None = None  # what it was computed with (None: a result built by hand)
+    # A span target (Settings.target (k, m) or continuation): the stretch whose summed score is explained.
+    span: Span | None = None
+    # Each input token's characters in the decoded text (attribution.groups), so that the result regroups
+    # into words, sentences or segments without the tokenizer; None: a result built by hand.
+    token_spans: TokenSpans | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_tokens", tuple(self.input_tokens))
@@ -264,9 +413,22 @@ class Analysis:
             raise ValueError(
                 f"target position {self.target.position} must follow the {ids.shape[0]} input tokens"
             )
+        if self.span is not None:
+            self._check_span(ids)
         for name, result in self.methods.items():
             if result.n_tokens != ids.shape[0]:
                 raise ValueError(f"{name} has {result.n_tokens} scores for {ids.shape[0]} input tokens")
+        if self.token_spans is not None and len(self.token_spans) != ids.shape[0]:
+            raise ValueError(f"{len(self.token_spans)} token spans for {ids.shape[0]} input tokens")
+        object.__setattr__(self, "_groupings", {})
+
+    def _check_span(self, ids: np.ndarray) -> None:
+        span = self.span
+        if span.end != self.target.position or span.ids[-1] != self.target.id:
+            raise ValueError(f"the span's last token (position {span.end}, id {span.ids[-1]}) must be the target "
+                             f"(position {self.target.position}, id {self.target.id})")
+        if [int(value) for value in ids[span.start:]] != list(span.ids[:-1]):
+            raise ValueError("the span's tokens before its last must be the last input tokens (teacher-forced)")
 
     @property
     def n_tokens(self) -> int:
@@ -285,6 +447,59 @@ class Analysis:
         """[n_tokens] bool: the held context (first position, special and template tokens), shown
         greyed and left out of the colour scaling, the top-5 tables, agreement and the verdict by default."""
         return self.held_tokens | self.special_tokens | self.template_tokens
+
+    @property
+    def granularity(self) -> str:
+        """What the scores are shown and exported per (the settings'; "token" for a result built by hand)."""
+        return "token" if self.settings is None else self.settings.granularity
+
+    def grouping(self, granularity: str | None = None) -> Grouping:
+        """The input tokens grouped per `granularity` (default: the analysis's), with the analysis's
+        separator; the held context (first position, special and template tokens) stays one group per token.
+        ValueError when the result keeps no token spans (built by hand) or the text has no such groups."""
+        granularity = validate_granularity(self.granularity if granularity is None else granularity)
+        if granularity not in self._groupings:
+            template = self.template_tokens
+            if granularity == "token":
+                kinds = ["template" if template[index] else "held" if self.context_tokens[index] else "text"
+                         for index in range(self.n_tokens)]
+                grouping = Grouping("token", tuple(Group(token, (index,), kind) for index, (token, kind)
+                                                   in enumerate(zip(self.input_tokens, kinds))))
+            elif self.token_spans is None:
+                raise ValueError(f"this result keeps no token spans, so its scores cannot be shown per "
+                                 f"{granularity}; valid choices: token")
+            else:
+                grouping = groups_from_spans(self.token_spans, granularity,
+                                             separator=None if self.settings is None else self.settings.separator,
+                                             held=self.context_tokens & ~template, template=template)
+            self._groupings[granularity] = grouping
+        return self._groupings[granularity]
+
+    def grouped_scores(self, granularity: str | None = None) -> dict[str, np.ndarray]:
+        """Method → [n_groups] scores per `granularity` (default: the analysis's): each method's token scores
+        combined by its catalog rule (`combine_rule`), occlusion's measured by hiding whole groups."""
+        grouping = self.grouping(granularity)
+        scores: dict[str, np.ndarray] = {}
+        for name, result in self.methods.items():
+            if grouping.granularity == "token":
+                scores[name] = np.array(result.scores)
+                continue
+            rule = combine_rule(name, getattr(result, "aggregation", None))
+            if rule != "remove":
+                scores[name] = grouping.combine(result.scores, rule)
+            elif isinstance(result, ContextAblationScores) and result.granularity == grouping.granularity:
+                # The surrogate's weight per removable group; held groups were never removed: 0.
+                weights = dict(zip(result.groups, result.group_weights))
+                scores[name] = np.array([float(weights.get(group.tokens, 0.0)) for group in grouping.groups])
+            elif isinstance(result, OcclusionScores) and grouping.granularity in result.groups:
+                scores[name] = np.array(result.groups[grouping.granularity])
+                if scores[name].shape != (len(grouping),):
+                    raise ValueError(f"{name} has {scores[name].shape[0]} scores per {grouping.granularity} "
+                                     f"for {len(grouping)} groups")
+            else:
+                raise ValueError(f"{name} hides whole groups and was not run per {grouping.granularity}; "
+                                 f"analyse again with granularity {grouping.granularity!r}")
+        return scores
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract shared by the CLI's --json and the app's export (keys never renamed)."""
@@ -309,12 +524,21 @@ class Analysis:
             result["system"] = self.system
         if self.foil is not None:
             result["contrast"] = {"foil": {"text": self.foil.text, "id": int(self.foil.id)}}
+        if self.span is not None:
+            result["span"] = self.span.to_dict()
         if self.answer_map:
             result["answer_map"] = {name: table.to_dict() for name, table in self.answer_map.items()}
         if self.trust is not None:
             result.update(self.trust.to_dict())
         if self.settings is not None:
             result["settings"] = self.settings.to_dict()
+        if self.granularity != "token":
+            grouping, scores = self.grouping(), self.grouped_scores()
+            result["groups"] = {
+                **grouping.to_dict(),
+                "separator": self.settings.separator,
+                "scores": {name: [float(value) for value in values] for name, values in scores.items()},
+            }
         return result
 
     def to_json(self) -> str:
@@ -324,13 +548,21 @@ class Analysis:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
     def to_csv(self) -> str:
-        """Token × method table of raw scores."""
+        """Token × method table of raw scores; per group (its label, first and last token) when the
+        analysis's granularity is not "token"."""
         import csv
         import io
 
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         names = list(self.methods)
+        if self.granularity != "token":
+            grouping, scores = self.grouping(), self.grouped_scores()
+            writer.writerow([self.granularity, "text", "first_token", "last_token", "kind", *names])
+            for number, group in enumerate(grouping.groups):
+                writer.writerow([number, group.label, group.tokens[0], group.tokens[-1], group.kind]
+                                + [repr(float(scores[name][number])) for name in names])
+            return buffer.getvalue()
         writer.writerow(["position", "token", "token_id", *names])
         for position, (token, token_id) in enumerate(zip(self.input_tokens, self.input_ids)):
             writer.writerow(

@@ -14,14 +14,18 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 from .catalog import CATALOG
+from .groups import validate_granularity, validate_separator
 from .limits import (  # noqa: F401 (re-exported: the limits are settings' facts)
     AUTO_FIRST_INTERVALS,
     COMPLETENESS_TOLERANCE,
     DEFAULT_MAX_PROMPT_TOKENS,
+    DEFAULT_ABLATIONS,
     DEFAULT_TARGET_ERROR,
+    MAX_ABLATIONS,
     MAX_AUTO_STEPS,
     MAX_NEW_TOKENS_LIMIT,
     MAX_STEPS,
+    MIN_ABLATIONS,
 )
 from .validation import (
     check_control_characters,
@@ -70,11 +74,14 @@ RECOMMENDED_BASELINE = "mean"
 ANSWER_TARGET = "<answer>"
 
 
-def _validate_target(value: object) -> None | str | int:
+def _validate_target(value: object) -> None | str | int | tuple[int, int]:
     """None (the predicted next token), ANSWER_TARGET (the answer's content token), text (its first
-    token), or k ≥ 1 (the k-th generated token; the engine checks k against what was generated)."""
+    token), k ≥ 1 (the k-th generated token), or a pair (k, m), 1 ≤ k ≤ m: the stretch of generated
+    tokens k..m (the engine checks k and m against what was generated)."""
     if value is None:
         return None
+    if isinstance(value, (tuple, list)):
+        return _validate_span(value)
     if isinstance(value, str):
         if value == "":
             raise ValueError("target text is empty: give the word the model should produce, e.g. ' Riga'")
@@ -89,6 +96,40 @@ def _validate_target(value: object) -> None | str | int:
         f"target must be None (the predicted next token), text such as ' Riga', or the number "
         f"of a generated token (1 = first); got {value!r}"
     )
+
+
+def _validate_span(value: tuple | list) -> tuple[int, int]:
+    """A span target (k, m) of generated tokens, 1 ≤ k ≤ m ≤ MAX_NEW_TOKENS_LIMIT (a JSON list too)."""
+    if len(value) != 2 or not all(isinstance(end, int) and not isinstance(end, bool) for end in value):
+        raise ValueError(f"a span target is a pair of generated-token numbers (k, m), e.g. (2, 5); got {value!r}")
+    first, last = int(value[0]), int(value[1])
+    if not 1 <= first <= last <= MAX_NEW_TOKENS_LIMIT:
+        raise ValueError(f"span target {first}-{last} is out of range: choose generated tokens k..m with "
+                         f"1 ≤ k ≤ m ≤ max_new_tokens (at most {MAX_NEW_TOKENS_LIMIT})")
+    return first, last
+
+
+def span_from_text(text: str) -> tuple[int, int] | None:
+    """"K-M" (digits, a hyphen, digits: "2-5", spaces around allowed) → (K, M), for Settings to validate
+    (the CLI's --target and the page's stretch box); None for any other text."""
+    first, hyphen, last = text.strip().partition("-")
+    first, last = first.strip(), last.strip()
+    if hyphen and first.isascii() and first.isdigit() and last.isascii() and last.isdigit():
+        return int(first), int(last)
+    return None
+
+
+def _validate_continuation(value: object) -> str | None:
+    """None, or the text whose tokens are explained as a span, teacher-forced right after the prompt."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"continuation must be None or text such as ' Riga is the capital'; got {value!r}")
+    if value == "":
+        raise ValueError("continuation text is empty: give the text the model should continue with, "
+                         "e.g. ' Riga is the capital', or None for none")
+    check_control_characters(value, "continuation text")
+    return value
 
 
 def _validate_contrast(value: object) -> None | str | int:
@@ -108,6 +149,13 @@ def _validate_contrast(value: object) -> None | str | int:
     raise ValueError(f"contrast must be None, text such as ' Tallinn', or a token id; got {value!r}")
 
 
+def _validate_separator(value: object) -> str | None:
+    separator = validate_separator(value)
+    if separator is not None:
+        check_control_characters(separator, "separator")
+    return separator
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of one analysis, validated when built (a `ValueError` names the setting and its
@@ -122,8 +170,9 @@ class Settings:
     max_new_tokens: int = 20  # greedy tokens generated (0..MAX_NEW_TOKENS_LIMIT)
     # What is explained: None = the predicted next token, " Riga" = that text's first token, k = the
     # k-th generated token (attributed over the prompt and the k − 1 tokens before it), ANSWER_TARGET =
-    # the generated token that starts the answer's first content word.
-    target: None | str | int = None
+    # the generated token that starts the answer's first content word, (k, m) = the stretch of generated
+    # tokens k..m: the sum of their scores, each token with the earlier ones teacher-forced (a span).
+    target: None | str | int | tuple[int, int] = None
     # Contrastive: explain score(target) − score(foil); text whose first token is the foil, or its id.
     contrast: None | str | int = None
     score: str = "logit"  # a key of SCORES: what the gradient methods and IG explain
@@ -139,6 +188,15 @@ class Settings:
     trust: bool = False  # also the trust panel (completeness, faithfulness, agreement, verdict)
     chat: bool = False  # the prompt is the user message of the model's chat template
     system: str | None = None  # with chat: this system prompt instead of the template's default
+    # A span of text teacher-forced right after the prompt (after the chat template's reply header with
+    # chat), explained as the sum of its tokens' scores; replaces the target (which must then be None).
+    continuation: str | None = None
+    # Scores per token, word, sentence or segment (attribution.groups.GRANULARITIES): what the exports and
+    # the trust panel use; each method combines its token scores by its catalog `combine`, occlusion hides
+    # whole groups. The token scores are always kept, so a result regroups without the model.
+    granularity: str = "token"
+    separator: str | None = None  # segments: split at this text instead of at blank lines
+    n_ablations: int = DEFAULT_ABLATIONS  # context ablation: random ablations its surrogate is fitted on
 
     def __post_init__(self) -> None:
         checked = {
@@ -160,9 +218,28 @@ class Settings:
             "trust": validate_flag(self.trust, "trust"),
             "chat": validate_flag(self.chat, "chat"),
             "system": None if self.system is None else validate_prompt(self.system, what="system prompt"),
+            "continuation": _validate_continuation(self.continuation),
+            "granularity": validate_granularity(self.granularity),
+            "separator": _validate_separator(self.separator),
+            "n_ablations": validate_integer(self.n_ablations, "n_ablations", MIN_ABLATIONS, MAX_ABLATIONS),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+        self._check_span()
+
+    def _check_span(self) -> None:
+        """A span (target (k, m) or a continuation) is one score over several positions: no foil."""
+        if self.continuation is not None and self.target is not None:
+            raise ValueError("give either a target or a continuation, not both: the continuation's tokens are "
+                             "the explained stretch (set target to None)")
+        if self.has_span and self.contrast is not None:
+            raise ValueError("a contrast compares two tokens at one position; it cannot go with a span target "
+                             "or a continuation (set contrast to None)")
+
+    @property
+    def has_span(self) -> bool:
+        """The explained score is a span's: generated tokens (k, m), or the continuation's tokens."""
+        return isinstance(self.target, tuple) or self.continuation is not None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

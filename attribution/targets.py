@@ -14,7 +14,7 @@ import torch
 
 from .models import LoadedModel
 from .content import content_token
-from .results import Target
+from .results import Span, Target
 from .settings import ANSWER_TARGET
 
 from .validation import (  # noqa: F401 (re-exported: the engine's validation lives there, torch-free)
@@ -61,6 +61,10 @@ def display_tokens(loaded: LoadedModel, ids: Iterable[int]) -> list[str]:
 class ResolvedTarget:
     input_ids: torch.Tensor  # [seq]: everything that precedes the target token
     target: Target
+    span: Span | None = None  # a span target: the stretch, whose last token is `target`
+    span_positions: torch.Tensor | None = None  # [S]: the input position that predicts each span token
+    # The input is the prompt plus generated tokens (generation's logits apply); False for a continuation.
+    from_generation: bool = True
 
 
 def greedy_next_token(loaded: LoadedModel, input_ids: torch.Tensor) -> int:
@@ -70,12 +74,18 @@ def greedy_next_token(loaded: LoadedModel, input_ids: torch.Tensor) -> int:
 
 
 def resolve_target(
-    loaded: LoadedModel, prompt_ids: torch.Tensor, generated_ids: torch.Tensor, target: object, prompt: str = ""
+    loaded: LoadedModel, prompt_ids: torch.Tensor, generated_ids: torch.Tensor, target: object, prompt: str = "",
+    continuation: str | None = None,
 ) -> ResolvedTarget:
     """`None`: the greedy next token; `str`: its first token at the next position; `int` k ≥ 1:
     the k-th generated token, with the prompt and the k − 1 earlier generated tokens as input;
     ANSWER_TARGET: the generated token that starts the answer's first content word (`prompt`: the
-    user's text, whose words are not content)."""
+    user's text, whose words are not content); (k, m): the span of generated tokens k..m. A
+    `continuation` (target None): its tokens as a span, teacher-forced right after the prompt."""
+    if continuation is not None:
+        return _continuation_span(loaded, prompt_ids, continuation)
+    if isinstance(target, tuple):
+        return _answer_span(loaded, prompt_ids, generated_ids, target)
     if target == ANSWER_TARGET:
         if not generated_ids.numel():
             raise ValueError("the answer's content token needs a generated answer: set max_new_tokens to 1 or more")
@@ -105,6 +115,40 @@ def resolve_target(
     return ResolvedTarget(
         input_ids=input_ids, target=Target(text=text, id=target_id, position=int(input_ids.numel()))
     )
+
+
+def _span_target(loaded: LoadedModel, prompt_ids: torch.Tensor, span_ids: torch.Tensor, source: str,
+                 numbers: tuple[int | None, int | None], before: torch.Tensor) -> ResolvedTarget:
+    """The span `span_ids` [S] following prompt_ids + `before`: the input ends with all but its last
+    token (teacher-forced), and span token i is predicted at the position just before its own."""
+    input_ids = torch.cat([prompt_ids, before, span_ids[:-1]])
+    start = int(prompt_ids.numel() + before.numel())  # the first span token's index in input + target
+    positions = torch.arange(start - 1, start - 1 + span_ids.numel())  # [S]
+    tokens = display_tokens(loaded, span_ids.tolist())
+    span = Span(tokens=tuple(tokens), ids=tuple(span_ids.tolist()), start=start,
+                text=loaded.tokenizer.decode(span_ids.tolist()), source=source, first=numbers[0], last=numbers[1])
+    target = Target(text=tokens[-1], id=int(span_ids[-1]), position=int(input_ids.numel()))
+    return ResolvedTarget(input_ids=input_ids, target=target, span=span, span_positions=positions,
+                          from_generation=source == "answer")
+
+
+def _answer_span(loaded: LoadedModel, prompt_ids: torch.Tensor, generated_ids: torch.Tensor,
+                 span: tuple[int, int]) -> ResolvedTarget:
+    first, last = span
+    count = int(generated_ids.numel())
+    if count == 0:
+        raise ValueError(f"target {first}-{last} names generated tokens, but none were generated (max_new_tokens is 0)")
+    if not 1 <= first <= last <= count:
+        raise ValueError(f"span target {first}-{last} is out of range: choose generated tokens k..m with "
+                         f"1 ≤ k ≤ m ≤ {count} (the tokens generated)")
+    return _span_target(loaded, prompt_ids, generated_ids[first - 1 : last], "answer", (first, last),
+                        generated_ids[: first - 1])
+
+
+def _continuation_span(loaded: LoadedModel, prompt_ids: torch.Tensor, continuation: str) -> ResolvedTarget:
+    ids = torch.tensor(token_ids_for_text(loaded, continuation, what="continuation"), dtype=prompt_ids.dtype,
+                       device=prompt_ids.device)
+    return _span_target(loaded, prompt_ids, ids, "continuation", (None, None), prompt_ids.new_empty(0))
 
 
 def resolve_foil(loaded: LoadedModel, contrast: object, target: Target) -> Target:

@@ -95,3 +95,31 @@ def build_model_folder(folder: Path, tokenizer, seed: int = 0, **config) -> Path
     tokenizer.save_pretrained(folder)
     random_llama(tokenizer, seed, **config).save_pretrained(folder)
     return folder
+
+
+def sentencepiece_bpe(texts: Iterable[str], vocab_size: int):
+    """A SentencePiece-style BPE as Llama 2's tokenizer is converted to a fast one: "▁" marks a word
+    start (prepended to the first word), unknown characters fall back to their UTF-8 bytes (`<0xNN>`
+    pieces), and the decoder strips the first space; `<s>` added to every encoding."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>"]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tokenizer.train_from_iterator(texts, trainer)
+    trained = json.loads(tokenizer.to_str())["model"]
+    vocab = dict(trained["vocab"])
+    for byte in range(256):  # byte fallback: every byte has a piece of its own
+        vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
+    merges = [tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge) for merge in trained["merges"]]
+    tokenizer.model = models.BPE(vocab, merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True)
+    tokenizer.decoder = decoders.Sequence([
+        decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0),
+    ])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tokenizer.token_to_id("<s>"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>")

@@ -39,7 +39,7 @@ from attribution.bootstrap import mean_interval  # noqa: E402
 from attribution.engine import generate  # noqa: E402
 from attribution.faithfulness import DEFAULT_REMOVAL, DEFAULT_SCALE, RANDOM_ORDERS  # noqa: E402
 from attribution.prompts import encode_prompt  # noqa: E402
-from attribution.settings import COMPLETENESS_TOLERANCE  # noqa: E402
+from attribution.settings import COMPLETENESS_TOLERANCE, PRESET_FIELDS  # noqa: E402
 from facts import Case, cases  # noqa: E402
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"

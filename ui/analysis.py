@@ -33,7 +33,7 @@ from .runtime import gpu, spaces
 from .settings import DEFAULTS, SETTING_KEYS
 from .tabs import answer_map, compare, method
 from .timing import Clock, costly, seconds_text
-from .view import View, answer_view, contrast_options, explained_answer_token, result_settings
+from .view import View, answer_view, contrast_options, explained_answer_token, explained_through, result_settings
 
 #: The outputs of the analyze event (and of `/analyze` in the API), in this order.
 OUTPUT_KEYS = (
@@ -74,7 +74,7 @@ def render(analysis: attribution.Analysis, view: View, *, running: bool = False,
                               if key in figures.FIGURE_KEYS or key.startswith("export:")}
     values |= {
         "answer": analysis.generated_text,
-        "explained": explained_line(analysis, describe_target(settings.target)),
+        "explained": explained_line(analysis, describe_target(settings.target, settings.continuation)),
     }
     for name in CATALOG:
         waiting = running and name in settings.methods and name not in analysis.methods
@@ -139,6 +139,7 @@ def page_view(loaded: attribution.LoadedModel, analysis: attribution.Analysis, h
         # The clickable answer shows one token per generated id: only the tokenizer can split it so.
         answer_tokens=tuple(attribution.display_tokens(loaded, analysis.generated_ids)),
         explained=explained_answer_token(analysis), left_out_of_map=left_out, map_rerun_s=rerun,
+        explained_through=explained_through(analysis),
     )
 
 
@@ -220,7 +221,8 @@ def analyze(*arguments: Any, **keywords: Any) -> list[Any]:
     `system`: the system prompt with chat ('' = the template's default). `ig_auto` (or ig_steps="auto"):
     IG refines its steps until its completeness error is at most `target_error` (0.01 = 1%). `score`:
     what the gradient methods and IG explain (logit | probability | log_probability). `hold_context`: IG's
-    baseline keeps the held context at its real embeddings. (`contrast_pick`, the UI's picked foil id, is
+    baseline keeps the held context at its real embeddings. `n_ablations`: context ablation's random
+    ablations (8..1024). (`contrast_pick`, the UI's picked foil id, is
     not part of the API.)
 
     Returns the generated answer, the explained token, then per method its notes, highlighted tokens
@@ -321,14 +323,32 @@ def after_analysis(state: str | None, contrast_pick: Any) -> list[Any]:
             answer_view(stored.view)]
 
 
-def explain_answer_token(state: str | None, event: gr.SelectData) -> list[Any]:
+def explain_answer_token(state: str | None, target: Any, target_span: Any, event: gr.SelectData) -> list[Any]:
     """A generated token clicked in the answer: explain that token (Explain → generated token k); the
-    analysis then runs again. Nothing changes before the first analysis."""
+    analysis then runs again. With Explain → a stretch, two clicks pick it: the first marks its start
+    ("k-" in the stretch box, nothing runs: `analyze_unless_pending`), the second its end ("k-m", then it
+    runs). Nothing changes before the first analysis. Outputs: Explain, k, the stretch box."""
     stored = store.lookup(state)
     count = 0 if stored is None else len(stored.view.answer_tokens)
     if not count or not isinstance(event.index, int):
-        return [gr.update(), gr.update()]
-    return ["generated", token_index(event.index + 1, count)]
+        return [gr.update(), gr.update(), gr.update()]
+    clicked = token_index(event.index + 1, count)
+    if target != "span":
+        return ["generated", clicked, gr.update()]
+    start = pending_start(target_span)
+    if start is None:
+        return [gr.update(), gr.update(), f"{clicked}-"]
+    start = min(start, count)
+    return [gr.update(), gr.update(), f"{min(start, clicked)}-{max(start, clicked)}"]
+
+
+def pending_start(target_span: Any) -> int | None:
+    """The stretch's first token while only it has been clicked ("k-"), else None."""
+    if isinstance(target_span, str) and target_span.strip().endswith("-"):
+        start = target_span.strip()[:-1].strip()
+        if start.isascii() and start.isdigit() and int(start) >= 1:
+            return int(start)
+    return None
 
 
 def pick_contrast(choice: Any, state: str | None) -> list[Any]:

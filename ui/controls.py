@@ -10,7 +10,9 @@ import gradio as gr
 
 from attribution.catalog import CATALOG
 from attribution.display.labels import method_label
-from attribution.settings import AGGREGATIONS, BASELINE_LABELS, MAX_NEW_TOKENS_LIMIT, MAX_STEPS, SCORES, allowed_models
+from attribution.settings import (
+    AGGREGATIONS, BASELINE_LABELS, MAX_ABLATIONS, MAX_NEW_TOKENS_LIMIT, MAX_STEPS, MIN_ABLATIONS, SCORES, allowed_models,
+)
 
 from .inputs import PRESET_CONTROLS, TARGET_CHOICES, chat_default, deep_link_settings, preset_settings
 from .inputs import model_choices as picker_choices
@@ -116,6 +118,11 @@ def generation_and_ig_controls(defaults: Mapping[str, Any] = DEFAULTS) -> dict[s
                  "embeddings (they get exactly 0). Generated tokens before the explained one are not "
                  "held: holding them made IG less complete on SmolLM2 (32% → 68% error)",
             elem_id="hold-context")
+    with gr.Row():
+        controls["n_ablations"] = gr.Slider(
+            MIN_ABLATIONS, MAX_ABLATIONS, value=defaults["n_ablations"], step=1, label="Context ablation: ablations",
+            info="random subsets of the sentences removed to fit its surrogate (one forward pass each): more "
+                 "give steadier weights and a better held-out fit, slower", elem_id="n-ablations")
     return controls
 
 
@@ -128,6 +135,17 @@ def target_controls(defaults: Mapping[str, Any] = DEFAULTS) -> dict[str, Any]:
                                          info="1 = the first generated token", visible=False)
         controls["target_text"] = gr.Textbox(defaults["target_text"], label="Custom target text",
                                              placeholder="' Riga' (mind the leading space)", visible=False)
+        controls["target_span"] = gr.Textbox(
+            defaults["target_span"], label="Stretch of the answer (tokens k-m)", placeholder="2-5",
+            info="or click its first and then its last token in the answer; explained: the sum of their "
+                 "scores (with Score → log_probability: log p of the stretch)",
+            visible=defaults["target"] == "span", elem_id="target-span")
+    with gr.Row():
+        controls["continuation"] = gr.Textbox(
+            defaults["continuation"], label="…or explain a continuation",
+            info="text teacher-forced right after the prompt (after the chat template's reply header), explained "
+                 "as a stretch; Explain must be the predicted next token; empty: none",
+            placeholder="' Riga is the capital' (mind the leading space)", elem_id="continuation")
     with gr.Row():
         controls["contrast_choice"] = gr.Dropdown(
             [("(none)", "")], value="", label="Contrast: why the explained token rather than…",
@@ -199,7 +217,8 @@ def _same(value: Any, default: Any) -> bool:
 
 
 def target_fields(target: str) -> list[Any]:
-    return [gr.update(visible=target == "generated"), gr.update(visible=target == "text")]
+    return [gr.update(visible=target == "generated"), gr.update(visible=target == "text"),
+            gr.update(visible=target == "span")]
 
 
 def step_fields(auto: Any) -> list[Any]:

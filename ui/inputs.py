@@ -18,12 +18,15 @@ from attribution.display.labels import quoted_token
 from attribution.settings import (
     AGGREGATIONS,
     BASELINE_LABELS,
+    MAX_ABLATIONS,
     MAX_NEW_TOKENS_LIMIT,
     MAX_STEPS,
+    MIN_ABLATIONS,
     PRESET_FIELDS,
     SCORES,
     Settings,
     preset,
+    span_from_text,
 )
 from attribution.validation import validate_integer
 
@@ -37,6 +40,7 @@ TARGET_CHOICES = [
     ("the predicted next token", "next"),
     ("generated token k", "generated"),
     ("custom text", "text"),
+    ("a stretch of the answer (tokens k-m)", "span"),
 ]
 
 
@@ -55,7 +59,8 @@ def page_settings(values: Mapping[str, Any]) -> Settings:
         value = values[setting.name]
         fields[setting.field] = parse_flag(value, setting.name) if setting.kind in ("flag", "chat") else value
     fields["n_steps"] = parse_steps(values["ig_steps"], values["ig_auto"])
-    fields["target"] = parse_target(values["target"], values["target_k"], values["target_text"])
+    fields["target"] = parse_target(values["target"], values["target_k"], values["target_text"], values["target_span"])
+    fields["continuation"] = parse_continuation(fields["continuation"])
     fields["contrast"] = parse_contrast(values["contrast_text"], values.get("contrast_pick"))
     fields["system"] = parse_system(fields["system"], fields["chat"])
     # Nothing generated, nothing to map: the answer map is skipped rather than refused.
@@ -85,16 +90,29 @@ def parse_answer_map_methods(answer_map_ig: bool, methods: Any) -> tuple[str, ..
     return None if len(cheap) == len(mapped) else cheap
 
 
-def parse_target(target: str, target_k: Any, target_text: str | None) -> None | int | str:
-    """The library's `target` from the page's three fields; the library validates the value itself."""
+def parse_target(target: str, target_k: Any, target_text: str | None,
+                 target_span: Any = "") -> None | int | str | tuple[int, int]:
+    """The library's `target` from the page's four fields; the library validates the value itself."""
     if target == "next":
         return None
+    if target == "span":
+        span = span_from_text(target_span) if isinstance(target_span, str) else None
+        if span is None:
+            raise ValueError(f"the stretch {target_span!r} must be two generated-token numbers k-m, e.g. 2-5 "
+                             "(or click its first and last token in the answer)")
+        return span
     if target == "generated":
         return validate_integer(target_k, "generated token k", 1, MAX_NEW_TOKENS_LIMIT)
     if target == "text":
         return target_text if target_text is not None else ""
     choices = ", ".join(value for _label, value in TARGET_CHOICES)
     raise ValueError(f"unknown target {target!r}; valid choices: {choices}")
+
+
+def parse_continuation(value: Any) -> str | None:
+    """The library's `continuation` from its box: None when empty (the library refuses any other value
+    that is not text)."""
+    return None if value is None or value == "" else value
 
 
 def parse_flag(value: Any, name: str) -> bool:
@@ -145,8 +163,12 @@ def model_name(model: Any) -> Any:
     return model
 
 
-def describe_target(target: None | int | str) -> str:
+def describe_target(target: None | int | str | tuple[int, int], continuation: str | None = None) -> str:
     """A Settings target in words, for the "Explained token" box: 'generated token 3'."""
+    if continuation is not None:
+        return "the continuation, teacher-forced after the prompt: the sum of its tokens' scores"
+    if isinstance(target, tuple):
+        return f"generated tokens {target[0]}-{target[1]}: the sum of their scores, each after the earlier ones"
     if isinstance(target, int):
         return f"generated token {target}"
     if isinstance(target, str):
@@ -217,13 +239,13 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
 
     Parameters: prompt, model (one of `models`, or any with `any_model`), methods (comma-separated),
     max_new_tokens, steps (a number, or "auto" = auto=1), baseline, aggregation, target (next |
-    generated | text), k, text, contrast (text), answer_map, trust, hide_special and chat (0 or 1),
+    generated | text | span), k, text, span (k-m), contrast (text), answer_map, trust, hide_special and chat (0 or 1),
     system (text), auto (0 or 1: IG steps to a target error), target_error (between 0 and 1), score,
-    hold_context and answer_map_ig (0 or 1). A link that names a model but not chat gets that model's
+    hold_context and answer_map_ig (0 or 1), continuation (text), ablations (context ablation's count). A link that names a model but not chat gets that model's
     `chat_default`, as picking the model in the page would.
     """
     settings: dict[str, Any] = {}
-    for key in ("prompt", "text", "contrast", "system"):  # free text: the analysis validates it when it runs
+    for key in ("prompt", "text", "contrast", "system", "span", "continuation"):  # free text: validated when it runs
         if key in query:
             settings[key] = query[key]
     model = query.get("model", "").strip()
@@ -252,7 +274,7 @@ def _link_numbers(query: Mapping[str, str]) -> dict[str, Any]:
     """A deep link's numbers that are in range: max_new_tokens, steps, k and target_error."""
     numbers: dict[str, Any] = {}
     for key, low, high in (("max_new_tokens", 0, MAX_NEW_TOKENS_LIMIT), ("steps", 1, MAX_STEPS),
-                           ("k", 1, MAX_NEW_TOKENS_LIMIT)):
+                           ("k", 1, MAX_NEW_TOKENS_LIMIT), ("ablations", MIN_ABLATIONS, MAX_ABLATIONS)):
         try:
             value = int(query[key])
         except (KeyError, ValueError):

@@ -23,7 +23,7 @@ from .analysis import (
     pick_contrast,
     scaled_views,
 )
-from .streaming import STOPPED_KEYS, analyze_stream, stopped_notes
+from .streaming import STOPPED_KEYS, analyze_stream, analyze_unless_pending, stopped_notes
 from .controls import (
     MODEL_KIND_CONTROLS,
     build_hide_special,
@@ -150,7 +150,7 @@ def build_layout(default_model: str, choices: list[tuple[str, str]],
         # The answer as text is the API's first output; the page shows it as clickable tokens instead.
         outputs["answer"] = gr.Textbox(label="Generated answer", interactive=False, visible=False, elem_id="answer")
         answer_tokens = gr.HighlightedText(
-            label="Generated answer: click a token to explain it", show_legend=False, show_inline_category=False,
+            label="Generated answer: click a token to explain it (Explain → a stretch: click its first and last token)", show_legend=False, show_inline_category=False,
             combine_adjacent=False, color_map={EXPLAINED: "#f59e0b"}, scale=3, elem_id="answer-tokens")
         outputs["explained"] = gr.Textbox(label="Explained token", interactive=False, scale=4, elem_id="explained")
         controls["hide_special"] = build_hide_special(defaults)
@@ -204,8 +204,10 @@ def wire_analysis(page: Page) -> None:
                       **PRIVATE)
     page.outputs["answer"].change(None, page.outputs["answer"], page.answer_tokens, js=STREAMED_ANSWER_JS,
                                   queue=False, show_progress="hidden", **PRIVATE)
-    runs.append(page.answer_tokens.select(explain_answer_token, page.state, [controls["target"], controls["target_k"]],
-                                          queue=False, **PRIVATE).then(**page.run, **PRIVATE))
+    runs.append(page.answer_tokens.select(
+        explain_answer_token, [page.state, controls["target"], controls["target_span"]],
+        [controls["target"], controls["target_k"], controls["target_span"]], queue=False, **PRIVATE,
+    ).then(**{**page.run, "fn": analyze_unless_pending}, **PRIVATE))  # a stretch's first click runs nothing
     # The IG tab's offer: the recommended IG settings (the methods as they are), then run.
     ig_controls = [name for name in PRESET_CONTROLS if name != "methods"]
     runs.append(recommend_button.click(lambda: fill_preset("recommended", ig_controls), None,
@@ -248,7 +250,8 @@ def wire_settings(page: Page) -> None:
     """The settings controls' own events: fields shown with their choice, the model's chat default, the
     contrast picker, the presets (nothing of these runs the model)."""
     controls = page.controls
-    controls["target"].change(target_fields, controls["target"], [controls["target_k"], controls["target_text"]],
+    controls["target"].change(target_fields, controls["target"],
+                              [controls["target_k"], controls["target_text"], controls["target_span"]],
                               queue=False, **PRIVATE)
     # Only the user's pick: a deep link sets the model and its own chat setting together. The IG and answer-map
     # settings follow a chat model too while they are at a model's defaults (`model_picked`).

@@ -6,7 +6,8 @@ Most inputs fill one Settings field of the same meaning (`Setting.field`). Three
 more than one input, and `ui.inputs.page_settings` combines them (`COMBINED`):
 
 - `n_steps` from ig_steps and ig_auto: "auto" while Auto steps is ticked, else the step count;
-- `target` from target, target_k and target_text: None (the next token), k, or the text;
+- `target` from target, target_k, target_text and target_span: None (the next token), k, the text, or the
+  stretch (k, m) that target_span "k-m" names;
 - `contrast` from contrast_text and the page's picked foil (`contrast_pick`, not an API parameter): the
   picked token's id while the box still shows its text, else the text, None when empty;
 - `answer_map_methods` from answer_map_ig (and the chosen methods): None (every chosen method that has an
@@ -90,12 +91,18 @@ SETTINGS: tuple[Setting, ...] = (
     # minute (IG per generated token) against 2 s for the cheap methods' maps, so chat-model pages start
     # without it (CHAT_MODEL_DEFAULTS) and the Answer map tab offers it with its estimated cost.
     Setting("answer_map_ig", "answer_map_ig", True, "flag", "answer_map_methods"),
+    # Explain → a stretch of the answer: generated tokens "k-m", typed or picked by clicking the answer twice.
+    Setting("target_span", "span", "", "text", "target", only_with=("target", "span")),
+    Setting("continuation", "continuation", "", "value", "continuation"),  # "" = none; else explained as a span
+    # Context ablation's random ablations (one forward pass each; the library's default, chosen by
+    # measurement: README, "Which sentence answered").
+    Setting("n_ablations", "ablations", SEED.n_ablations, "value", "n_ablations"),
 )
 
 #: The Settings fields filled by several inputs (see the module's docstring): field → those inputs.
 COMBINED: dict[str, tuple[str, ...]] = {
     "n_steps": ("ig_steps", "ig_auto"),
-    "target": ("target", "target_k", "target_text"),
+    "target": ("target", "target_k", "target_text", "target_span"),
     "contrast": ("contrast_text",),  # and the page's contrast_pick
     "answer_map_methods": ("answer_map_ig",),  # and the chosen methods
 }

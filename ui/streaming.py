@@ -134,6 +134,22 @@ analyze_stream.__signature__ = page.ANALYZE_SIGNATURE  # type: ignore[attr-defin
 analyze_stream.__doc__ = page.analyze.__doc__
 
 
+async def analyze_unless_pending(*arguments: Any, **keywords: Any) -> AsyncIterator[list[Any]]:
+    """`analyze_stream` after a click in the answer, but nothing (every output as it is) while only a
+    stretch's first token has been clicked (`page.pending_start`): the second click runs it."""
+    bound = page.ANALYZE_SIGNATURE.bind(*arguments, **keywords)
+    bound.apply_defaults()
+    values = bound.arguments
+    if values["target"] == "span" and page.pending_start(values["target_span"]) is not None:
+        yield [gr.update() for _key in page.OUTPUT_KEYS]
+        return
+    async for outputs in analyze_stream(*arguments, **keywords):
+        yield outputs
+
+
+analyze_unless_pending.__signature__ = page.ANALYZE_SIGNATURE  # type: ignore[attr-defined]
+
+
 #: The notes of what an analysis still had to do, which say so once it is stopped (`stopped_notes`).
 STOPPED_KEYS = [f"{name}:notes" for name in CATALOG] + ["answer_map:notes", "compare:verdict"]
 STOPPED = "**{label}** was not computed: the analysis was stopped. Press **Analyze** to run it again."

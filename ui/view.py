@@ -36,6 +36,9 @@ class View:
     # map tab offers that.
     left_out_of_map: tuple[str, ...] = ()
     map_rerun_s: float | None = None
+    # A stretch of the answer explained (Settings.target (k, m)): its last token, marked with the rest
+    # from `explained` on (None: one token, or none).
+    explained_through: int | None = None
 
     def exclude(self, analysis: Analysis) -> np.ndarray:
         """[n_tokens] bool: the tokens left out of the colour scaling."""
@@ -62,13 +65,25 @@ def explained_answer_token(analysis: Analysis) -> int | None:
     target = result_settings(analysis).target
     if isinstance(target, int):
         return target
+    if isinstance(target, tuple):
+        return target[0]
+    if result_settings(analysis).continuation is not None:
+        return None  # the continuation is not the generated answer
     generated = analysis.generated_ids
     return 1 if generated.size and int(generated[0]) == analysis.target.id else None
 
 
+def explained_through(analysis: Analysis) -> int | None:
+    """The last generated token of an explained stretch (Settings.target (k, m)): m; None otherwise."""
+    target = result_settings(analysis).target
+    return target[1] if isinstance(target, tuple) else None
+
+
 def answer_view(view: View) -> list[tuple[str, str | None]]:
-    """The generated answer as clickable tokens, the explained one marked EXPLAINED."""
-    return [(token, EXPLAINED if index == view.explained else None)
+    """The generated answer as clickable tokens, the explained one (or stretch) marked EXPLAINED."""
+    first = view.explained
+    last = first if view.explained_through is None else view.explained_through
+    return [(token, EXPLAINED if first is not None and first <= index <= last else None)
             for index, token in enumerate(view.answer_tokens, start=1)]
 
 

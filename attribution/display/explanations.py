@@ -47,6 +47,9 @@ def stage_text(stage: Progress, ig_steps: int | float | str) -> str:
 def explained_line(analysis: Analysis, target_description: str) -> str:
     """The explained token (and the contrast's foil) with their ids, for the "Explained token" box."""
     target = quoted_token(analysis.target.text)
+    if analysis.span is not None:  # a stretch: its text and every token's id
+        ids = ", ".join(str(value) for value in analysis.span.ids)
+        return f"{quoted_token(analysis.span.text)}: {target_description} (token ids {ids})"
     if analysis.foil is None:
         return f"{target}: {target_description} (token id {analysis.target.id})"
     foil = quoted_token(analysis.foil.text)

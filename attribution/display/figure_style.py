@@ -65,9 +65,14 @@ def plain_text(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+def explained_text(analysis: Analysis) -> str:
+    """What the analysis explains, as text: the target token, or a span's whole stretch."""
+    return analysis.target.text if analysis.span is None else analysis.span.text
+
+
 def analysis_target_phrase(analysis: Analysis) -> str:
     """The analysis's target (and foil) as a title ends: 'predicting " Riga"', mathtext-safe."""
-    return plain_text(target_phrase(analysis.target.text, None if analysis.foil is None else analysis.foil.text))
+    return plain_text(target_phrase(explained_text(analysis), None if analysis.foil is None else analysis.foil.text))
 
 
 def wrap_title(text: str, width_inches: float, fontsize: float) -> str:

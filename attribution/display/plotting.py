@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from .answer_map_figures import answer_map_figure, answer_map_signed, source_exclusions
 from .comparison_figures import agreement_figure, comparison_bars_figure, comparison_heatmap_figure
 from .labels import target_phrase
+from .figure_style import explained_text
 from .method_figures import bar_figure, layer_heatmap_figure
 from ..results import Analysis
 
@@ -63,7 +64,7 @@ def draw_figure(analysis: Analysis, key: str, exclude_special: bool = False, sel
     if key == "compare:agreement":
         foil = None if analysis.foil is None else analysis.foil.text
         return agreement_figure(list(analysis.methods), analysis.trust.spearman,
-                                target_phrase(analysis.target.text, foil))
+                                target_phrase(explained_text(analysis), foil))
     if owner == "answer_map":
         table = analysis.answer_map[part]
         exclude, template = source_exclusions(analysis, table, exclude_special)

@@ -33,6 +33,7 @@ CATALOG_ENTRY = '''        MethodInfo(
             layered=False,
             answer_map=True,
             axis_label="{label} score",
+            combine="sum",
         ),
     )
 }

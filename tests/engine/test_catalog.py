@@ -12,7 +12,7 @@ import numpy as np
 
 import attribution
 from attribution.catalog import CATALOG, MethodInfo
-from attribution.results import AttentionScores
+from attribution.results import AttentionScores, OcclusionScores
 from conftest import SEED_PROMPT
 
 
@@ -32,6 +32,13 @@ def test_layered_entries_are_the_methods_that_return_layers():
     for name, method in attribution.METHODS.items():
         returned = typing.get_type_hints(method)["return"]
         assert CATALOG[name].layered == issubclass(returned, AttentionScores), name
+
+
+def test_removing_entries_are_the_methods_that_run_on_groups():
+    # A perturbation's group scores are measured on whole groups (OcclusionScores.groups), never combined.
+    for name, method in attribution.METHODS.items():
+        returned = typing.get_type_hints(method)["return"]
+        assert (CATALOG[name].combine == "remove") == issubclass(returned, OcclusionScores), name
 
 
 def test_target_dependence_matches_what_a_contrast_does(tiny_loaded):

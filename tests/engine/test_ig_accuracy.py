@@ -11,6 +11,7 @@ import torch
 import attribution
 from attribution.settings import Settings
 from attribution.__main__ import main as cli_main
+from attribution.limits import AUTO_FIRST_INTERVALS
 from attribution.integrated_gradients import auto_levels, integrate, integrate_to_accuracy, path_endpoints
 from attribution.passes import explained_score
 from benchmarks import notebook_reference as notebook
@@ -49,19 +50,20 @@ def test_held_positions_get_exactly_zero_ig(tiny_loaded, baseline):
     assert np.any(scores[~analysis.held_tokens] != 0.0)
 
 
-def test_auto_steps_stop_at_the_target_and_evaluate_each_point_once(tiny_loaded):
+def test_romberg_auto_steps_stop_at_the_target_and_evaluate_each_point_once(tiny_loaded):
     input_ids = _ids(tiny_loaded)
     inputs, baseline = path_endpoints(tiny_loaded, input_ids, "pad", None)
     last, target = torch.tensor([input_ids.numel() - 1]), torch.tensor([7])
     counter = RowCounter(tiny_loaded.model)
     try:
         result = integrate_to_accuracy(
-            tiny_loaded, inputs, baseline, last, target, None, "logit", target_error=1e-4, max_steps=1000
+            tiny_loaded, inputs, baseline, last, target, None, "logit", target_error=1e-4, max_steps=1000,
+            rule="romberg",
         )
     finally:
         counter.close()
     error = float(result.relative_errors[0])
-    assert error <= 1e-4
+    assert error <= 1e-4 and result.rule == "romberg"
     # Every path point once, plus the input and the baseline rows: nothing is evaluated twice.
     assert counter.rows == result.n_points + 2
     assert result.n_points in auto_levels(1000)  # tripling intervals: the points so far are a level's
@@ -69,7 +71,8 @@ def test_auto_steps_stop_at_the_target_and_evaluate_each_point_once(tiny_loaded)
     fewer = [points for points in auto_levels(1000) if points < result.n_points]
     if fewer:
         coarser = integrate_to_accuracy(
-            tiny_loaded, inputs, baseline, last, target, None, "logit", target_error=1e-4, max_steps=fewer[-1]
+            tiny_loaded, inputs, baseline, last, target, None, "logit", target_error=1e-4, max_steps=fewer[-1],
+            rule="romberg",
         )
         assert float(coarser.relative_errors[0]) > 1e-4
 
@@ -81,6 +84,7 @@ def test_auto_steps_agree_with_gauss_legendre_at_many_steps(model_folder):
     reference = integrate(loaded, input_ids, Settings(baseline="pad", n_steps=600), last, target)
     automatic = integrate(loaded, input_ids, Settings(baseline="pad", n_steps="auto", target_error=1e-5, max_steps=800),
                           last, target)
+    assert automatic.rule == "adaptive"  # the default rule of n_steps="auto"
     torch.testing.assert_close(automatic.attributions, reference.attributions, rtol=1e-3, atol=1e-5)
 
 
@@ -90,7 +94,7 @@ def test_auto_steps_report_what_they_reached_when_the_budget_is_too_small(tiny_l
         max_steps=9, max_new_tokens=1,
     )
     result = analysis.methods["integrated_gradients"]
-    assert result.n_steps == 9 and result.reached_target is False
+    assert result.n_steps == AUTO_FIRST_INTERVALS and result.reached_target is False  # no split fits in 9
     exported = analysis.to_dict()["methods"]["integrated_gradients"]
     assert exported["reached_target"] is False and exported["relative_completeness_error"] > 1e-12
 

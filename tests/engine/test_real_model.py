@@ -17,6 +17,7 @@ import torch
 from captum.attr import IntegratedGradients
 
 import attribution
+import attribution.methods
 from attribution.models import LoadedModel, eager_attention
 from attribution.passes import AttributionRequest
 from attribution.passes import target_logit

@@ -32,6 +32,7 @@ CATALOG_ENTRY = '''        MethodInfo(
             layered=False,
             answer_map=False,
             axis_label="{label} score",
+            combine="sum",
         ),
     )
 }

@@ -232,19 +232,19 @@ def test_deep_link_fills_valid_settings_and_ignores_the_rest():
         ["m"],
     )
     (prompt, model, methods, max_new, steps, baseline, aggregation, target, k, text, contrast, answer_map,
-     trust, hide_special, chat, system, auto, target_error, score, hold_context, answer_map_ig) = values
+     trust, hide_special, chat, system, auto, target_error, score, hold_context, answer_map_ig) = values[:21]
     assert prompt == "Hello there" and methods == ["gradient"] and steps == 120 and baseline == "pad"
     assert max_new == keep and aggregation == keep and model == keep and k == keep
     assert target == "text" and text == " Riga"
     assert contrast == keep and answer_map == keep and trust == keep and hide_special == keep
     assert chat == keep and system == keep  # no model named: the page's chat setting stays
     assert auto == keep and target_error == keep and score == keep and hold_context == keep
-    assert answer_map_ig == keep
+    assert answer_map_ig == keep and values[21:] == [keep] * len(values[21:])  # the settings added later
     values = controls.from_query({"contrast": " Tallinn", "answer_map": "0", "trust": "1", "hide_special": "yes"}, ["m"])
-    assert values[10:] == [" Tallinn", False, True, keep, keep, keep, keep, keep, keep, keep, keep]
+    assert values[10:21] == [" Tallinn", False, True, keep, keep, keep, keep, keep, keep, keep, keep]
     values = controls.from_query({"steps": "auto", "target_error": "1.5", "score": "energy", "hold_context": "2",
                                   "answer_map_ig": "0"}, ["m"])
-    assert values[4] == keep and values[16:] == [True, keep, keep, keep, False]  # steps=auto is auto=1
+    assert values[4] == keep and values[16:21] == [True, keep, keep, keep, False]  # steps=auto is auto=1
 
 
 def test_hosted_space_lists_only_allowed_models(monkeypatch, tiny_folder):

@@ -67,8 +67,11 @@ def test_api_lists_analyze_and_hides_internal_events(client):
     assert defaults["hide_special"] is True  # display only: the held context out of the colour scaling
     # Added after every older parameter, so positional calls written for older versions still fit.
     assert [parameter["parameter_name"] for parameter in parameters] == list(ui_settings.SETTING_KEYS)
-    assert list(ui_settings.SETTING_KEYS[-7:]) == ["chat", "system", "ig_auto", "target_error", "score", "hold_context",
-                                                   "answer_map_ig"]
+    # The older parameters keep their positions; later ones (the stretch, the continuation, ...) come after.
+    assert list(ui_settings.SETTING_KEYS[14:21]) == ["chat", "system", "ig_auto", "target_error", "score",
+                                                     "hold_context", "answer_map_ig"]
+    assert list(ui_settings.SETTING_KEYS[21:23]) == ["target_span", "continuation"]
+    assert defaults["target_span"] == "" and defaults["continuation"] == ""
     assert defaults["chat"] is False and defaults["system"] == ""
     seed = attribution.PRESETS["seed"]
     assert (defaults["ig_steps"], defaults["ig_baseline"], defaults["aggregation"], defaults["score"],

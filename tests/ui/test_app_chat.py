@@ -96,9 +96,9 @@ def test_clicking_a_generated_token_explains_it(tiny_folder):
     *_, answer = ui_analysis.after_analysis(first["state"], None)
     assert [category for _token, category in answer] == ["explained", None, None]  # the next token = the first
     click = gr.SelectData(None, {"index": 2, "value": [answer[2][0], None]})
-    assert ui_analysis.explain_answer_token(None, click) == [gr.update(), gr.update()]  # no answer yet: nothing to pick
-    target, k = ui_analysis.explain_answer_token(first["state"], click)
-    assert (target, k) == ("generated", 3)
+    assert ui_analysis.explain_answer_token(None, "next", "", click) == [gr.update()] * 3  # no answer yet: nothing to pick
+    target, k, span = ui_analysis.explain_answer_token(first["state"], "next", "", click)
+    assert (target, k, span) == ("generated", 3, gr.update())
     second = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.analyze(SEED_PROMPT, str(tiny_folder), target=target, target_k=k,
                                                    **QUICK)))
     assert "generated token 3" in second["explained"] and second["answer"] == first["answer"]
@@ -144,4 +144,4 @@ def test_built_in_smollm2_chats_by_default_answers_riga_and_greys_its_template(r
     assert "".join(tokens).strip() == values["answer"].strip()
     riga = next(index for index, token in enumerate(tokens) if "Rig" in token)
     click = gr.SelectData(None, {"index": riga, "value": [tokens[riga], None]})
-    assert ui_analysis.explain_answer_token(values["state"], click) == ["generated", riga + 1]
+    assert ui_analysis.explain_answer_token(values["state"], "next", "", click)[:2] == ["generated", riga + 1]

@@ -39,7 +39,7 @@ def test_a_deep_link_fills_each_setting_in_the_settings_order():
     query.update(prompt="Hi there", steps="7", baseline="mean", target="generated", k="3", answer_map="0",
                  auto="1", target_error="0.02", score="probability", hold_context="1", system="Be brief.",
                  contrast=" Oslo", text=" Riga", chat="1", trust="0", hide_special="0", aggregation="sum",
-                 max_new_tokens="5", methods="gradient,occlusion")
+                 max_new_tokens="5", methods="gradient,occlusion", ablations="32")
     values = dict(zip(ui_settings.SETTING_KEYS, controls.from_query(query, [])))
     assert values["prompt"] == "Hi there" and values["ig_steps"] == 7 and values["ig_baseline"] == "mean"
     assert values["target"] == "generated" and values["target_k"] == 3 and values["all_targets"] is False
@@ -47,7 +47,7 @@ def test_a_deep_link_fills_each_setting_in_the_settings_order():
     assert values["hold_context"] is True and values["system"] == "Be brief." and values["contrast_text"] == " Oslo"
     assert values["target_text"] == " Riga" and values["chat"] is True and values["trust"] is False
     assert values["hide_special"] is False and values["aggregation"] == "sum" and values["max_new_tokens"] == 5
-    assert values["methods"] == ["gradient", "occlusion"]
+    assert values["methods"] == ["gradient", "occlusion"] and values["n_ablations"] == 32
 
 
 def test_example_rows_hold_every_setting_at_the_page_default():

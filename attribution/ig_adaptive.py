@@ -1,0 +1,187 @@
+"""n_steps="auto" by adaptive quadrature: path points where IG's integrand changes, none evaluated twice.
+
+IG's completeness integrand g_t(α) = d F_t(x′ + α(x − x′)) / dα = Σ ∂F_t/∂x · (x − x′) (summed over
+positions and dimensions, at the path point of α) integrates over [0, 1] to F_t(x) − F_t(x′), which the
+input and baseline rows give exactly. So after every refinement the quadrature's error on g — the
+completeness error |Σ attributions − (F(x) − F(x′))| / |F(x) − F(x′)| — is known, not estimated.
+
+The rule: [0, 1] in panels; a panel [a, a + w] holds 3 points at the midpoints of its thirds,
+a + w/6, a + w/2, a + 5w/6. Open, like Captum's Gauss–Legendre and the uniform Romberg rule: α = 0 is
+never differentiated (at a zero baseline RMSNorm's gradient is 1/sqrt(ε) and overflows). Splitting a
+panel into its thirds keeps its 3 points as the thirds' middle points and adds 2 new ones to each, so
+each split costs 6 new points and no point is ever evaluated twice. On a panel the weights
+(3/8, 1/4, 3/8)·w are exact for cubics; the midpoint rule on the same points, (1/3, 1/3, 1/3)·w, is
+one order lower, and their difference w/24 · (g₁ − 2g₂ + g₃) estimates the panel's error. Each round
+splits the panels with the largest estimated errors (relative to each unfinished target's
+|F(x) − F(x′)|) that together hold half of the estimated error, and evaluates all their new points in
+one batch; refinement stops when every target's completeness error is within `target_error`, or when
+no further split fits in `max_points`. The start is AUTO_FIRST_INTERVALS points: the uniform rule's
+first 9 midpoints, as 3 panels.
+
+`refine` is the rule on any integrand (tests run it on closed-form functions); `integrate_adaptively`
+runs it on the model, keeping each point's gradient so that the final weights can be applied to it
+(memory: points × targets × positions × d_model floats, positions from the held prefix on).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .ig_path import Integration, Path, PathSums
+from .limits import AUTO_FIRST_INTERVALS
+
+#: A panel's weights on its 3 points (times its width), and the lower-order rule they are checked against.
+PANEL_WEIGHTS = np.array([3 / 8, 1 / 4, 3 / 8])
+LOWER_WEIGHTS = np.full(3, 1 / 3)
+#: New path points one split adds (2 in each of the 3 thirds).
+POINTS_PER_SPLIT = 6
+#: Position of a panel's points in it, as fractions of its width.
+_OFFSETS = np.array([1 / 6, 1 / 2, 5 / 6])
+_FIRST_PANELS = AUTO_FIRST_INTERVALS // 3
+if _FIRST_PANELS * 3 != AUTO_FIRST_INTERVALS:  # a constant, not user input: the start must be whole panels
+    raise ImportError(f"AUTO_FIRST_INTERVALS {AUTO_FIRST_INTERVALS} must be a multiple of 3 (3 points a panel)")
+
+Integrand = Callable[[np.ndarray], np.ndarray]  # alphas [n] → g [n, T]
+
+
+@dataclass(frozen=True)
+class Quadrature:
+    """What `refine` reached: every point it evaluated, once, in the order evaluated."""
+
+    alphas: np.ndarray  # [points] in (0, 1)
+    weights: np.ndarray  # [points]: Σ weights · g(alphas) ≈ ∫₀¹ g
+    integrand: np.ndarray  # [points, T] fp64: g at each point
+    relative_errors: np.ndarray  # [T]: |Σ weights · g − exact| / |exact|
+    rounds: int  # batches evaluated after the first
+
+    @property
+    def n_points(self) -> int:
+        return int(self.alphas.size)
+
+
+def first_alphas() -> np.ndarray:
+    """[AUTO_FIRST_INTERVALS] the first points: the midpoints of as many equal intervals (3 panels)."""
+    return (np.arange(AUTO_FIRST_INTERVALS, dtype=np.float64) + 0.5) / AUTO_FIRST_INTERVALS
+
+
+def most_points(max_points: int) -> int:
+    """The most points `refine` can spend within a budget: the first ones plus whole splits."""
+    _check_budget(max_points)
+    return AUTO_FIRST_INTERVALS + (max_points - AUTO_FIRST_INTERVALS) // POINTS_PER_SPLIT * POINTS_PER_SPLIT
+
+
+def _check_budget(max_points: int) -> None:
+    if isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)):
+        raise ValueError(f"max_points must be a whole number of path points, not {max_points!r}")
+    if max_points < AUTO_FIRST_INTERVALS:
+        raise ValueError(
+            f"max_steps {max_points} is below the {AUTO_FIRST_INTERVALS} path points the adaptive rule "
+            "starts from; allow more steps or give a fixed number of steps"
+        )
+
+
+def _checked(values: np.ndarray, n_alphas: int, n_targets: int, alphas: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != (n_alphas, n_targets):
+        raise ValueError(f"the integrand gave shape {values.shape} for {n_alphas} points; expected "
+                         f"({n_alphas}, {n_targets}): one value per point and target")
+    if not np.isfinite(values).all():
+        bad = alphas[~np.isfinite(values).all(axis=1)]
+        raise ValueError(f"IG's integrand is not finite at α = {', '.join(f'{a:.3g}' for a in bad[:3])}; "
+                         "use a baseline that keeps the special tokens (pad_keep_special, mean_keep_special) "
+                         "or a fixed number of steps")
+    return values
+
+
+def refine(
+    first_values: np.ndarray, evaluate: Integrand, exact: np.ndarray, *, target_error: float, max_points: int
+) -> Quadrature:
+    """Adaptive nested quadrature of g over [0, 1] (the module's rule). `first_values` [9, T]: g at
+    `first_alphas()`; `evaluate(alphas [n]) → [n, T]` computes g at new points; `exact` [T]: the
+    integral's true value, F(x) − F(x′), against which the stopping error is measured."""
+    if not (isinstance(target_error, (int, float)) and math.isfinite(target_error) and 0 < target_error < 1):
+        raise ValueError(f"target_error must be a number between 0 and 1 (exclusive), not {target_error!r}")
+    _check_budget(max_points)
+    exact = np.asarray(exact, dtype=np.float64).reshape(-1)  # [T]
+    scale = np.maximum(np.abs(exact), 1e-12)  # as `Integration.relative_errors`
+    alphas = first_alphas()
+    values = _checked(first_values, alphas.size, exact.size, alphas)  # [points, T]
+    width = np.full(_FIRST_PANELS, 1.0 / _FIRST_PANELS)  # [panels]
+    members = np.arange(AUTO_FIRST_INTERVALS).reshape(_FIRST_PANELS, 3)  # [panels, 3] point indices
+    left = np.arange(_FIRST_PANELS) / _FIRST_PANELS
+
+    def weights() -> np.ndarray:
+        out = np.zeros(alphas.size)
+        out[members] = width[:, None] * PANEL_WEIGHTS
+        return out
+
+    def errors() -> np.ndarray:  # [T]
+        return np.abs(weights() @ values - exact) / scale
+
+    rounds = 0
+    while True:
+        reached = errors()
+        unfinished = reached > target_error
+        splits = (max_points - alphas.size) // POINTS_PER_SPLIT
+        if not unfinished.any() or splits == 0:
+            break
+        panel_values = values[members]  # [panels, 3, T]
+        estimate = width[:, None] * np.einsum("k,pkt->pt", PANEL_WEIGHTS - LOWER_WEIGHTS, panel_values)
+        priority = (np.abs(estimate[:, unfinished]) / scale[unfinished]).max(axis=1)  # [panels]
+        order = np.argsort(-priority, kind="stable")
+        held = np.cumsum(priority[order])
+        count = int(np.searchsorted(held, 0.5 * held[-1])) + 1  # the fewest that hold half the estimate
+        chosen = order[: min(count, splits)]
+        # Each chosen panel becomes its 3 thirds; third k's middle point is the panel's point k.
+        child_width = np.repeat(width[chosen] / 3, 3)  # [3 · chosen]
+        child_left = (left[chosen, None] + width[chosen, None] / 3 * np.arange(3)).reshape(-1)
+        middle = members[chosen].reshape(-1)
+        new_alphas = np.stack([child_left + child_width * _OFFSETS[0], child_left + child_width * _OFFSETS[2]], axis=1)
+        new_index = alphas.size + np.arange(new_alphas.size).reshape(-1, 2)  # [3 · chosen, 2]
+        new_values = _checked(evaluate(new_alphas.reshape(-1)), new_alphas.size, exact.size, new_alphas.reshape(-1))
+        alphas = np.concatenate([alphas, new_alphas.reshape(-1)])
+        values = np.concatenate([values, new_values])
+        keep = np.ones(width.size, dtype=bool)
+        keep[chosen] = False
+        width = np.concatenate([width[keep], child_width])
+        left = np.concatenate([left[keep], child_left])
+        members = np.concatenate([members[keep], np.stack([new_index[:, 0], middle, new_index[:, 1]], axis=1)])
+        rounds += 1
+    return Quadrature(alphas, weights(), values, reached, rounds)
+
+
+def integrate_adaptively(path: Path, *, target_error: float, max_steps: int) -> Integration:
+    """IG for the path's T targets by `refine` on the model: every target's relative completeness error
+    at most `target_error`, or as close as `max_steps` path points allow. The input and baseline rows
+    run once, with the first points (F(input), F(baseline), the plain input gradient)."""
+    _check_budget(max_steps)
+    difference = path.difference  # [1, seq, d_model]
+    gradients: list[torch.Tensor] = []  # per batch: [alphas, T, span, d_model], in evaluation order
+
+    def run(alphas: np.ndarray, ends: bool) -> tuple[PathSums, np.ndarray]:
+        sums = path.sums(torch.from_numpy(alphas), None, ends=ends)
+        gradients.append(sums.per_point)
+        span = difference[0, sums.first: sums.first + sums.per_point.shape[2]].double()  # [span, d_model]
+        return sums, (sums.per_point.double() * span).sum(dim=(2, 3)).cpu().numpy()  # g: [alphas, T]
+
+    first, first_values = run(first_alphas(), True)
+    exact = (first.values[:, 0] - first.values[:, 1]).cpu().numpy()
+    quadrature = refine(first_values, lambda alphas: run(alphas, False)[1], exact,
+                        target_error=target_error, max_points=max_steps)
+    weights = torch.from_numpy(quadrature.weights).to(difference.device, difference.dtype)  # [points]
+    weighted = torch.zeros_like(first.weighted)  # [T, seq, d_model]
+    start = 0
+    span = slice(first.first, first.first + first.per_point.shape[2])
+    for batch in gradients:  # Σ weight · gradient, batch by batch (no second copy of every point)
+        stop = start + batch.shape[0]
+        weighted[:, span] += torch.einsum("p,ptsd->tsd", weights[start:stop], batch)  # [T, span, d_model]
+        start = stop
+    return path.integration(weighted, first, quadrature.n_points, "adaptive")
+
+
+__all__ = ["POINTS_PER_SPLIT", "Quadrature", "first_alphas", "integrate_adaptively", "most_points", "refine"]
