@@ -1,14 +1,15 @@
 """How often does removing a method's top 3 words change SmolLM2's answer, against 3 random words?
 
-    ATTRIBUTION_THREADS=1 python scripts/measure_whatif.py [--prompts 20] [--random 5] [--steps 32]
+    ATTRIBUTION_THREADS=1 python scripts/measure_whatif.py [--prompts 20] [--random 3] [--ig-max-steps 81]
                                                            [--out FILE.jsonl]
 
-The README's table ("What-if: removing the top words"): the defaults, about 10 minutes on one busy core.
+The README's table ("What-if: removing the top words on SmolLM2"): the defaults, on one thread.
 
 For each prompt (chat questions of scripts/facts.py — capital, then language, then continent, taking the
 countries from the top — that the greedy reply answers correctly; target: the answer's first token, as
-scripts/evaluate.py picks it) every method of the catalog runs once (IG with the settings that converge
-on this model: mean baseline, held context, signed sum, --steps path points). Then, per method, the
+scripts/evaluate.py picks it) every method of the catalog runs once (IG as scripts/evaluate.py runs it: the
+recommended preset — mean baseline, held context, signed sum, auto steps to 1% completeness error — with
+at most --ig-max-steps path points). Then, per method, the
 method's top 3 words of the question are removed from the prompt (`attribution.whatif.remove_top`, unit
 "word") and the model answers again (`attribution.whatif.edit`); and --random draws of 3 random words.
 Three outcomes per edit: the reply no longer gives an accepted answer ("answer lost"), the explained token is
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import attribution  # noqa: E402
 from attribution.bootstrap import mean_interval  # noqa: E402
 from attribution.whatif import edit, remove_random, remove_top  # noqa: E402
-from evaluate import ANSWER_TOKENS, MODEL, answer_target  # noqa: E402
+from evaluate import ANSWER_TOKENS, MODEL, answer_target, ig_settings  # noqa: E402
 from facts import COUNTRIES, FACT_TYPES, Case  # noqa: E402
 
 TOP = 3  # words removed
@@ -69,15 +70,16 @@ def outcome(result, answers: tuple[str, ...]) -> dict:
             "probability_drop": result.probability_before - result.probability_after}
 
 
-def measure(loaded, case: Case, k: int, n_random: int, steps: int) -> dict:
+def measure(loaded, case: Case, k: int, n_random: int, ig_max_steps: int) -> dict:
     started = time.perf_counter()
     analysis = attribution.analyze(
         loaded, case.question, chat=True, target=k, max_new_tokens=ANSWER_TOKENS, methods=tuple(attribution.METHODS),
-        n_steps=steps, baseline="mean", hold_context=True, aggregation="sum")
+        **ig_settings(ig_max_steps))
     analysed = time.perf_counter() - started
     ig = analysis.methods["integrated_gradients"]
     row = {"question": case.question, "target": analysis.target.text, "answer": analysis.generated_text,
-           "ig_completeness_error": ig.relative_completeness_error, "analysis_seconds": analysed, "methods": {},
+           "ig_completeness_error": ig.relative_completeness_error, "ig_steps": ig.n_steps,
+           "analysis_seconds": analysed, "methods": {},
            "random": []}
     for name in analysis.methods:
         row["methods"][name] = outcome(edit(loaded, analysis, remove=remove_top(analysis, name, TOP), unit="word"),
@@ -115,8 +117,8 @@ def markdown(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=20)
-    parser.add_argument("--random", type=int, default=5, help="random draws of 3 words per prompt")
-    parser.add_argument("--steps", type=int, default=32, help="IG path points")
+    parser.add_argument("--random", type=int, default=3, help="random draws of 3 words per prompt")
+    parser.add_argument("--ig-max-steps", type=int, default=81, help="IG's most path points (auto steps)")
     parser.add_argument("--out", type=Path, default=None, help="write each prompt's row here (JSON lines)")
     arguments = parser.parse_args()
     print(f"load average at the start: {os.getloadavg()}", flush=True)
@@ -125,7 +127,7 @@ def main() -> None:
     chosen = cases(loaded, arguments.prompts)
     rows = []
     for index, (case, k) in enumerate(chosen):
-        rows.append(measure(loaded, case, k, arguments.random, arguments.steps))
+        rows.append(measure(loaded, case, k, arguments.random, arguments.ig_max_steps))
         print(f"{index + 1}/{len(chosen)} {case.question!r}: {time.perf_counter() - started:.0f} s", flush=True)
         if arguments.out is not None:
             with arguments.out.open("a", encoding="utf-8") as handle:
@@ -133,8 +135,9 @@ def main() -> None:
     errors = sorted(row["ig_completeness_error"] for row in rows)
     print(f"\n{len(rows)} prompts ({', '.join(sorted({case.fact for case, _k in chosen}))}), "
           f"threads {os.environ.get('ATTRIBUTION_THREADS', 'auto')}, {time.perf_counter() - started:.0f} s in all; "
-          f"IG ({arguments.steps} steps) completeness error median {errors[len(errors) // 2]:.2%}, "
-          f"max {errors[-1]:.2%}")
+          f"IG (auto, at most {arguments.ig_max_steps} points) completeness error median "
+          f"{errors[len(errors) // 2]:.2%}, max {errors[-1]:.2%}, within 5% in "
+          f"{sum(error <= 0.05 for error in errors)} of {len(errors)}")
     print(f"load average at the end: {os.getloadavg()}\n")
     print(markdown(rows))
 
