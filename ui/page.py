@@ -163,8 +163,11 @@ def build_layout(default_model: str, choices: list[tuple[str, str]],
             map_pickers = answer_map.build(outputs)
         with gr.Tab("Compare", id="compare", elem_id="tab-compare") as tabs["compare"]:
             compare.build(outputs)
-        with gr.Tab("What-if / compare", id="whatif", elem_id="tab-whatif"):
-            whatif_parts = whatif.build(default_model, list(choices), allow_custom=not is_hosted())
+    # Below the method tabs rather than among them: ten tabs overflow the tab row at 1400 px (gradio hides
+    # the last ones in a menu), and what-if is a step after reading the tabs.
+    with gr.Accordion("What-if: edit the prompt, or compare with another model or prompt", open=False,
+                      elem_id="tab-whatif"):
+        whatif_parts = whatif.build(default_model, list(choices), allow_custom=not is_hosted())
     share = downloads.build(outputs)
     outputs["state"] = state = gr.State(None, time_to_live=exports.EXPORT_TTL_S)
     # A cached example's result id (its state, which gradio's example cache cannot hold).

@@ -12,7 +12,7 @@ import numpy as np
 
 import attribution
 from attribution.catalog import CATALOG, MethodInfo
-from attribution.results import AttentionScores, OcclusionScores
+from attribution.results import AttentionScores, ContextAblationScores, OcclusionScores
 from conftest import SEED_PROMPT
 
 
@@ -35,10 +35,12 @@ def test_layered_entries_are_the_methods_that_return_layers():
 
 
 def test_removing_entries_are_the_methods_that_run_on_groups():
-    # A perturbation's group scores are measured on whole groups (OcclusionScores.groups), never combined.
+    # A perturbation's group scores are measured on whole groups (OcclusionScores.groups, context
+    # ablation's group weights), never combined from token scores.
     for name, method in attribution.METHODS.items():
         returned = typing.get_type_hints(method)["return"]
-        assert (CATALOG[name].combine == "remove") == issubclass(returned, OcclusionScores), name
+        measured_per_group = issubclass(returned, (OcclusionScores, ContextAblationScores))
+        assert (CATALOG[name].combine == "remove") == measured_per_group, name
 
 
 def test_target_dependence_matches_what_a_contrast_does(tiny_loaded):

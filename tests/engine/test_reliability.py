@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import attribution
-import attribution.integrated_gradients as integrated_gradients_module
+import attribution.ig_path as ig_path_module
 from conftest import REPO_ROOT, SEED_PROMPT
 
 WORKING_TEXTS = [
@@ -48,7 +48,7 @@ def test_fuzz_any_unicode_prompt_gives_finite_scores_or_value_error(tiny_loaded,
 
 def test_out_of_memory_halves_the_batch_and_gives_the_same_numbers(tiny_loaded, monkeypatch):
     expected = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["integrated_gradients"], max_new_tokens=0, n_steps=16)
-    real_logits_at = integrated_gradients_module.logits_at_positions
+    real_logits_at = ig_path_module.logits_at_positions
     batch_sizes = []
 
     def small_memory(loaded, embeddings, positions, prefix=None):
@@ -57,7 +57,7 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_numbers(tiny_loaded, 
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_logits_at(loaded, embeddings, positions, prefix)
 
-    monkeypatch.setattr(integrated_gradients_module, "logits_at_positions", small_memory)
+    monkeypatch.setattr(ig_path_module, "logits_at_positions", small_memory)
     retried = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["integrated_gradients"], max_new_tokens=0, n_steps=16)
     assert batch_sizes[0] == 16 + 2 and 2 in batch_sizes  # the 16 path points, the input and the baseline
     torch.testing.assert_close(
@@ -70,7 +70,7 @@ def test_out_of_memory_at_one_step_gives_a_clear_message(tiny_loaded, monkeypatc
     def no_memory(loaded, embeddings, positions, prefix=None):
         raise torch.OutOfMemoryError("CUDA out of memory.")
 
-    monkeypatch.setattr(integrated_gradients_module, "logits_at_positions", no_memory)
+    monkeypatch.setattr(ig_path_module, "logits_at_positions", no_memory)
     with pytest.raises(ValueError, match="out of memory computing integrated gradients even one step at a time"):
         attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["integrated_gradients"], max_new_tokens=0, n_steps=4)
     # The model keeps serving once memory is back.

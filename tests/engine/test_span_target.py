@@ -255,3 +255,25 @@ def test_the_cli_explains_a_stretch(run_main, tiny_folder, tmp_path):
     assert code == 0, stderr
     code, _stdout, stderr = run_main(SEED_PROMPT, "--target", "4-2")
     assert code == 2 and "1 ≤ k ≤ m" in stderr
+
+
+def test_the_dataset_mode_takes_spans_and_continuations_per_row(tiny_folder, tmp_path):
+    import pyarrow.parquet as pq
+
+    from attribution import batch
+
+    rows = [{"id": "stretch", "prompt": SEED_PROMPT, "target": "2-3"},
+            {"id": "continued", "prompt": SEED_PROMPT, "continuation": " Riga is"},
+            {"id": "plain", "prompt": SEED_PROMPT}]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    output = tmp_path / "out"
+    assert batch.main([str(data), "--output", str(output), "--model", str(tiny_folder), "--methods", "gradient",
+                       "--max-new-tokens", "3"]) == 0
+    results = {row["id"]: row for row in pq.read_table(output / "results.parquet").to_pylist()}
+    expected = attribution.analyze(attribution.load_model(str(tiny_folder), device="cpu"), SEED_PROMPT,
+                                   methods=["gradient"], max_new_tokens=3, target=(2, 3))
+    assert results["stretch"]["span_text"] == expected.span.text
+    assert results["stretch"]["span_start"] == expected.span.start
+    np.testing.assert_allclose(results["stretch"]["scores_gradient"], expected.methods["gradient"].scores, rtol=1e-9)
+    assert results["continued"]["span_text"] == " Riga is" and results["plain"]["span_text"] is None

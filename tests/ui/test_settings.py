@@ -31,7 +31,8 @@ def test_each_setting_fills_one_settings_field_and_the_combined_ones_are_named()
     assert {field for field, count in fields.items() if count > 1} <= set(ui_settings.COMBINED)
     for field, names in ui_settings.COMBINED.items():
         assert names == tuple(setting.name for setting in ui_settings.SETTINGS if setting.field == field), field
-    assert ui_settings.LIBRARY_ONLY == ("max_steps",)  # the page leaves auto steps' budget to the library
+    # The page leaves auto steps' budget to the library; granularity has no page control yet (library only).
+    assert ui_settings.LIBRARY_ONLY == ("max_steps", "granularity", "separator")
 
 
 def test_a_deep_link_fills_each_setting_in_the_settings_order():
