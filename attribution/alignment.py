@@ -1,7 +1,8 @@
 """Which input tokens make which words of the prompt, from a result alone (no tokenizer): each token the
-user typed is placed in the prompt by its characters, and a word is a run of letters and digits or a run
-of punctuation. Two analyses of the same prompt by different tokenizers then share their words, and two
-different prompts (an edited one) share the words they have in common (`align`).
+user typed is placed in the prompt by its characters, and the words are `attribution.groups`' (a run of
+letters, digits and marks, a run of punctuation, an emoji, ...). Two analyses of the same prompt by
+different tokenizers then share their words, and two different prompts (an edited one) share the words
+they have in common (`align`).
 
 A token that covers parts of two words joins them into one unit, so that each unit's score is the sum of
 whole tokens' scores. A token whose text cannot be found (a multi-byte character split over byte tokens,
@@ -13,14 +14,12 @@ each shown as U+FFFD) takes the characters up to the next token that can.
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from .groups import word_units as word_spans
 from .results import Analysis
-
-_WORD = re.compile(r"\w+|[^\w\s]+")
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ def token_spans(analysis: Analysis, positions: np.ndarray | None = None) -> dict
 
 
 def _words(prompt: str) -> list[tuple[int, int]]:
-    return [match.span() for match in _WORD.finditer(prompt)]
+    return word_spans(prompt, 0, len(prompt))
 
 
 def _covered(words: list[tuple[int, int]], span: tuple[int, int]) -> list[int]:

@@ -17,14 +17,28 @@ from typing import Any, Mapping
 import numpy as np
 
 from .alignment import Alignment, Unit, align
+from .catalog import combine_rule
 from .ranks import spearman, spearman_interval
 from .results import Analysis
 
 
 def unit_scores(analysis: Analysis, method: str, units: tuple[Unit, ...]) -> np.ndarray:
-    """[units] the sum of the method's raw token scores over each unit's tokens."""
-    scores = analysis.methods[method].scores
-    return np.array([float(scores[list(unit.positions)].sum()) if unit.positions else 0.0 for unit in units])
+    """[units] each unit's score from its tokens', by the method's catalog rule (`combine_rule`): summed, or
+    the L2 norm (IG's L2 view). A perturbation method (rule "remove") was run per token here: a unit of
+    several tokens gets their mean — exact for context ablation, whose tokens carry their group's weight, an
+    approximation for occlusion, which did not hide the whole word."""
+    result = analysis.methods[method]
+    rule = combine_rule(method, getattr(result, "aggregation", None))
+    values = []
+    for unit in units:
+        scores = result.scores[list(unit.positions)]
+        if scores.size <= 1:  # a unit of one token: its score as it is
+            values.append(float(scores.sum()))
+        elif rule == "l2":
+            values.append(float(np.sqrt(np.square(scores).sum())))
+        else:
+            values.append(float(scores.sum() if rule == "sum" else scores.mean()))
+    return np.array(values)
 
 
 def shares(values: np.ndarray) -> np.ndarray:
@@ -112,7 +126,7 @@ class Diff:
     def is_zero(self) -> bool:
         """Nothing differs: the same answers, settings and shares."""
         return (not self.settings and not self.answer_changed and self.models[0] == self.models[1]
-                and all(not np.any(item.difference) for item in self.methods.values()))
+                and self.prompts[0] == self.prompts[1] and all(not np.any(item.difference) for item in self.methods.values()))
 
     @property
     def sentence(self) -> str:

@@ -17,8 +17,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from .reports import Completeness, Faithfulness, TrustReport
+from .groups import TokenSpans
 from .results import (
-    Analysis, AnswerMap, AttentionScores, IntegratedGradientsScores, MethodScores, Prediction, Target,
+    Analysis, AnswerMap, AttentionScores, ContextAblationScores, IntegratedGradientsScores, MethodScores,
+    OcclusionScores, Prediction, Span, Target,
 )
 from .settings import Settings
 
@@ -55,6 +57,19 @@ def _method(name: str, data: Mapping[str, Any]) -> MethodScores:
             held=bool(data.get("held_context", False)),
             target_error=float(data["target_error"]) if data.get("auto_steps") else None,
         )
+    groups = data.get("groups")
+    if isinstance(groups, list):  # context ablation: its removable groups with their weights
+        weights = [float(_field(group, "weight", where)) for group in groups]
+        return ContextAblationScores(
+            name, scores, granularity=_field(data, "granularity", where),
+            group_labels=tuple(group["label"] for group in groups), groups=tuple(tuple(group["tokens"]) for group in groups),
+            group_weights=weights, intercept=float(data["intercept"]), heldout_lds=data.get("heldout_lds"),
+            masks=np.array(data["masks"], dtype=bool).reshape(-1, len(groups)),
+            ablation_scores=data["ablation_scores"], full_score=float(data["full_score"]),
+            empty_score=float(data["empty_score"]),
+        )
+    if isinstance(groups, Mapping):  # occlusion with its drops per group
+        return OcclusionScores(name, scores, groups=groups)
     return MethodScores(name, scores)
 
 
@@ -113,6 +128,9 @@ def analysis_from_dict(data: Mapping[str, Any]) -> Analysis:
                         for name, item in data.get("answer_map", {}).items()},
             trust=_trust(data) if "verdict" in data else None,
             settings=settings,
+            span=None if data.get("span") is None else Span(**data["span"]),
+            # Without them (files written before they were exported) the result shows per token only.
+            token_spans=None if data.get("token_spans") is None else TokenSpans.from_dict(data["token_spans"]),
         )
     except (KeyError, TypeError) as error:
         raise ValueError(f"the analysis JSON does not fit the result type: {type(error).__name__} {error}") from None

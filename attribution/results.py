@@ -584,6 +584,8 @@ class Analysis:
             result["contrast"] = {"foil": {"text": self.foil.text, "id": int(self.foil.id)}}
         if self.span is not None:
             result["span"] = self.span.to_dict()
+        if self.token_spans is not None:  # so that a result read back regroups (attribution.result_json)
+            result["token_spans"] = self.token_spans.to_dict()
         if self.answer_map:
             result["answer_map"] = {name: table.to_dict() for name, table in self.answer_map.items()}
         if self.trust is not None:

@@ -118,7 +118,7 @@ def edit(loaded: LoadedModel, analysis: Analysis, *, remove: Sequence[int] = (),
     with loaded.lock, cpu_threads_for(loaded):
         encoded = encode_prompt(loaded, prompt, chat=analysis.chat, system=analysis.system)
         generated = generate(loaded, encoded.ids, max_new_tokens)
-        original = torch.as_tensor(analysis.input_ids, device=loaded.input_device)
+        original = torch.tensor(analysis.input_ids, device=loaded.input_device)
         after = torch.cat([encoded.ids, original[n_prompt:]])  # the generated tokens before the target kept
         probability_before, _greedy = _next_token(loaded, original, analysis.target.id)
         probability_after, greedy = _next_token(loaded, after, analysis.target.id)
@@ -181,7 +181,7 @@ def deletion_curve(loaded: LoadedModel, analysis: Analysis, method: str, *, n_ra
             hidden[list(units[index].positions)] = True
             rows.append(hidden.copy())
     request = AttributionRequest(
-        input_ids=torch.as_tensor(analysis.input_ids, device=loaded.input_device), target_id=analysis.target.id,
+        input_ids=torch.tensor(analysis.input_ids, device=loaded.input_device), target_id=analysis.target.id,
         foil_id=None if analysis.foil is None else analysis.foil.id,
         **({} if analysis.settings is None else {"settings": analysis.settings}))
     with loaded.lock, cpu_threads_for(loaded):

@@ -84,11 +84,18 @@ def test_words_align_across_two_different_tokenizers(seed_analysis, other_tokeni
             expected += [index for index, (begin, end) in enumerate(offsets)
                          if end > begin and not text[index].strip() and end == unit.start]
             assert sorted(unit.positions) == sorted(expected), unit
-        # Word shares are the sums of the token shares.
-        for name in METHODS:
-            token_shares = shares(analysis.methods[name].scores * ~analysis.context_tokens)
-            np.testing.assert_allclose(shares(unit_scores(analysis, name, units)),
-                                       [token_shares[list(unit.positions)].sum() for unit in units], atol=1e-12)
+        # Word scores as the analysis's own word grouping combines them (from the tokenizer's spans, by the
+        # catalog's rule per method: IG's L2 view by the L2 norm), for the same words.
+        grouping = analysis.grouping("word")
+        for name, grouped in analysis.grouped_scores("word").items():
+            by_tokens = {group.tokens: value for group, value in zip(grouping.groups, grouped) if group.kind == "text"}
+            assert sorted(by_tokens) == sorted(unit.positions for unit in units)
+            np.testing.assert_allclose(unit_scores(analysis, name, units), [by_tokens[unit.positions] for unit in units],
+                                       rtol=1e-12)
+        # For a method whose scores add up (attention: the rule "sum"), word shares are sums of token shares.
+        token_shares = shares(analysis.methods["attention"].scores * ~analysis.context_tokens)
+        np.testing.assert_allclose(shares(unit_scores(analysis, "attention", units)),
+                                   [token_shares[list(unit.positions)].sum() for unit in units], atol=1e-12)
     assert set(result.settings) == set() and result.models[0] != result.models[1]
     assert "the model" in result.sentence
 

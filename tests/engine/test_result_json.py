@@ -69,3 +69,17 @@ def test_bad_files_are_refused_by_name(tmp_path):
     del ig["input_output"], ig["baseline_output"]
     with pytest.raises(ValueError, match="older version"):
         analysis_from_dict(json.loads(json.dumps(data)))
+
+
+def test_grouped_span_results_with_occlusion_and_context_ablation_round_trip(tiny_loaded, tmp_path):
+    analysis = attribution.analyze(
+        tiny_loaded, SEED_PROMPT + " It is on the Baltic Sea.", max_new_tokens=3, target=(1, 2), granularity="word",
+        methods=("gradient", "occlusion", "context_ablation"))
+    assert analysis.span is not None and analysis.token_spans is not None
+    back = _round_trip(analysis, tmp_path)
+    assert back.span == analysis.span and back.token_spans == analysis.token_spans
+    assert type(back.methods["context_ablation"]) is type(analysis.methods["context_ablation"])
+    # Read back, the result regroups without the tokenizer, as the original does.
+    for granularity in ("token", "word"):
+        for name, values in analysis.grouped_scores(granularity).items():
+            np.testing.assert_array_equal(back.grouped_scores(granularity)[name], values)
