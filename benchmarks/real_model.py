@@ -72,13 +72,18 @@ def timed_stages(loaded, prompt: str, settings: dict) -> dict[str, float]:
     # An older checkout has no partial results: then no first-highlight figure.
     streams = "partial" in inspect.signature(attribution.analyze).parameters
     started = time.perf_counter()
-    attribution.analyze(loaded, prompt, progress=progress, **settings, **({"partial": partial} if streams else {}))
+    analysis = attribution.analyze(loaded, prompt, progress=progress, **settings,
+                                   **({"partial": partial} if streams else {}))
     ended = time.perf_counter()
     marks.append((ended, "end"))
     stages = {name: later - at for (at, name), (later, _) in zip(marks, marks[1:])}
     if "highlights" in shown:
         stages["first highlights"] = shown["highlights"] - started
         stages["first highlights after the answer"] = shown["highlights"] - shown["answer"]
+    ig = analysis.methods.get("integrated_gradients")
+    if ig is not None:  # what IG reached: path points and completeness (not seconds)
+        stages["IG path points"] = ig.n_steps
+        stages["IG completeness error"] = ig.relative_completeness_error
     return {**stages, "total": ended - started}
 
 
@@ -108,8 +113,9 @@ def peer_row(loaded, prompt: str) -> dict:
     ours = integrate(loaded, ids, settings, torch.tensor([ids.numel() - 1]), torch.tensor([target]))
     engine_seconds = time.perf_counter() - started
     engine_scores = ours.attributions[0].double().norm(dim=-1).cpu().numpy()
-    source = [int(token.id) for token in output.sequence_attributions[0].source]
-    same_tokens = source == ids.tolist()
+    # Decoder-only: Inseq's target sequence is the prompt and the explained token.
+    sequence = [int(token.id) for token in output.sequence_attributions[0].target]
+    same_tokens = sequence == ids.tolist() + [target]
     difference = float(abs(scores - engine_scores).max() / abs(engine_scores).max()) if same_tokens else None
     return {"inseq IG": inseq_seconds, "engine IG": engine_seconds, "tokens": ids.numel(),
             "same tokens": same_tokens, "max |Δ| / max |score|": difference}
@@ -138,7 +144,8 @@ def main() -> None:
             print(f"{name}: not supported by this checkout ({error})", flush=True)
             continue
         rows[name] = {key: min(run[key] for run in runs) for key in runs[0]}
-        print(f"{name}: " + ", ".join(f"{key} {value:.2f} s" for key, value in rows[name].items()), flush=True)
+        print(f"{name}: " + ", ".join(f"{key} {value:.4g}" if key.startswith("IG ") else f"{key} {value:.2f} s"
+                                      for key, value in rows[name].items()), flush=True)
     if not arguments.no_peer:
         try:
             peer = peer_row(loaded, SEED_PROMPT)

@@ -32,6 +32,7 @@ import attribution  # noqa: E402
 from attribution.integrated_gradients import (  # noqa: E402
     held_prefix, integrate, integrate_to_accuracy, path_endpoints,
 )
+from attribution.threads import cpu_threads_for  # noqa: E402
 from scripts.facts import COUNTRIES  # noqa: E402
 from scripts.measure_baselines import RANDOM_SHAPES, SMOLLM2, random_model_folder  # noqa: E402
 
@@ -108,7 +109,7 @@ def main() -> None:
         parser.error(f"unknown rules {unknown}; valid choices: {', '.join(RULES)}")
     settings = attribution.PRESETS["recommended"].replace(target_error=arguments.target_error)
     print(f"recommended settings, target {arguments.target_error:.0%}, at most {arguments.max_steps} points; "
-          f"torch threads {torch.get_num_threads()}; load average before {os.getloadavg()[0]:.2f}", flush=True)
+          f"threads {os.environ.get('ATTRIBUTION_THREADS', 'by the probe')}; load average before {os.getloadavg()[0]:.2f}", flush=True)
     table = []
     with tempfile.TemporaryDirectory() as root:
         models = []
@@ -126,7 +127,8 @@ def main() -> None:
             for label, prompt, keywords in cases(kind, arguments.prompts):
                 ids, held, target_id, token = problem(loaded, prompt, keywords, settings)
                 for rule in rules:
-                    row = measure(loaded, ids, held, target_id, rule, settings, arguments.max_steps)
+                    with cpu_threads_for(loaded):  # the engine's threads (ATTRIBUTION_THREADS), as analyze runs
+                        row = measure(loaded, ids, held, target_id, rule, settings, arguments.max_steps)
                     results.setdefault((label, rule), []).append(row)
                     print(f"# {name} {label} {prompt!r} → {token!r} ({ids.numel()} tokens) {rule}: {row[0]} points, "
                           f"{row[1]:.1f} s, {row[2]:.2%}; load {os.getloadavg()[0]:.2f}", flush=True)
