@@ -91,7 +91,7 @@ def measure(loaded, ids, held, target_id: int, rule: str, settings, max_steps: i
 def summary(rows: list[tuple[int, float, float]], target_error: float) -> str:
     points, seconds, errors = zip(*rows)
     reached = sum(error <= target_error for error in errors)
-    return (f"{statistics.median(points):g} / {max(points)} | {statistics.median(seconds):.1f} / {max(seconds):.1f} | "
+    return (f"{statistics.median(points):g} / {max(points)} | {statistics.median(seconds):.3g} / {max(seconds):.3g} | "
             f"{reached}/{len(rows)} | {statistics.median(errors):.2%} / {max(errors):.2%}")
 
 
