@@ -6,13 +6,18 @@ Runs `attribution.analyze` with the page's default settings (every method, 20 ne
 from the seed's zero baseline, the answer map and the trust panel; the chat template for a chat model) on
 the seed prompt, with and without the chat template, and the gradient-only analysis of the same prompt
 in the same run (the issue's 10× yardstick). Each stage's seconds come from the engine's own progress
-events. Prints a Markdown table and the machine's load average before and after. Settings are passed as
-keywords, so the same script times an older checkout (PYTHONPATH=that checkout).
+events; the first highlighted tokens are the first partial result with a method in it (the page shows
+each partial result as it comes), timed from the start and from the answer (the partial result after
+generation). The peer row: Inseq's IG (50 steps, zero baseline, as the seed's) on the same chat prompt
+and target in the same run, beside the engine's IG with the same settings; skipped, with the reason, when
+inseq does not import. Prints a Markdown table and the machine's load average before and after. Settings
+are passed as keywords, so the same script times an older checkout (PYTHONPATH=that checkout).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -37,21 +42,85 @@ PAGE_DEFAULTS = dict(
 #: baseline, held context, signed sum, 50 steps) and the answer map without IG (one click adds it).
 CHAT_DEFAULTS = dict(chat=True, baseline="mean", hold_context=True, aggregation="sum",
                      answer_map_methods=["gradient", "attention", "input_x_gradient"])
+#: short name → (what it is, analyze() keywords); all on the seed prompt.
+CASES = {
+    "chat-page": ("chat, page defaults", dict(PAGE_DEFAULTS, chat=True)),
+    "chat-affordable": ("chat, affordable defaults", dict(PAGE_DEFAULTS, **CHAT_DEFAULTS)),
+    "chat-affordable-auto": ("chat, affordable defaults, IG auto steps to 1%",
+                             dict(PAGE_DEFAULTS, **CHAT_DEFAULTS, n_steps="auto")),
+    "raw-page": ("raw, page defaults", dict(PAGE_DEFAULTS, chat=False)),
+    "chat-gradient": ("chat, gradient only", dict(methods=["gradient"], max_new_tokens=20, chat=True)),
+}
+#: Inseq's IG and the engine's beside it: the seed's IG (zero baseline, 50 steps, nothing held).
+PEER_STEPS = 50
 
 
 def timed_stages(loaded, prompt: str, settings: dict) -> dict[str, float]:
     """Seconds per stage (from the progress events) and in all."""
     marks: list[tuple[float, str]] = []
+    shown: dict[str, float] = {}
 
     def progress(stage) -> None:
         marks.append((time.perf_counter(), stage.description))
 
+    def partial(analysis) -> None:  # the page renders each of these as it comes
+        now = time.perf_counter()
+        shown.setdefault("answer", now)  # the first: after generation, no method yet
+        if analysis.methods:
+            shown.setdefault("highlights", now)
+
+    # An older checkout has no partial results: then no first-highlight figure.
+    streams = "partial" in inspect.signature(attribution.analyze).parameters
     started = time.perf_counter()
-    attribution.analyze(loaded, prompt, progress=progress, **settings)
+    analysis = attribution.analyze(loaded, prompt, progress=progress, **settings,
+                                   **({"partial": partial} if streams else {}))
     ended = time.perf_counter()
     marks.append((ended, "end"))
     stages = {name: later - at for (at, name), (later, _) in zip(marks, marks[1:])}
+    if "highlights" in shown:
+        stages["first highlights"] = shown["highlights"] - started
+        stages["first highlights after the answer"] = shown["highlights"] - shown["answer"]
+    ig = analysis.methods.get("integrated_gradients")
+    if ig is not None:  # what IG reached: path points and completeness (not seconds)
+        stages["IG path points"] = ig.n_steps
+        stages["IG completeness error"] = ig.relative_completeness_error
     return {**stages, "total": ended - started}
+
+
+def peer_row(loaded, prompt: str) -> dict:
+    """Inseq's IG and the engine's, same weights, chat prompt, target (the greedy next token) and settings."""
+    import torch
+
+    from attribution.integrated_gradients import integrate
+    from attribution.prompts import encode_prompt
+    from benchmarks.peers import inseq_unavailable_reason, make_inseq, run_inseq, shared_weight_view
+
+    reason = inseq_unavailable_reason()
+    if reason:
+        return {"unavailable": reason}
+    ids = encode_prompt(loaded, prompt, chat=True).ids
+    target = int(attribution.generate(loaded, ids, 1)[0])
+    text = loaded.tokenizer.decode(ids.tolist())  # the template's text, special tokens included
+    tokenizer = loaded.tokenizer
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # as the notebook (Inseq pads its batches)
+    model = make_inseq(shared_weight_view(loaded.model, loaded.model.config._attn_implementation), tokenizer)
+    target_text = tokenizer.decode([target])
+    run_inseq(model, text, target_text, 4, 4)  # warm-up
+    scores, inseq_seconds, output = run_inseq(model, text, target_text, PEER_STEPS, PEER_STEPS)
+    settings = attribution.Settings(n_steps=PEER_STEPS, baseline="zero", aggregation="l2")
+    started = time.perf_counter()
+    ours = integrate(loaded, ids, settings, torch.tensor([ids.numel() - 1]), torch.tensor([target]))
+    engine_seconds = time.perf_counter() - started
+    engine_scores = ours.attributions[0].double().norm(dim=-1).cpu().numpy()
+    # Decoder-only: Inseq's target sequence is the prompt and the explained token.
+    sequence = [int(token.id) for token in output.sequence_attributions[0].target]
+    same_tokens = sequence == ids.tolist() + [target]
+    difference = float(abs(scores - engine_scores).max() / abs(engine_scores).max()) if same_tokens else None
+    # Inseq drops the end-of-turn tokens (<|im_end|>, SmolLM2's EOS) from a chat prompt's text: measured,
+    # 36 of the seed prompt's 38 tokens, so it attributes a slightly different input.
+    return {"inseq IG": inseq_seconds, "engine IG": engine_seconds, "tokens": ids.numel(),
+            "inseq tokens": len(sequence) - 1, "same tokens": same_tokens, "max |Δ| / max |score|": difference}
 
 
 def main() -> None:
@@ -59,24 +128,33 @@ def main() -> None:
     parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--cases", default=",".join(CASES), help=f"some of: {', '.join(CASES)}")
+    parser.add_argument("--no-peer", action="store_true", help="leave out the Inseq peer row")
     arguments = parser.parse_args()
     loaded = attribution.load_model(arguments.model)
     load_before = os.getloadavg()[0]
-    cases = {
-        "chat, page defaults": (SEED_PROMPT, dict(PAGE_DEFAULTS, chat=True)),
-        "chat, affordable defaults": (SEED_PROMPT, dict(PAGE_DEFAULTS, **CHAT_DEFAULTS)),
-        "raw, page defaults": (SEED_PROMPT, dict(PAGE_DEFAULTS, chat=False)),
-        "chat, gradient only": (SEED_PROMPT, dict(methods=["gradient"], max_new_tokens=20, chat=True)),
-    }
+    unknown = sorted(set(arguments.cases.split(",")) - set(CASES))
+    if unknown:
+        parser.error(f"unknown cases {unknown}; valid choices: {', '.join(CASES)}")
     rows = {}
-    for name, (prompt, settings) in cases.items():
+    for key in arguments.cases.split(","):
+        name, settings = CASES[key]
+        prompt = SEED_PROMPT
         try:
             runs = [timed_stages(loaded, prompt, settings) for _ in range(arguments.repeats)]
         except (TypeError, ValueError) as error:  # an older checkout without a setting this case uses
             print(f"{name}: not supported by this checkout ({error})", flush=True)
             continue
         rows[name] = {key: min(run[key] for run in runs) for key in runs[0]}
-        print(f"{name}: " + ", ".join(f"{key} {value:.2f} s" for key, value in rows[name].items()), flush=True)
+        print(f"{name}: " + ", ".join(f"{key} {value:.4g}" if key.startswith("IG ") else f"{key} {value:.2f} s"
+                                      for key, value in rows[name].items()), flush=True)
+    if not arguments.no_peer:
+        try:
+            peer = peer_row(loaded, SEED_PROMPT)
+        except Exception as error:  # noqa: BLE001 — a peer's failure must not sink the benchmark
+            peer = {"unavailable": f"Inseq failed ({type(error).__name__}: {str(error).splitlines()[0][:200]})"}
+        rows["peer: Inseq IG and the engine's, chat, 50 steps, zero baseline"] = peer
+        print(f"peer: {peer}", flush=True)
     print(f"\nload average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; torch threads "
           f"{__import__('torch').get_num_threads()}; code: {Path(attribution.__file__).parent}")
     if arguments.json is not None:

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 import attribution  # noqa: E402
+from attribution.settings import PRESET_FIELDS  # noqa: E402
 from attribution.testing import build_model_folder  # noqa: E402
 
 COUNTRIES = ["Latvia", "France", "Japan", "Kenya", "Peru", "Norway", "Egypt", "Chile", "India", "Spain"]

@@ -71,13 +71,14 @@ def test_a_chat_models_page_starts_with_ig_settings_that_converge_and_an_answer_
     recommended = PRESETS["recommended"]
     assert (chat["ig_baseline"], chat["aggregation"], chat["hold_context"]) == (
         recommended.baseline, recommended.aggregation, recommended.hold_context)
-    assert chat["ig_steps"] == 50 and chat["ig_auto"] is False  # a fixed cost, not auto's
+    assert chat["ig_auto"] is True  # auto steps to the target: converges, and the trust panel reruns nothing
     assert chat["answer_map_ig"] is False
     values = {**ui_settings.page_defaults("some/model-Instruct", chat=True), "prompt": "Hi"}
     from ui import inputs as ui_inputs
 
     settings = ui_inputs.page_settings(values)
-    assert settings.n_steps == 50 and settings.baseline == "mean" and settings.hold_context is True
+    assert settings.n_steps == "auto" and settings.target_error == recommended.target_error
+    assert settings.baseline == "mean" and settings.hold_context is True
     assert settings.all_targets is True and "integrated_gradients" in settings.methods
     assert settings.mapped_methods == ("gradient", "attention", "input_x_gradient")  # IG left out
     # Only IG could map the answer and it is left out: no answer map (the tab says why and offers it).
