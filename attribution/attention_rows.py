@@ -52,7 +52,8 @@ class _Layer:
 class _Recorder:
     rows: torch.Tensor  # [R] query positions whose weights are kept
     keep_inputs: bool
-    weights: list[torch.Tensor] = field(default_factory=list)  # per layer [heads, R, seq] fp32 CPU
+    head_mean: bool = False  # keep each layer's mean over heads only
+    weights: list[torch.Tensor] = field(default_factory=list)  # per layer [heads or 1, R, seq] fp32 CPU
     layers: list[_Layer] = field(default_factory=list)
 
 
@@ -92,11 +93,16 @@ def _uses_sdpa(kwargs: dict) -> bool:
     return kwargs.get("softcap") is None and kwargs.get("s_aux") is None
 
 
+def _block_rows(query: torch.Tensor, kv_length: int) -> int:
+    """Query rows per block so that a block's weights [heads, rows, kv] hold about BLOCK_VALUES."""
+    return max(1, BLOCK_VALUES // max(1, query.shape[1] * kv_length))
+
+
 def _blocked_eager(module, query, key, value, mask, scaling, kwargs) -> torch.Tensor:
     """The layer's output [b, q, heads, head_dim] from its eager function, in query blocks."""
     eager = _eager_function(module)
     q_length, kv_length = query.shape[2], key.shape[2]
-    block = max(1, BLOCK_VALUES // max(1, query.shape[1] * kv_length))
+    block = _block_rows(query, kv_length)
     outputs = []
     for start in range(0, q_length, block):
         rows = torch.arange(start, min(start + block, q_length), device=query.device)
@@ -117,7 +123,8 @@ def _attention_function(module, query, key, value, attention_mask, dropout=0.0, 
     _, weights = _eager_function(module)(
         module, query[:, :, rows], key, value, rows_mask, scaling=scaling, dropout=0.0, **kwargs
     )  # [1, heads, R, kv]
-    recorder.weights.append(weights[0].float().cpu())
+    weights = weights[0].float()  # [heads, R, kv]
+    recorder.weights.append((weights.mean(dim=0, keepdim=True) if recorder.head_mean else weights).cpu())
     if recorder.keep_inputs:
         recorder.layers.append(_Layer(module, query, key, value, attention_mask, dict(kwargs, scaling=scaling)))
     if _uses_sdpa(kwargs):
@@ -134,13 +141,14 @@ AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
 
 
 @contextmanager
-def recording(loaded: LoadedModel, rows: torch.Tensor, keep_inputs: bool = False) -> Iterator[_Recorder]:
+def recording(loaded: LoadedModel, rows: torch.Tensor, keep_inputs: bool = False,
+              head_mean: bool = False) -> Iterator[_Recorder]:
     """Run the block's forwards with the row-recording attention; yields the recorder they fill."""
     if getattr(_local, "recorder", None) is not None:
         raise RuntimeError("attention rows are already being recorded in this thread")
     model = loaded.model
     previous = model.config._attn_implementation
-    recorder = _Recorder(rows=rows.cpu().long(), keep_inputs=keep_inputs)
+    recorder = _Recorder(rows=rows.cpu().long(), keep_inputs=keep_inputs, head_mean=head_mean)
     model.set_attn_implementation(IMPLEMENTATION)
     _local.recorder = recorder
     try:
@@ -155,7 +163,7 @@ class AttentionRows:
     """Attention weights of the asked query rows, every layer and head, gathered on the CPU in fp32."""
 
     rows: torch.Tensor  # [R] query positions
-    weights: torch.Tensor  # [layers, heads, R, seq]
+    weights: torch.Tensor  # [layers, heads, R, seq]; [layers, 1, R, seq] when recorded as head means
     layers: tuple[_Layer, ...] = ()  # kept for rollout (`keep_inputs`), else empty
 
     @property
@@ -165,14 +173,15 @@ class AttentionRows:
 
 
 def row_attention(loaded: LoadedModel, input_ids: torch.Tensor, rows: torch.Tensor | None = None,
-                   keep_inputs: bool = False) -> AttentionRows:
+                  keep_inputs: bool = False, head_mean: bool = False) -> AttentionRows:
     """One forward over input_ids [seq] recording the attention weights of query `rows` (default: the
-    last position) in every layer; `keep_inputs` also keeps each layer's queries and keys for rollout."""
+    last position) in every layer; `keep_inputs` also keeps each layer's queries and keys for rollout,
+    `head_mean` keeps only each layer's mean over heads (the answer map's many rows)."""
     seq = int(input_ids.numel())
     rows = torch.tensor([seq - 1]) if rows is None else torch.as_tensor(rows).reshape(-1).long().cpu()
     if rows.numel() == 0 or int(rows.min()) < 0 or int(rows.max()) >= seq:
         raise ValueError(f"attention rows must be positions from 0 to {seq - 1}, got {rows.tolist()}")
-    with torch.inference_mode(), recording(loaded, rows, keep_inputs) as recorder:
+    with torch.inference_mode(), recording(loaded, rows, keep_inputs, head_mean) as recorder:
         loaded.model(input_ids=input_ids.unsqueeze(0), logits_to_keep=1, use_cache=False)
     if len(recorder.weights) != loaded.n_layers:
         raise RuntimeError(
@@ -201,7 +210,7 @@ def _times_mixed(vector: torch.Tensor, layer: _Layer) -> torch.Tensor:
     query, key = layer.query, layer.key
     q_length, kv_length = query.shape[2], key.shape[2]
     eager = _eager_function(layer.module)
-    block = max(1, BLOCK_VALUES // max(1, query.shape[1] * kv_length))
+    block = _block_rows(query, kv_length)
     result = torch.zeros(kv_length, dtype=torch.float64)
     for start in range(0, q_length, block):
         stop = min(start + block, q_length)

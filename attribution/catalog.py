@@ -13,6 +13,9 @@ from dataclasses import dataclass, fields
 
 #: What a method's number can be about (`MethodInfo.explains`).
 EXPLAINS = ("score", "log_probability", "none")
+#: Which kind of model pass bounds a method's memory (`MethodInfo.memory`, `attribution.memory`): forwards
+#: and backwards (gradients), forwards only, the attention-rows pass, or that pass keeping queries and keys.
+MEMORY_PASSES = ("backward", "forward", "attention_rows", "rollout")
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,13 @@ class MethodInfo:
     # Runs a path of many forward and backward passes (IG): the engine runs it after the cheap methods, so
     # that their results show first (`analyze(..., partial=...)`); its cost is what the page estimates.
     costly: bool = False
+    # The pass whose activations bound its memory (MEMORY_PASSES): what the prompt limit estimates.
+    memory: str = "backward"
 
     def __post_init__(self) -> None:
+        if self.memory not in MEMORY_PASSES:
+            raise ValueError(f"method catalog entry {self.name!r}: unknown memory {self.memory!r}; "
+                             f"valid choices: {', '.join(MEMORY_PASSES)}")
         if self.explains not in EXPLAINS:
             raise ValueError(f"method catalog entry {self.name!r}: unknown explains {self.explains!r}; "
                              f"valid choices: {', '.join(EXPLAINS)}")
@@ -90,6 +98,7 @@ CATALOG: dict[str, MethodInfo] = {
             answer_map="answer_map:attention_rows",
             axis_label="Attention weight (mean of heads and layers)",
             explains="none",
+            memory="attention_rows",
         ),
         MethodInfo(
             name="integrated_gradients",
@@ -142,6 +151,7 @@ CATALOG: dict[str, MethodInfo] = {
             answer_map=False,
             axis_label="Rollout share of the last position",
             explains="none",
+            memory="rollout",
         ),
         MethodInfo(
             name="occlusion",
@@ -160,6 +170,7 @@ CATALOG: dict[str, MethodInfo] = {
             answer_map=False,
             axis_label="Log-probability drop when hidden",
             explains="log_probability",
+            memory="forward",
         ),
     )
 }

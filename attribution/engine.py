@@ -14,6 +14,7 @@ from .answer_map import compute_answer_map
 from .cancel import cancellable, check as check_cancelled, requested as cancellation_requested
 from .catalog import CATALOG
 from .integrated_gradients import special_token_mask
+from .memory import check_prompt, prompt_cap
 from .methods import METHODS
 from .models import LoadedModel
 from .passes import AttributionRequest, SharedWork
@@ -124,6 +125,9 @@ def _prepare(loaded: LoadedModel, prompt: str, settings: Settings,
              on_tokens: Callable[[torch.Tensor], None] | None = None) -> _Prepared:
     """Encode, generate once, resolve the target and foil, and build the methods' request."""
     encoded = encode_prompt(loaded, prompt, chat=settings.chat, system=settings.system)
+    # Before any work: a prompt beyond the model's context, or whose analysis cannot fit, is refused.
+    check_prompt(loaded, settings, encoded.ids.numel(),
+                 "prompt with its chat template" if settings.chat else "prompt")
     prompt_ids = encoded.ids  # [n_prompt]
     generated_ids, step_logits = generate_with_logits(loaded, prompt_ids, settings.max_new_tokens, on_tokens)
     resolved = resolve_target(loaded, prompt_ids, generated_ids, settings.target, prompt)
@@ -206,7 +210,7 @@ def analyze(
     if settings is not None and not isinstance(settings, Settings):
         raise ValueError(f"settings must be an attribution.Settings, got {type(settings).__name__}")
     settings = (settings or Settings()).replace(**changes) if changes else (settings or Settings())
-    prompt = validate_prompt(prompt)
+    prompt = validate_prompt(prompt, limit=prompt_cap(loaded, settings)[0])
     stages = _stages(settings)
 
     def report_stage(kind: str, method: str | None = None) -> None:

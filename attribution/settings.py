@@ -17,7 +17,7 @@ from .catalog import CATALOG
 from .limits import (  # noqa: F401 (re-exported: the limits are settings' facts)
     AUTO_FIRST_INTERVALS,
     COMPLETENESS_TOLERANCE,
-    DEFAULT_MAX_PROMPT_TOKENS,
+    MAX_PROMPT_TOKENS_ANY_MODEL,
     DEFAULT_TARGET_ERROR,
     MAX_AUTO_STEPS,
     MAX_NEW_TOKENS_LIMIT,
