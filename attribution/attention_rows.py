@@ -43,7 +43,7 @@ class _Layer:
     module: torch.nn.Module
     query: torch.Tensor  # [1, heads, seq, head_dim], after rotary embeddings
     key: torch.Tensor  # [1, kv_heads, seq, head_dim]
-    value: torch.Tensor  # [1, kv_heads, seq, head_dim]
+    value: torch.Tensor  # [1, kv_heads, seq, 0]: the eager function's shape, no features (`_no_values`)
     mask: torch.Tensor | None  # the mask the layer got: [1, 1, seq, seq] bool, or None (causal)
     kwargs: dict
 
@@ -93,6 +93,12 @@ def _uses_sdpa(kwargs: dict) -> bool:
     return kwargs.get("softcap") is None and kwargs.get("s_aux") is None
 
 
+def _no_values(value: torch.Tensor) -> torch.Tensor:
+    """The values with no features: the eager function's weights are what is read, and its output
+    (weights × values) then costs nothing."""
+    return value.new_empty((*value.shape[:-1], 0))  # not a view: the values' memory is not held
+
+
 def _block_rows(query: torch.Tensor, kv_length: int) -> int:
     """Query rows per block so that a block's weights [heads, rows, kv] hold about BLOCK_VALUES."""
     return max(1, BLOCK_VALUES // max(1, query.shape[1] * kv_length))
@@ -121,12 +127,13 @@ def _attention_function(module, query, key, value, attention_mask, dropout=0.0, 
     rows = recorder.rows.to(query.device)
     rows_mask = additive_rows(attention_mask, rows, q_length, kv_length, query.dtype, query.device)
     _, weights = _eager_function(module)(
-        module, query[:, :, rows], key, value, rows_mask, scaling=scaling, dropout=0.0, **kwargs
+        module, query[:, :, rows], key, _no_values(value), rows_mask, scaling=scaling, dropout=0.0, **kwargs
     )  # [1, heads, R, kv]
     weights = weights[0].float()  # [heads, R, kv]
     recorder.weights.append((weights.mean(dim=0, keepdim=True) if recorder.head_mean else weights).cpu())
     if recorder.keep_inputs:
-        recorder.layers.append(_Layer(module, query, key, value, attention_mask, dict(kwargs, scaling=scaling)))
+        recorder.layers.append(_Layer(module, query, key, _no_values(value), attention_mask,
+                                      dict(kwargs, scaling=scaling)))
     if _uses_sdpa(kwargs):
         output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                            scaling=scaling, **kwargs)
@@ -220,7 +227,7 @@ def _times_mixed(vector: torch.Tensor, layer: _Layer) -> torch.Tensor:
         mask = additive_rows(layer.mask, block_rows, q_length, kv_length, query.dtype, query.device)
         _, weights = eager(layer.module, query[:, :, block_rows], key, layer.value, mask, dropout=0.0,
                            **layer.kwargs)  # [1, heads, B, kv]
-        mixed = 0.5 * weights[0].double().cpu().mean(dim=0)  # [B, kv]
+        mixed = 0.5 * weights[0].float().mean(dim=0).cpu().double()  # [B, kv]
         mixed[torch.arange(stop - start), torch.arange(start, stop)] += 0.5
         mixed = mixed / mixed.sum(dim=-1, keepdim=True)
         result += vector[start:stop] @ mixed

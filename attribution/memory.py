@@ -29,6 +29,10 @@ HIDDEN_VALUES = 6.0  # kept per token and layer by a gradient pass, per hidden u
 INTERMEDIATE_VALUES = 2.5  # ...and per MLP unit
 EAGER_VALUES_PER_KEY = 2.5  # ...and, with eager attention only, per head and key
 FORWARD_LAYERS = 2  # a forward without gradients holds about this many layers' activations at once
+# A checkpointed layer's backward holds its recomputed activations, their gradients and temporaries: about
+# this many times what the layer keeps (SmolLM2, one row: 0.25 MB more per token checkpointed, against
+# 0.87 MB not; the layers' inputs are 30 · 576 values of that).
+CHECKPOINTED_LAYER_FACTOR = 6.0
 CPU_ACTIVATION_SHARE = 0.25  # activations per CPU batch, as a share of the weights' bytes
 CPU_MIN_ACTIVATION_BYTES = 1024**3  # ...but smaller models may always use this much
 UNKNOWN_MEMORY_BYTES = 4 * 1024**3  # where free memory cannot be read: assume a modest 4 GiB
@@ -88,28 +92,29 @@ def _layer_values(loaded: LoadedModel, seq_len: int) -> float:
 
 def row_bytes(loaded: LoadedModel, seq_len: int, kind: str, checkpointed: bool = False) -> float:
     """Activation bytes of one batch row of `seq_len` positions: `kind` "backward" (a forward kept for
-    a backward, all layers — or with `checkpointed` layers only each layer's input plus one layer
-    recomputed) or "forward" (no gradients)."""
+    a backward, all layers — or with `checkpointed` layers each layer's input plus one layer's
+    backward, CHECKPOINTED_LAYER_FACTOR × what it keeps) or "forward" (no gradients)."""
     config = _config(loaded)
     element, layers, hidden = _element_bytes(loaded), int(config.num_hidden_layers), int(config.hidden_size)
     if kind == "forward":
         return FORWARD_LAYERS * _layer_values(loaded, seq_len) * element
     if kind != "backward":
         raise ValueError(f"unknown pass kind {kind!r}; valid choices: backward, forward")
-    kept = layers * seq_len * hidden + _layer_values(loaded, seq_len) if checkpointed \
+    kept = layers * seq_len * hidden + CHECKPOINTED_LAYER_FACTOR * _layer_values(loaded, seq_len) if checkpointed \
         else layers * _layer_values(loaded, seq_len)
     return kept * element + seq_len * hidden * 4 * 2  # + the fp32 input embeddings and their gradient
 
 
 def use_checkpointing(loaded: LoadedModel, seq_len: int, cache_free: bool = True) -> bool:
     """Whether a gradient pass over `seq_len` positions checkpoints its decoder layers: when one row
-    would keep more than the activation budget, and the layers support it (transformers'
-    GradientCheckpointingLayer) and run without a cache (a held prefix's keys and values would be
+    would keep more than the activation budget, checkpointing keeps less (not so in a model of few
+    layers), and the layers support it (transformers' GradientCheckpointingLayer) and run without a cache (a held prefix's keys and values would be
     appended twice by the recomputation). It costs about one more forward."""
     if os.environ.get("ATTRIBUTION_CHECKPOINT_LAYERS") in {"0", "1"}:
         return os.environ["ATTRIBUTION_CHECKPOINT_LAYERS"] == "1" and cache_free and bool(_layers(loaded))
-    return cache_free and bool(_layers(loaded)) and \
-        row_bytes(loaded, seq_len, "backward") > activation_budget(loaded)
+    plain = row_bytes(loaded, seq_len, "backward")
+    return cache_free and bool(_layers(loaded)) and plain > activation_budget(loaded) \
+        and row_bytes(loaded, seq_len, "backward", checkpointed=True) < plain  # not for a model of few layers
 
 
 def _layers(loaded: LoadedModel) -> list[torch.nn.Module]:
@@ -165,7 +170,7 @@ def analysis_bytes(loaded: LoadedModel, settings: Settings, seq_len: int) -> dic
     forward = row_bytes(loaded, seq_len, "forward")
     backward = row_bytes(loaded, seq_len, "backward", checkpointed=use_checkpointing(loaded, seq_len))
     rows = layers * heads * seq_len * 4  # the attention rows kept, fp32
-    kept_inputs = layers * (heads * head_dim + 2 * kv_dim) * seq_len * element  # rollout's queries, keys, values
+    kept_inputs = layers * (heads * head_dim + kv_dim) * seq_len * element  # rollout's queries and keys
     by_pass = {"backward": backward, "forward": forward, "attention_rows": forward + rows,
                "rollout": forward + rows + kept_inputs}
     needs = {"generation": 2 * layers * kv_dim * seq_len * element + forward}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -63,26 +64,38 @@ def document_prompt(tokenizer, n_tokens: int) -> str:
         index += 1
 
 
+def cpu_seconds() -> float:
+    """This process's user + system CPU time: with one thread, the time a quiet core would take."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_cell(cell: str, n_tokens: int) -> dict:
     """One cell in this process: load, build the prompt, reset the peak, analyze, measure."""
     import torch
 
     import attribution
-    from attribution.prompts import encode_prompt
 
     loaded = attribution.load_model(MODEL, device="cpu")
     prompt = document_prompt(loaded.tokenizer, n_tokens)
     settings = dict(CELLS[cell], max_new_tokens=1, chat=True)
-    encoded = encode_prompt(loaded, prompt, chat=True)
     loaded_rss = proc_status_bytes("VmRSS")
+    marks: list[tuple[str, float, float]] = []  # (stage, wall, CPU seconds) as each stage starts
+
+    def mark(stage) -> None:
+        marks.append((stage.method or stage.kind, time.perf_counter(), cpu_seconds()))
+
     reset_peak_rss()
-    started = time.perf_counter()
-    analysis = attribution.analyze(loaded, prompt, **settings)
-    seconds = time.perf_counter() - started
+    started, started_cpu = time.perf_counter(), cpu_seconds()
+    analysis = attribution.analyze(loaded, prompt, progress=mark, **settings)
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - started_cpu
     peak = proc_status_bytes("VmHWM")
-    result = {"cell": cell, "tokens": int(encoded.ids.numel()), "seconds": seconds, "peak_bytes": peak,
-              "loaded_bytes": loaded_rss, "growth_bytes": peak - loaded_rss, "threads": torch.get_num_threads(),
-              "answer": analysis.generated_text, "load": os.getloadavg()}
+    ends = marks[1:] + [("end", started + seconds, started_cpu + cpu)]
+    stages = {name: {"seconds": end[1] - wall, "cpu_seconds": end[2] - used}
+              for (name, wall, used), end in zip(marks, ends)}
+    result = {"cell": cell, "tokens": analysis.n_prompt_tokens, "seconds": seconds, "cpu_seconds": cpu,
+              "stages": stages, "peak_bytes": peak, "loaded_bytes": loaded_rss, "growth_bytes": peak - loaded_rss,
+              "threads": torch.get_num_threads(), "answer": analysis.generated_text, "load": os.getloadavg()}
     if cell == "ig-10":
         ig = analysis.methods["integrated_gradients"]
         result["ig_delta"] = ig.convergence_delta
@@ -106,20 +119,28 @@ def estimate_occlusion(measured: dict, n_tokens: int) -> dict:
     """Occlusion at n tokens from a measured length m: n + 1 forwards of n tokens, so time × (n/m)²."""
     scale = (n_tokens / measured["tokens"]) ** 2
     return {"cell": "occlusion", "tokens": n_tokens, "seconds": measured["seconds"] * scale,
+            "cpu_seconds": measured["cpu_seconds"] * scale,
             "peak_bytes": measured["peak_bytes"], "growth_bytes": measured["growth_bytes"],
             "estimated_from": measured["tokens"]}
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| method(s) | prompt tokens | time | peak memory (growth over the loaded model) | load |",
-             "|---|---|---|---|---|"]
+    lines = ["| method(s) | prompt tokens | CPU time (wall) | of which the methods | peak memory (growth over the "
+             "loaded model) | load |", "|---|---|---|---|---|---|"]
     for row in results:
         if "error" in row:
             lines.append(f"| {row['cell']} | ~{row['tokens']:,} | failed: {row['error']} | | |")
             continue
         note = f" (estimated from {row['estimated_from']:,} tokens)" if "estimated_from" in row else ""
         load = f"{row['load'][0]:.1f}" if "load" in row else "–"
-        lines.append(f"| {row['cell']} | {row['tokens']:,} | {row['seconds']:.1f} s{note} | "
+        if "estimated_from" in row:
+            times, methods = f"{row['cpu_seconds']:.0f} s{note}", "–"
+        else:
+            method_cpu = sum(stage["cpu_seconds"] for name, stage in row["stages"].items() if name != "generate")
+            times = f"{row['cpu_seconds']:.1f} s ({row['seconds']:.1f} s)"
+            methods = ", ".join(f"{name} {stage['cpu_seconds']:.1f} s" for name, stage in row["stages"].items()
+                                if name != "generate") + (f" = {method_cpu:.1f} s" if len(row["stages"]) > 2 else "")
+        lines.append(f"| {row['cell']} | {row['tokens']:,} | {times} | {methods} | "
                      f"{row['peak_bytes'] / GIB:.2f} GB ({row['growth_bytes'] / GIB:.2f} GB) | {load} |")
     return "\n".join(lines)
 
@@ -146,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
             if cell == "ig-10" and n_tokens > arguments.ig_cap:
                 continue
             if cell == "occlusion" and n_tokens > arguments.occlusion_cap:
-                measured = [row for row in results if row["cell"] == cell and "error" not in row]
+                measured = [row for row in results if row["cell"] == cell and "error" not in row
+                            and "estimated_from" not in row]
                 if measured:
                     results.append(estimate_occlusion(measured[-1], n_tokens))
                     continue

@@ -101,6 +101,12 @@ def test_the_answer_map_gradients_are_the_same_checkpointed(tiny_loaded, monkeyp
 def test_layers_are_checkpointed_when_one_row_exceeds_the_budget(tiny_loaded, monkeypatch):
     monkeypatch.delenv("ATTRIBUTION_CHECKPOINT_LAYERS", raising=False)
     row = memory.row_bytes(tiny_loaded, 100, "backward")
+    monkeypatch.setattr(memory, "activation_budget", lambda loaded: row * 0.5)
+    # Two layers: recomputing one costs more than keeping both, so it is not done even over the budget.
+    assert memory.row_bytes(tiny_loaded, 100, "backward", checkpointed=True) >= row
+    assert not memory.use_checkpointing(tiny_loaded, 100)
+    monkeypatch.setattr(memory, "CHECKPOINTED_LAYER_FACTOR", 0.5)  # as for a deep model: it saves
+    row = memory.row_bytes(tiny_loaded, 100, "backward")
     monkeypatch.setattr(memory, "activation_budget", lambda loaded: row * 0.99)
     assert memory.use_checkpointing(tiny_loaded, 100)
     assert not memory.use_checkpointing(tiny_loaded, 100, cache_free=False)
