@@ -22,7 +22,7 @@ from .attention_rows import row_attention
 from .cancel import check as check_cancelled
 from .catalog import CATALOG
 from .integrated_gradients import Integration, integrate
-from .memory import checkpointed_layers, use_checkpointing
+from .budget import checkpointed_layers, use_checkpointing
 from .methods import METHODS, aggregate
 from .models import LoadedModel
 from .passes import (

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 #: What a method's number can be about (`MethodInfo.explains`).
 EXPLAINS = ("score", "log_probability", "none")
-#: Which kind of model pass bounds a method's memory (`MethodInfo.memory`, `attribution.memory`): forwards
+#: Which kind of model pass bounds a method's memory (`MethodInfo.memory`, `attribution.budget`): forwards
 #: and backwards (gradients), forwards only, the attention-rows pass, or that pass keeping queries and keys.
 MEMORY_PASSES = ("backward", "forward", "attention_rows", "rollout")
 

@@ -14,7 +14,7 @@ from .answer_map import compute_answer_map
 from .cancel import cancellable, check as check_cancelled, requested as cancellation_requested
 from .catalog import CATALOG
 from .integrated_gradients import special_token_mask
-from .memory import check_prompt, prompt_cap
+from .budget import check_prompt, prompt_cap
 from .methods import METHODS
 from .models import LoadedModel
 from .passes import AttributionRequest, SharedWork

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .cancel import check as check_cancelled
-from .memory import checkpointed_layers, use_checkpointing
+from .budget import checkpointed_layers, use_checkpointing
 from .models import LoadedModel
 from .settings import AUTO_FIRST_INTERVALS, BASELINE_LABELS, RECOMMENDED_BASELINE, Settings  # noqa: F401 (re-exported)
 from .passes import (

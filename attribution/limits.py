@@ -4,7 +4,7 @@ engine, the CLI and the page quote in their messages."""
 from __future__ import annotations
 
 #: No prompt is longer than this whatever the model (the check by characters before tokenizing). The
-#: limit with a model is its context and the memory the analysis needs (`attribution.memory`), or
+#: limit with a model is its context and the memory the analysis needs (`attribution.budget`), or
 #: ATTRIBUTION_MAX_PROMPT_TOKENS where an operator sets one.
 MAX_PROMPT_TOKENS_ANY_MODEL = 131_072
 MAX_NEW_TOKENS_LIMIT = 256

@@ -17,7 +17,8 @@ from typing import Callable
 import torch
 
 from .cancel import check as check_cancelled
-from .memory import activation_budget, checkpointed_layers, row_bytes, use_checkpointing  # noqa: F401 (re-exported)
+from .budget import activation_budget, checkpointed_layers, row_bytes, use_checkpointing  # noqa: F401 (re-exported)
+from .budget import available_memory_bytes as _available_memory_bytes  # noqa: F401 (main's memory.py reads it here)
 from .models import LoadedModel
 from .settings import SCORES, Settings  # noqa: F401 (SCORES re-exported)
 
@@ -180,7 +181,7 @@ def log_probability_scores(
 def choose_batch_size(loaded: LoadedModel, seq_len: int, rows: int, *, backward: bool = True,
                       checkpointed: bool = False) -> int:
     """How many sequences of `seq_len` fit in one forward (and backward, with `checkpointed` layers or
-    not): the activation budget over one row's activations, both from `attribution.memory`."""
+    not): the activation budget over one row's activations, both from `attribution.budget`."""
     override = os.environ.get("ATTRIBUTION_BATCH_SIZE")
     if override:
         return max(1, min(rows, int(override)))

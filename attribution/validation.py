@@ -31,7 +31,7 @@ def prompt_token_override() -> int | None:
 def max_prompt_tokens() -> int:
     """The prompt length limit without a model: `ATTRIBUTION_MAX_PROMPT_TOKENS`, else
     MAX_PROMPT_TOKENS_ANY_MODEL. With a model, the engine's limit also follows the model's context and
-    the memory the analysis needs (`attribution.memory.check_prompt`)."""
+    the memory the analysis needs (`attribution.budget.check_prompt`)."""
     override = prompt_token_override()
     return MAX_PROMPT_TOKENS_ANY_MODEL if override is None else override
 

@@ -1,4 +1,4 @@
-"""Checkpointed decoder layers (attribution/memory.py) change the memory a gradient pass keeps, never its
+"""Checkpointed decoder layers (attribution/budget.py) change the memory a gradient pass keeps, never its
 numbers: every gradient method gives the same scores with and without, on each architecture."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import attribution
-from attribution import memory
+from attribution import budget
 from attribution.answer_map import compute_answer_map
 from attribution.methods import METHODS
 from attribution.passes import AttributionRequest, SharedWork
@@ -100,18 +100,18 @@ def test_the_answer_map_gradients_are_the_same_checkpointed(tiny_loaded, monkeyp
 
 def test_layers_are_checkpointed_when_one_row_exceeds_the_budget(tiny_loaded, monkeypatch):
     monkeypatch.delenv("ATTRIBUTION_CHECKPOINT_LAYERS", raising=False)
-    row = memory.row_bytes(tiny_loaded, 100, "backward")
-    monkeypatch.setattr(memory, "activation_budget", lambda loaded: row * 0.5)
+    row = budget.row_bytes(tiny_loaded, 100, "backward")
+    monkeypatch.setattr(budget, "activation_budget", lambda loaded: row * 0.5)
     # Two layers: recomputing one costs more than keeping both, so it is not done even over the budget.
-    assert memory.row_bytes(tiny_loaded, 100, "backward", checkpointed=True) >= row
-    assert not memory.use_checkpointing(tiny_loaded, 100)
-    monkeypatch.setattr(memory, "CHECKPOINTED_LAYER_FACTOR", 0.5)  # as for a deep model: it saves
-    row = memory.row_bytes(tiny_loaded, 100, "backward")
-    monkeypatch.setattr(memory, "activation_budget", lambda loaded: row * 0.99)
-    assert memory.use_checkpointing(tiny_loaded, 100)
-    assert not memory.use_checkpointing(tiny_loaded, 100, cache_free=False)
-    assert not memory.use_checkpointing(tiny_loaded, 90)
-    monkeypatch.setattr(memory, "activation_budget", lambda loaded: row * 1.01)
-    assert not memory.use_checkpointing(tiny_loaded, 100)
+    assert budget.row_bytes(tiny_loaded, 100, "backward", checkpointed=True) >= row
+    assert not budget.use_checkpointing(tiny_loaded, 100)
+    monkeypatch.setattr(budget, "CHECKPOINTED_LAYER_FACTOR", 0.5)  # as for a deep model: it saves
+    row = budget.row_bytes(tiny_loaded, 100, "backward")
+    monkeypatch.setattr(budget, "activation_budget", lambda loaded: row * 0.99)
+    assert budget.use_checkpointing(tiny_loaded, 100)
+    assert not budget.use_checkpointing(tiny_loaded, 100, cache_free=False)
+    assert not budget.use_checkpointing(tiny_loaded, 90)
+    monkeypatch.setattr(budget, "activation_budget", lambda loaded: row * 1.01)
+    assert not budget.use_checkpointing(tiny_loaded, 100)
     monkeypatch.setenv("ATTRIBUTION_CHECKPOINT_LAYERS", "1")
-    assert memory.use_checkpointing(tiny_loaded, 10)
+    assert budget.use_checkpointing(tiny_loaded, 10)

@@ -1,5 +1,5 @@
 """The prompt limit follows the model: its context, and the memory the analysis needs, checked before
-any work starts (attribution/memory.py); ATTRIBUTION_MAX_PROMPT_TOKENS still caps it."""
+any work starts (attribution/budget.py); ATTRIBUTION_MAX_PROMPT_TOKENS still caps it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import attribution
-from attribution import engine, memory, testing
+from attribution import budget, engine, testing
 from attribution.settings import Settings
 
 CONTEXT = 32
@@ -81,19 +81,19 @@ def test_an_analysis_that_cannot_fit_in_memory_is_refused_naming_the_limit(tiny_
     prompt = prompt_of(tiny_loaded, 400)
     length = n_tokens(tiny_loaded, prompt)
     # Free memory that the analysis of a prompt half as long would just fill.
-    available = max(memory.analysis_bytes(tiny_loaded, settings, length // 2 + 2).values())
-    monkeypatch.setattr(memory, "available_memory_bytes", lambda device: available)
+    available = max(budget.analysis_bytes(tiny_loaded, settings, length // 2 + 2).values())
+    monkeypatch.setattr(budget, "available_memory_bytes", lambda device: available)
     with pytest.raises(ValueError, match="GiB of memory is free") as refused:
         attribution.analyze(tiny_loaded, prompt, settings)
     message = str(refused.value)
-    needs = memory.analysis_bytes(tiny_loaded, settings, length + 2)
+    needs = budget.analysis_bytes(tiny_loaded, settings, length + 2)
     assert f"{max(needs, key=needs.get)} would need about" in message
-    limit, reason = memory.longest_prompt(tiny_loaded, settings)
+    limit, reason = budget.longest_prompt(tiny_loaded, settings)
     assert f"the limit is {limit:,} tokens" in message and "GiB of memory is free" in reason
     # The named limit is exact: at it the analysis fits, one token more it does not.
-    memory.check_prompt(tiny_loaded, settings, limit)
+    budget.check_prompt(tiny_loaded, settings, limit)
     with pytest.raises(ValueError, match="GiB of memory is free"):
-        memory.check_prompt(tiny_loaded, settings, limit + 1)
+        budget.check_prompt(tiny_loaded, settings, limit + 1)
     assert length // 2 <= limit < length
 
 
