@@ -22,6 +22,7 @@ from .attention_rows import row_attention
 from .cancel import check as check_cancelled
 from .catalog import CATALOG
 from .integrated_gradients import Integration, integrate
+from .budget import checkpointed_layers, use_checkpointing
 from .methods import METHODS, aggregate
 from .models import LoadedModel
 from .passes import (
@@ -73,7 +74,8 @@ def _gradient_pass(loaded: LoadedModel, job: AnswerMapRequest) -> torch.Tensor:
     embeddings = embed(loaded, job.source_ids[: int(positions.max()) + 1]).requires_grad_(True)  # [1, L, d_model]
     gradients = torch.zeros((n_targets, job.source_ids.numel(), embeddings.shape[-1]),
                             dtype=at_least_fp32(embeddings).dtype, device=embeddings.device)  # [T, S, d_model]
-    with torch.enable_grad():
+    checkpoint = use_checkpointing(loaded, embeddings.shape[1])  # long answers: layers recomputed per backward
+    with torch.enable_grad(), checkpointed_layers(loaded, checkpoint):
         logits = logits_at_positions(loaded, embeddings, kept)[0, column]  # [T, vocab]
         scores = score_rows(logits, target_ids, None, score)  # [T]
         for t in range(n_targets):
@@ -98,7 +100,8 @@ def input_x_gradient_rows(loaded: LoadedModel, job: AnswerMapRequest) -> np.ndar
 
 def attention_rows(loaded: LoadedModel, job: AnswerMapRequest) -> np.ndarray:
     # Only the targets' query rows, never the [layers, S, S] maps: [layers, heads, T, S] → [T, S]
-    return row_attention(loaded, job.source_ids, rows=job.positions.cpu()).weights.mean(dim=(0, 1)).numpy()
+    weights = row_attention(loaded, job.source_ids, rows=job.positions.cpu(), head_mean=True).weights
+    return weights.mean(dim=(0, 1)).numpy()
 
 
 def per_target_rows(loaded: LoadedModel, job: AnswerMapRequest, name: str) -> np.ndarray:

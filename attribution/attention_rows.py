@@ -43,7 +43,7 @@ class _Layer:
     module: torch.nn.Module
     query: torch.Tensor  # [1, heads, seq, head_dim], after rotary embeddings
     key: torch.Tensor  # [1, kv_heads, seq, head_dim]
-    value: torch.Tensor  # [1, kv_heads, seq, head_dim]
+    value: torch.Tensor  # [1, kv_heads, seq, 0]: the eager function's shape, no features (`_no_values`)
     mask: torch.Tensor | None  # the mask the layer got: [1, 1, seq, seq] bool, or None (causal)
     kwargs: dict
 
@@ -52,7 +52,8 @@ class _Layer:
 class _Recorder:
     rows: torch.Tensor  # [R] query positions whose weights are kept
     keep_inputs: bool
-    weights: list[torch.Tensor] = field(default_factory=list)  # per layer [heads, R, seq] fp32 CPU
+    head_mean: bool = False  # keep each layer's mean over heads only
+    weights: list[torch.Tensor] = field(default_factory=list)  # per layer [heads or 1, R, seq] fp32 CPU
     layers: list[_Layer] = field(default_factory=list)
 
 
@@ -92,11 +93,22 @@ def _uses_sdpa(kwargs: dict) -> bool:
     return kwargs.get("softcap") is None and kwargs.get("s_aux") is None
 
 
+def _no_values(value: torch.Tensor) -> torch.Tensor:
+    """The values with no features: the eager function's weights are what is read, and its output
+    (weights × values) then costs nothing."""
+    return value.new_empty((*value.shape[:-1], 0))  # not a view: the values' memory is not held
+
+
+def _block_rows(query: torch.Tensor, kv_length: int) -> int:
+    """Query rows per block so that a block's weights [heads, rows, kv] hold about BLOCK_VALUES."""
+    return max(1, BLOCK_VALUES // max(1, query.shape[1] * kv_length))
+
+
 def _blocked_eager(module, query, key, value, mask, scaling, kwargs) -> torch.Tensor:
     """The layer's output [b, q, heads, head_dim] from its eager function, in query blocks."""
     eager = _eager_function(module)
     q_length, kv_length = query.shape[2], key.shape[2]
-    block = max(1, BLOCK_VALUES // max(1, query.shape[1] * kv_length))
+    block = _block_rows(query, kv_length)
     outputs = []
     for start in range(0, q_length, block):
         rows = torch.arange(start, min(start + block, q_length), device=query.device)
@@ -115,11 +127,13 @@ def _attention_function(module, query, key, value, attention_mask, dropout=0.0, 
     rows = recorder.rows.to(query.device)
     rows_mask = additive_rows(attention_mask, rows, q_length, kv_length, query.dtype, query.device)
     _, weights = _eager_function(module)(
-        module, query[:, :, rows], key, value, rows_mask, scaling=scaling, dropout=0.0, **kwargs
+        module, query[:, :, rows], key, _no_values(value), rows_mask, scaling=scaling, dropout=0.0, **kwargs
     )  # [1, heads, R, kv]
-    recorder.weights.append(weights[0].float().cpu())
+    weights = weights[0].float()  # [heads, R, kv]
+    recorder.weights.append((weights.mean(dim=0, keepdim=True) if recorder.head_mean else weights).cpu())
     if recorder.keep_inputs:
-        recorder.layers.append(_Layer(module, query, key, value, attention_mask, dict(kwargs, scaling=scaling)))
+        recorder.layers.append(_Layer(module, query, key, _no_values(value), attention_mask,
+                                      dict(kwargs, scaling=scaling)))
     if _uses_sdpa(kwargs):
         output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                            scaling=scaling, **kwargs)
@@ -134,13 +148,14 @@ AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
 
 
 @contextmanager
-def recording(loaded: LoadedModel, rows: torch.Tensor, keep_inputs: bool = False) -> Iterator[_Recorder]:
+def recording(loaded: LoadedModel, rows: torch.Tensor, keep_inputs: bool = False,
+              head_mean: bool = False) -> Iterator[_Recorder]:
     """Run the block's forwards with the row-recording attention; yields the recorder they fill."""
     if getattr(_local, "recorder", None) is not None:
         raise RuntimeError("attention rows are already being recorded in this thread")
     model = loaded.model
     previous = model.config._attn_implementation
-    recorder = _Recorder(rows=rows.cpu().long(), keep_inputs=keep_inputs)
+    recorder = _Recorder(rows=rows.cpu().long(), keep_inputs=keep_inputs, head_mean=head_mean)
     model.set_attn_implementation(IMPLEMENTATION)
     _local.recorder = recorder
     try:
@@ -155,7 +170,7 @@ class AttentionRows:
     """Attention weights of the asked query rows, every layer and head, gathered on the CPU in fp32."""
 
     rows: torch.Tensor  # [R] query positions
-    weights: torch.Tensor  # [layers, heads, R, seq]
+    weights: torch.Tensor  # [layers, heads, R, seq]; [layers, 1, R, seq] when recorded as head means
     layers: tuple[_Layer, ...] = ()  # kept for rollout (`keep_inputs`), else empty
 
     @property
@@ -165,14 +180,15 @@ class AttentionRows:
 
 
 def row_attention(loaded: LoadedModel, input_ids: torch.Tensor, rows: torch.Tensor | None = None,
-                   keep_inputs: bool = False) -> AttentionRows:
+                  keep_inputs: bool = False, head_mean: bool = False) -> AttentionRows:
     """One forward over input_ids [seq] recording the attention weights of query `rows` (default: the
-    last position) in every layer; `keep_inputs` also keeps each layer's queries and keys for rollout."""
+    last position) in every layer; `keep_inputs` also keeps each layer's queries and keys for rollout,
+    `head_mean` keeps only each layer's mean over heads (the answer map's many rows)."""
     seq = int(input_ids.numel())
     rows = torch.tensor([seq - 1]) if rows is None else torch.as_tensor(rows).reshape(-1).long().cpu()
     if rows.numel() == 0 or int(rows.min()) < 0 or int(rows.max()) >= seq:
         raise ValueError(f"attention rows must be positions from 0 to {seq - 1}, got {rows.tolist()}")
-    with torch.inference_mode(), recording(loaded, rows, keep_inputs) as recorder:
+    with torch.inference_mode(), recording(loaded, rows, keep_inputs, head_mean) as recorder:
         loaded.model(input_ids=input_ids.unsqueeze(0), logits_to_keep=1, use_cache=False)
     if len(recorder.weights) != loaded.n_layers:
         raise RuntimeError(
@@ -201,7 +217,7 @@ def _times_mixed(vector: torch.Tensor, layer: _Layer) -> torch.Tensor:
     query, key = layer.query, layer.key
     q_length, kv_length = query.shape[2], key.shape[2]
     eager = _eager_function(layer.module)
-    block = max(1, BLOCK_VALUES // max(1, query.shape[1] * kv_length))
+    block = _block_rows(query, kv_length)
     result = torch.zeros(kv_length, dtype=torch.float64)
     for start in range(0, q_length, block):
         stop = min(start + block, q_length)
@@ -211,7 +227,7 @@ def _times_mixed(vector: torch.Tensor, layer: _Layer) -> torch.Tensor:
         mask = additive_rows(layer.mask, block_rows, q_length, kv_length, query.dtype, query.device)
         _, weights = eager(layer.module, query[:, :, block_rows], key, layer.value, mask, dropout=0.0,
                            **layer.kwargs)  # [1, heads, B, kv]
-        mixed = 0.5 * weights[0].double().cpu().mean(dim=0)  # [B, kv]
+        mixed = 0.5 * weights[0].float().mean(dim=0).cpu().double()  # [B, kv]
         mixed[torch.arange(stop - start), torch.arange(start, stop)] += 0.5
         mixed = mixed / mixed.sum(dim=-1, keepdim=True)
         result += vector[start:stop] @ mixed

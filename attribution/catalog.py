@@ -17,6 +17,9 @@ COMBINE = ("sum", "l2", "remove")
 
 #: What a method's number can be about (`MethodInfo.explains`).
 EXPLAINS = ("score", "log_probability", "none")
+#: Which kind of model pass bounds a method's memory (`MethodInfo.memory`, `attribution.budget`): forwards
+#: and backwards (gradients), forwards only, the attention-rows pass, or that pass keeping queries and keys.
+MEMORY_PASSES = ("backward", "forward", "attention_rows", "rollout")
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,13 @@ class MethodInfo:
     # per IG aggregation ((aggregation, rule), ...). `combine_rule(name, aggregation)` is the one place that
     # reads it; no default, so a new method must say.
     combine: str | tuple[tuple[str, str], ...] = ""
+    # The pass whose activations bound its memory (MEMORY_PASSES): what the prompt limit estimates.
+    memory: str = "backward"
 
     def __post_init__(self) -> None:
+        if self.memory not in MEMORY_PASSES:
+            raise ValueError(f"method catalog entry {self.name!r}: unknown memory {self.memory!r}; "
+                             f"valid choices: {', '.join(MEMORY_PASSES)}")
         if self.explains not in EXPLAINS:
             raise ValueError(f"method catalog entry {self.name!r}: unknown explains {self.explains!r}; "
                              f"valid choices: {', '.join(EXPLAINS)}")
@@ -108,6 +116,7 @@ CATALOG: dict[str, MethodInfo] = {
             explains="none",
             # A share of the last position's attention: a group's share is its tokens' shares added.
             combine="sum",
+            memory="attention_rows",
         ),
         MethodInfo(
             name="integrated_gradients",
@@ -167,6 +176,7 @@ CATALOG: dict[str, MethodInfo] = {
             explains="none",
             # A share of the flow into the last position (each row of the rollout sums to 1): shares add.
             combine="sum",
+            memory="rollout",
         ),
         MethodInfo(
             name="occlusion",
@@ -188,6 +198,7 @@ CATALOG: dict[str, MethodInfo] = {
             # Hiding two tokens is not the sum of hiding each (they interact): a group's drop is measured
             # by hiding the whole group.
             combine="remove",
+            memory="forward",
         ),
         MethodInfo(
             name="context_ablation",
@@ -215,6 +226,7 @@ CATALOG: dict[str, MethodInfo] = {
             # Its weights are measured per group by removing whole groups (never summed from tokens); another
             # grouping reads them through `ContextAblationScores.weights_per`.
             combine="remove",
+            memory="forward",
         ),
     )
 }

@@ -15,6 +15,7 @@ from .cancel import cancellable, check as check_cancelled, requested as cancella
 from .catalog import CATALOG
 from .groups import GRANULARITIES, Grouping, TokenSpans, groups_from_spans, token_spans
 from .integrated_gradients import special_token_mask
+from .budget import check_prompt, prompt_cap
 from .methods import METHODS
 from .models import LoadedModel
 from .passes import AttributionRequest, SharedWork
@@ -126,6 +127,9 @@ def _prepare(loaded: LoadedModel, prompt: str, settings: Settings,
              on_tokens: Callable[[torch.Tensor], None] | None = None) -> _Prepared:
     """Encode, generate once, resolve the target and foil, and build the methods' request."""
     encoded = encode_prompt(loaded, prompt, chat=settings.chat, system=settings.system)
+    # Before any work: a prompt beyond the model's context, or whose analysis cannot fit, is refused.
+    check_prompt(loaded, settings, encoded.ids.numel(),
+                 "prompt with its chat template" if settings.chat else "prompt")
     prompt_ids = encoded.ids  # [n_prompt]
     if settings.granularity != "token":  # a separator the prompt lacks is refused before generating
         groups_from_spans(token_spans(loaded.tokenizer, prompt_ids.tolist()), settings.granularity,
@@ -237,7 +241,7 @@ def analyze(
     if settings is not None and not isinstance(settings, Settings):
         raise ValueError(f"settings must be an attribution.Settings, got {type(settings).__name__}")
     settings = (settings or Settings()).replace(**changes) if changes else (settings or Settings())
-    prompt = validate_prompt(prompt)
+    prompt = validate_prompt(prompt, limit=prompt_cap(loaded, settings)[0])
     stages = _stages(settings)
 
     def report_stage(kind: str, method: str | None = None) -> None:

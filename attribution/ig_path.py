@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .budget import checkpointed_layers, use_checkpointing
 from .cancel import check as check_cancelled
 from .models import LoadedModel
 from .passes import Prefix, choose_batch_size, logits_at_positions, run_in_batches, span_score
@@ -97,7 +98,8 @@ def path_sums(
     # α = 0 reproduces the baseline exactly (x + 0·d = x); the input row is taken as is, since
     # baseline + 1·(input − baseline) can differ from the input in the last bit.
     alpha_of_point = torch.cat([alphas.double(), torch.tensor([1.0, 0.0], dtype=torch.float64)])
-    batch_size = batch_size or choose_batch_size(loaded, length - first, n_points)
+    checkpoint = use_checkpointing(loaded, length - first, cache_free=prefix is None)  # long prompts: layers recomputed
+    batch_size = batch_size or choose_batch_size(loaded, length - first, n_points, checkpointed=checkpoint)
     kept_positions, column = torch.unique(positions.cpu(), return_inverse=True)  # targets may share a position
     target_rows = target_ids.to(device)
     foil_rows = None if foil_ids is None else foil_ids.to(device)
@@ -117,7 +119,7 @@ def path_sums(
         rows = torch.where(is_input.to(device).view(-1, 1, 1), inputs[:, span], path)
         differentiated = ~is_baseline
         rows = rows.requires_grad_(bool(differentiated.any()))
-        with torch.enable_grad():
+        with torch.enable_grad(), checkpointed_layers(loaded, checkpoint):
             # [rows, T, vocab]: each row's logits at every target's position (the model's own head).
             logits = logits_at_positions(loaded, rows, kept_positions, prefix)[:, column]  # [rows, T, vocab]
             row_scores = torch.stack([

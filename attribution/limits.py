@@ -3,7 +3,10 @@ engine, the CLI and the page quote in their messages."""
 
 from __future__ import annotations
 
-DEFAULT_MAX_PROMPT_TOKENS = 512  # ATTRIBUTION_MAX_PROMPT_TOKENS overrides it
+#: No prompt is longer than this whatever the model (the check by characters before tokenizing). The
+#: limit with a model is its context and the memory the analysis needs (`attribution.budget`), or
+#: ATTRIBUTION_MAX_PROMPT_TOKENS where an operator sets one.
+MAX_PROMPT_TOKENS_ANY_MODEL = 131_072
 MAX_NEW_TOKENS_LIMIT = 256
 MAX_STEPS = 1000  # IG's fixed step count, and the trust panel's rerun at twice the steps, stay within it
 MAX_AUTO_STEPS = 10_000  # n_steps="auto": the largest budget of path points one may allow

@@ -1,6 +1,6 @@
 """Whether a second model fits in memory beside the first (the page's model comparison), from its
 config alone: its weights' bytes (parameters counted from the config × the bytes of the dtype it would
-load in) × HEADROOM, against the free memory as the batch sizing measures it (`passes._available_memory_bytes`:
+load in) × HEADROOM, against the free memory as the batch sizing measures it (`budget.available_memory_bytes`:
 MemAvailable on the CPU, the GPU's free memory). When it does not fit, the first model is released from
 the loader cache before the second loads, and the second after its run (`load_second`, `finish_second`).
 """
@@ -14,7 +14,7 @@ from transformers import AutoConfig, PretrainedConfig
 
 from .gguf import PACKAGED_MODELS, cache_folder, is_gguf_path, packaged_gguf
 from .models import LoadedModel, load_model, loaded_models, release, resolve_device, resolve_dtype
-from .passes import _available_memory_bytes
+from .budget import available_memory_bytes as _available_memory_bytes
 
 HEADROOM = 1.5  # weights × this: activations, the converted copy while loading, the allocator's slack
 

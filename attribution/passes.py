@@ -18,6 +18,7 @@ import torch
 
 from .cancel import check as check_cancelled
 from .groups import Grouping
+from .budget import activation_budget, checkpointed_layers, row_bytes, use_checkpointing  # noqa: F401 (re-exported)
 from .models import LoadedModel
 from .settings import SCORES, Settings  # noqa: F401 (SCORES re-exported)
 
@@ -209,7 +210,8 @@ def input_gradient_pass(loaded: LoadedModel, request: AttributionRequest) -> tor
     """d(explained score)/d(input embeddings) [seq, d_model], from one forward and backward of its own
     (`attribution.shared.input_gradients` reuses IG's batches instead when IG runs too)."""
     embeddings = embed(loaded, request.input_ids).requires_grad_(True)  # [1, seq, d_model]
-    with torch.enable_grad():
+    checkpoint = use_checkpointing(loaded, request.input_ids.numel())  # long prompts: layers recomputed
+    with torch.enable_grad(), checkpointed_layers(loaded, checkpoint):
         score = request_score(loaded, request, embeddings)
         (gradients,) = torch.autograd.grad(score.sum(), embeddings)
     return at_least_fp32(gradients[0])
@@ -254,52 +256,15 @@ def explained_log_probability(logits: torch.Tensor, request: AttributionRequest)
                       foils, "log_probability")
 
 
-def _available_memory_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 * 1024**3  # unknown platform: assume a modest 4 GiB
-
-
-CPU_ACTIVATION_SHARE = 0.25  # activations per CPU batch, as a share of the weights' bytes
-CPU_MIN_ACTIVATION_BYTES = 1024**3  # ...but smaller models may always use this much
-
-
-def choose_batch_size(loaded: LoadedModel, seq_len: int, rows: int, *, backward: bool = True) -> int:
-    """How many sequences fit in one forward (and backward), from an activation estimate.
-
-    Per layer and sequence, training-style activations take about 34·s·h + 5·a·s² values
-    (Korthikanti et al. 2022, counted for 2-byte values); a forward without gradients keeps only a
-    few layers' worth alive. Half of the free memory is kept as headroom.
-
-    On the CPU, bigger batches stop paying once a matmul has a few hundred rows (with a hidden size of
-    2048), while activations grow without bound (IG-50 at 128 tokens on the Llama-3.2-1B shape peaked
-    at 3.5× the weights with 31 rows per batch, 1.6× with 5, 1.4× with 3). So activations are also
-    held to CPU_ACTIVATION_SHARE of the weights' size; smaller models, whose narrower matmuls need
-    more rows to run well (SmolLM-135M's keep gaining up to 2048), may use CPU_MIN_ACTIVATION_BYTES.
-    """
+def choose_batch_size(loaded: LoadedModel, seq_len: int, rows: int, *, backward: bool = True,
+                      checkpointed: bool = False) -> int:
+    """How many sequences of `seq_len` fit in one forward (and backward, with `checkpointed` layers or
+    not): the activation budget over one row's activations, both from `attribution.budget`."""
     override = os.environ.get("ATTRIBUTION_BATCH_SIZE")
     if override:
         return max(1, min(rows, int(override)))
-    config = loaded.model.config
-    hidden = int(config.hidden_size)
-    heads = int(config.num_attention_heads)
-    element_bytes = torch.finfo(loaded.dtype).bits // 8
-    per_layer = seq_len * (34 * hidden + 5 * heads * seq_len) * element_bytes / 2
-    per_row = per_layer * (config.num_hidden_layers if backward else 2)
-    per_row += seq_len * hidden * 4  # the fp32 input embeddings and their gradient
-    budget = 0.5 * _available_memory_bytes(loaded.input_device)
-    if loaded.input_device.type == "cpu":
-        weight_bytes = sum(parameter.numel() * parameter.element_size() for parameter in loaded.model.parameters())
-        budget = min(budget, max(CPU_ACTIVATION_SHARE * weight_bytes, CPU_MIN_ACTIVATION_BYTES))
-    batch = int(max(1, min(rows, budget // max(per_row, 1))))
+    per_row = row_bytes(loaded, seq_len, "backward" if backward else "forward", checkpointed)
+    batch = int(max(1, min(rows, activation_budget(loaded) // max(per_row, 1))))
     if rows <= batch:
         return batch
     # Equal batches: 52 rows that fit 44 at a time run as 26 + 26, not 44 + 8 (same count, lower peak).

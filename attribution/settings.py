@@ -18,8 +18,8 @@ from .groups import validate_granularity, validate_separator
 from .limits import (  # noqa: F401 (re-exported: the limits are settings' facts)
     AUTO_FIRST_INTERVALS,
     COMPLETENESS_TOLERANCE,
-    DEFAULT_MAX_PROMPT_TOKENS,
     DEFAULT_ABLATIONS,
+    MAX_PROMPT_TOKENS_ANY_MODEL,
     DEFAULT_TARGET_ERROR,
     MAX_ABLATIONS,
     MAX_AUTO_STEPS,

@@ -8,17 +8,17 @@ import os
 import unicodedata
 from typing import Iterable
 
-from .limits import DEFAULT_MAX_PROMPT_TOKENS, MAX_STEPS
+from .limits import MAX_PROMPT_TOKENS_ANY_MODEL, MAX_STEPS
 
 # Newline, carriage return and tab are ordinary text; other control characters are refused.
 ALLOWED_CONTROL = {"\n", "\r", "\t"}
 
 
-def max_prompt_tokens() -> int:
-    """The prompt length limit: `ATTRIBUTION_MAX_PROMPT_TOKENS` from the environment, else 512."""
+def prompt_token_override() -> int | None:
+    """`ATTRIBUTION_MAX_PROMPT_TOKENS` from the environment (an operator's cap), or None when unset."""
     raw = os.environ.get("ATTRIBUTION_MAX_PROMPT_TOKENS", "").strip()
     if not raw:
-        return DEFAULT_MAX_PROMPT_TOKENS
+        return None
     try:
         value = int(raw)
     except ValueError:
@@ -26,6 +26,14 @@ def max_prompt_tokens() -> int:
     if value < 1:
         raise ValueError(f"ATTRIBUTION_MAX_PROMPT_TOKENS must be a positive integer, got {value}")
     return value
+
+
+def max_prompt_tokens() -> int:
+    """The prompt length limit without a model: `ATTRIBUTION_MAX_PROMPT_TOKENS`, else
+    MAX_PROMPT_TOKENS_ANY_MODEL. With a model, the engine's limit also follows the model's context and
+    the memory the analysis needs (`attribution.budget.check_prompt`)."""
+    override = prompt_token_override()
+    return MAX_PROMPT_TOKENS_ANY_MODEL if override is None else override
 
 
 def validate_integer(value: object, name: str, low: int, high: int) -> int:
@@ -96,17 +104,19 @@ def check_control_characters(text: str, what: str) -> None:
             )
 
 
-def validate_prompt(prompt: object, what: str = "prompt") -> str:
+def validate_prompt(prompt: object, what: str = "prompt", limit: int | None = None) -> str:
+    """Text, not empty, without control characters, and not far over `limit` tokens (default:
+    `max_prompt_tokens()`) by its length in characters."""
     if not isinstance(prompt, str):
         raise ValueError(f"{what} must be text, got {type(prompt).__name__}")
     if not prompt.strip():
         raise ValueError(f"{what} is empty: type a question or sentence to explain")
-    limit = max_prompt_tokens()
+    limit = max_prompt_tokens() if limit is None else limit
     # Every token covers at least one character, but a token rarely covers more than ~30: refuse giant
     # texts before spending time tokenizing them.
     if len(prompt) > limit * 64:
         raise ValueError(
-            f"{what} is {len(prompt):,} characters, far over the limit of {limit} tokens; shorten it"
+            f"{what} is {len(prompt):,} characters, far over the limit of {limit:,} tokens; shorten it"
         )
     check_control_characters(prompt, what)
     return prompt

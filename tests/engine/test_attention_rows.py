@@ -79,6 +79,9 @@ def test_rows_equal_the_eager_maps_rows(model_folder, other_models):
         assert result.weights.shape == (loaded.n_layers, loaded.n_heads, rows.numel(), SEQ)
         torch.testing.assert_close(result.weights, full[:, :, rows], **TOLERANCE)
         torch.testing.assert_close(result.last_rows, full[:, :, -1], **TOLERANCE)
+        # Head means only (the answer map's many rows): the same rows averaged over heads.
+        means = row_attention(loaded, ids, rows=rows, head_mean=True).weights
+        torch.testing.assert_close(means, full[:, :, rows].mean(dim=1, keepdim=True), **TOLERANCE)
         # The default row is the last position.
         torch.testing.assert_close(row_attention(loaded, ids).last_rows, full[:, :, -1], **TOLERANCE)
 

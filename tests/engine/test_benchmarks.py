@@ -117,3 +117,27 @@ def test_public_api_only():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("attribution."):
                 assert node.module == "attribution.testing", f"{path.name} imports {node.module}"
+
+
+def test_long_prompt_documents_and_table(chat_folder):
+    """benchmarks/long_prompts.py: the document prompt has about the asked length with the chat template,
+    and the table marks estimated cells."""
+    from transformers import AutoTokenizer
+
+    from benchmarks.long_prompts import document_prompt, estimate_occlusion, table
+
+    tokenizer = AutoTokenizer.from_pretrained(chat_folder)
+    for n_tokens in (120, 400):
+        prompt = document_prompt(tokenizer, n_tokens)
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                 tokenize=False)
+        length = len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+        assert n_tokens - 80 < length <= n_tokens and prompt.endswith("Answer in one word.")
+    measured = {"cell": "occlusion", "tokens": 250, "seconds": 10.0, "cpu_seconds": 9.0, "peak_bytes": 2**30,
+                "growth_bytes": 2**29, "stages": {"generate": {"seconds": 1.0, "cpu_seconds": 1.0},
+                                                  "occlusion": {"seconds": 9.0, "cpu_seconds": 8.0}},
+                "load": (1.0, 1.0, 1.0)}
+    estimated = estimate_occlusion(measured, 1000)
+    assert estimated["cpu_seconds"] == pytest.approx(9.0 * 16)
+    text = table([measured, estimated])
+    assert "occlusion 8.0 s" in text and "estimated from 250 tokens" in text

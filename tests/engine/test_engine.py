@@ -114,7 +114,8 @@ def test_prompt_over_the_token_limit_names_the_limit(tiny_loaded, monkeypatch):
     with pytest.raises(ValueError, match="the limit is 8 tokens"):
         attribution.analyze(tiny_loaded, SEED_PROMPT, max_new_tokens=0)
     monkeypatch.delenv("ATTRIBUTION_MAX_PROMPT_TOKENS")
-    with pytest.raises(ValueError, match="limit of 512 tokens"):
+    context = tiny_loaded.model.config.max_position_embeddings  # without the override: the model's context
+    with pytest.raises(ValueError, match=f"limit of {context:,} tokens"):
         attribution.analyze(tiny_loaded, "Latvia " * 20_000, max_new_tokens=0)
 
 

@@ -80,7 +80,9 @@ def odd_models(tiny_folder, tmp_path_factory) -> dict[str, Path]:
 
 # --- bad input: one clear message each, and the app keeps serving ----------------------------------
 
-LONG_PROMPT = " Latvia" * 600  # 4,200 characters but over 512 tokens: refused by the tokenizer check
+# 7,700 characters (under the check by characters) but more tokens than the tiny model's 1,024
+# positions: refused by the token check, naming the context.
+LONG_PROMPT = " Latvia" * 1100
 
 BAD_INPUTS = [
     # (id, request fields, environment, expected message)
@@ -88,8 +90,9 @@ BAD_INPUTS = [
     ("whitespace-prompt", {"prompt": " \n\t  \r\n"}, {}, "prompt is empty"),
     ("missing-prompt", {"prompt": None}, {}, "prompt must be text"),
     ("over-configured-token-limit", {}, {"ATTRIBUTION_MAX_PROMPT_TOKENS": "8"}, "the limit is 8 tokens"),
-    ("over-default-token-limit", {"prompt": LONG_PROMPT}, {}, "the limit is 512 tokens"),
-    ("100k-characters", {"prompt": "x" * 100_000}, {}, "far over the limit of 512 tokens"),
+    ("over-the-models-context", {"prompt": LONG_PROMPT}, {},
+     "the limit is 1,024 tokens (the model's context is 1,024 tokens)"),
+    ("100k-characters", {"prompt": "x" * 100_000}, {}, "far over the limit of 1,024 tokens"),
     ("nul", {"prompt": "What is\x00 Latvia?"}, {}, "control character U+0000 at position 7"),
     ("bell", {"prompt": "ring \x07 ring"}, {}, "control character U+0007"),
     ("ansi-escape", {"prompt": "\x1b[31mred\x1b[0m Latvia"}, {}, "control character U+001B"),
