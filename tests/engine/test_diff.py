@@ -129,3 +129,26 @@ def test_word_units_join_words_one_token_covers():
     joined = dataclasses.replace(analysis, input_tokens=analysis.input_tokens[:7] + (" Latvia?", "") + analysis.input_tokens[9:])
     assert [unit.text for unit in word_units(joined)][-1] == "Latvia?"
     assert align(analysis, analysis).by == "token"
+
+
+TRICKY_PROMPTS = ("Don't you know Latvia's capital?  It's e-mail: a@b.com 3.14!!",
+                  "Émile's café — naïve “quotes” 😀 ok", "  Leading spaces and\ttabs\nnew lines")
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_word_units_are_the_groupings_words(tiny_loaded, chat_folder, chat):
+    """The what-if and diff words are `attribution.groups`' words (the page's "Scores per word"), from the
+    result's token spans and, for a result without them, from the tokens' display strings alone."""
+    loaded = attribution.load_model(str(chat_folder), device="cpu") if chat else tiny_loaded
+    for prompt in TRICKY_PROMPTS:
+        analysis = attribution.analyze(loaded, prompt, max_new_tokens=1, methods=("gradient",), chat=chat,
+                                       **({"system": "Be brief."} if chat else {}))
+        assert any("\ufffd" in analysis.input_tokens[index] for index in np.flatnonzero(analysis.user_tokens)) \
+            or prompt.isascii()
+        words = [(group.label, group.tokens) for group in analysis.grouping("word").groups
+                 if group.kind == "text" and analysis.user_tokens[list(group.tokens)].all()]
+        for result in (analysis, dataclasses.replace(analysis, token_spans=None)):
+            units = word_units(result)
+            assert [unit.positions for unit in units] == [tokens for _label, tokens in words], prompt
+            assert [unit.text for unit in units] == [label for label, _tokens in words]
+            assert all(prompt[unit.start:unit.stop] == unit.text for unit in units)
