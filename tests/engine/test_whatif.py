@@ -123,3 +123,27 @@ def test_deletion_curve(copy_loaded, copy_analysis):
     assert curve.area >= 0 and "method_values" in curve.to_dict()
     mean, low, high = curve.random_band()
     assert np.all(low <= mean) and np.all(mean <= high)
+
+
+def test_word_removal_ranks_occlusion_by_hiding_whole_words(tiny_loaded):
+    """Occlusion's top words are those whose removal (all their tokens hidden at once) costs most: the drops
+    measured here by forwards of our own, not the mean of the words' one-token drops."""
+    from attribution.diff import unit_scores
+
+    analysis = attribution.analyze(tiny_loaded, "Don't you know Latvia's capital? It's e-mail.", max_new_tokens=1,
+                                   methods=("occlusion",))
+    units = word_units(analysis)
+    assert any(len(unit.positions) > 1 for unit in units)
+    ids = torch.as_tensor(analysis.input_ids)[None]
+
+    def log_probability(hidden):
+        mask = torch.ones_like(ids)
+        mask[0, list(hidden)] = 0
+        with torch.no_grad():
+            logits = tiny_loaded.model(input_ids=ids, attention_mask=mask).logits[0, -1].double()
+        return float(torch.log_softmax(logits, -1)[analysis.target.id])
+
+    drops = np.array([log_probability(()) - log_probability(unit.positions) for unit in units])
+    np.testing.assert_allclose(unit_scores(analysis, "occlusion", tuple(units)), drops, rtol=1e-4, atol=1e-5)
+    expected = sorted(range(len(units)), key=lambda index: -drops[index])
+    assert list(remove_top(analysis, "occlusion", len(units))) == expected
