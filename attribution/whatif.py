@@ -65,7 +65,8 @@ def _keys(values: object, units: Mapping[int, Unit], unit: str, what: str) -> li
 def edited_prompt(analysis: Analysis, unit: str, remove: Sequence[int] = (),
                   replace: Mapping[int, str] | None = None) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]:
     """The prompt with the units `remove` taken out (with the space before them, so no double space is
-    left) and those of `replace` replaced; the removed texts and (old, new) pairs."""
+    left) and those of `replace` replaced (a token's leading whitespace kept: replacing " Latvia" by
+    "Estonia" gives " Estonia"); the removed texts and (old, new) pairs."""
     units = editable_units(analysis, unit)
     replace = dict(replace or {})
     removed, replaced = _keys(remove, units, unit, "remove"), _keys(replace, units, unit, "replace")
@@ -81,6 +82,7 @@ def edited_prompt(analysis: Analysis, unit: str, remove: Sequence[int] = (),
     text = analysis.prompt
     for start, stop, new in edits:
         if new is not None:
+            start += len(text[start:stop]) - len(text[start:stop].lstrip())
             text = text[:start] + new + text[stop:]
             continue
         if start == 0:

@@ -147,3 +147,16 @@ def test_word_removal_ranks_occlusion_by_hiding_whole_words(tiny_loaded):
     np.testing.assert_allclose(unit_scores(analysis, "occlusion", tuple(units)), drops, rtol=1e-4, atol=1e-5)
     expected = sorted(range(len(units)), key=lambda index: -drops[index])
     assert list(remove_top(analysis, "occlusion", len(units))) == expected
+
+
+def test_replacing_a_token_keeps_its_space_and_a_stretch_of_words(copy_loaded, copy_analysis):
+    position = _position(copy_analysis, COPIED)
+    assert edited_prompt(copy_analysis, "token", replace={position: "Estonia"})[0] == "What is the Capital City of Estonia?"
+    result = edit(copy_loaded, copy_analysis, replace={position: "Estonia"}, unit="token")
+    assert result.replaced == ((COPIED, "Estonia"),) and result.answer_changed and not result.still_predicted
+    # Several words replaced by one text: the first replaced, the rest removed.
+    words = [unit.text for unit in word_units(copy_analysis)]
+    prompt, removed, replaced = edited_prompt(copy_analysis, "word", remove=[words.index("City")],
+                                              replace={words.index("Capital"): "largest town"})
+    assert prompt == "What is the largest town of Latvia?" and removed == ("City",)
+    assert replaced == (("Capital", "largest town"),)
