@@ -170,7 +170,9 @@ def same_tokens(a: Analysis, b: Analysis) -> bool:
 
 @dataclass(frozen=True)
 class Alignment:
-    """The units of each analysis and which of them match: `pairs` (index in a's units, index in b's)."""
+    """The units of each analysis and which of them match: `pairs` (index in a's units, index in b's), only
+    units that both analyses scored (a word in one's held context, as a raw prompt's first word on a model
+    without BOS, is no pair). `only_a`/`only_b`: the scored units of each left without a match."""
 
     by: str  # "token" or "word"
     units_a: tuple[Unit, ...]
@@ -180,12 +182,12 @@ class Alignment:
     @property
     def only_a(self) -> tuple[Unit, ...]:
         matched = {first for first, _second in self.pairs}
-        return tuple(unit for index, unit in enumerate(self.units_a) if index not in matched)
+        return tuple(unit for index, unit in enumerate(self.units_a) if index not in matched and unit.positions)
 
     @property
     def only_b(self) -> tuple[Unit, ...]:
         matched = {second for _first, second in self.pairs}
-        return tuple(unit for index, unit in enumerate(self.units_b) if index not in matched)
+        return tuple(unit for index, unit in enumerate(self.units_b) if index not in matched and unit.positions)
 
 
 def align(a: Analysis, b: Analysis) -> Alignment:
@@ -197,10 +199,12 @@ def align(a: Analysis, b: Analysis) -> Alignment:
         return Alignment("token", tuple(units), tuple(token_units(b)), tuple((index, index) for index in range(len(units))))
     if a.prompt == b.prompt:
         units_a, units_b = word_units(a, joined_with=(b,)), word_units(b, joined_with=(a,))
-        return Alignment("word", tuple(units_a), tuple(units_b), tuple((index, index) for index in range(len(units_a))))
-    units_a, units_b = word_units(a), word_units(b)
-    matcher = difflib.SequenceMatcher(a=[unit.text for unit in units_a], b=[unit.text for unit in units_b],
-                                      autojunk=False)
-    pairs = tuple((block.a + offset, block.b + offset) for block in matcher.get_matching_blocks()
-                  for offset in range(block.size))
-    return Alignment("word", tuple(units_a), tuple(units_b), pairs)
+        pairs = [(index, index) for index in range(len(units_a))]
+    else:
+        units_a, units_b = word_units(a), word_units(b)
+        matcher = difflib.SequenceMatcher(a=[unit.text for unit in units_a], b=[unit.text for unit in units_b],
+                                          autojunk=False)
+        pairs = [(block.a + offset, block.b + offset) for block in matcher.get_matching_blocks()
+                 for offset in range(block.size)]
+    scored = tuple((first, second) for first, second in pairs if units_a[first].positions and units_b[second].positions)
+    return Alignment("word", tuple(units_a), tuple(units_b), scored)

@@ -152,3 +152,28 @@ def test_word_units_are_the_groupings_words(tiny_loaded, chat_folder, chat):
             assert [unit.positions for unit in units] == [tokens for _label, tokens in words], prompt
             assert [unit.text for unit in units] == [label for label, _tokens in words]
             assert all(prompt[unit.start:unit.stop] == unit.text for unit in units)
+
+
+def test_a_word_held_in_one_analysis_is_not_compared(seed_analysis):
+    """A raw prompt's first word is held context on a model without BOS: it has no score there, so it is no
+    pair (it would show as a share lost) and is listed as scored only in the other."""
+    units = word_units(seed_analysis)
+    held = seed_analysis.held_tokens.copy()
+    held[list(units[0].positions)] = True
+    other = dataclasses.replace(seed_analysis, held_tokens=held)
+    result = diff(seed_analysis, other)
+    assert result.alignment.by == "word" and result.units == tuple(unit.text for unit in units[1:])
+    assert [unit.text for unit in result.alignment.only_a] == [units[0].text] and not result.alignment.only_b
+
+
+def test_the_sentence_names_the_biggest_shift_with_both_shares(tiny_loaded, seed_analysis):
+    edited = attribution.analyze(tiny_loaded, "What is the City of Latvia?", max_new_tokens=3, n_steps=8,
+                                 methods=METHODS)
+    result = diff(seed_analysis, edited)
+    name, index = max(((name, int(np.argmax(np.abs(item.difference)))) for name, item in result.methods.items()),
+                      key=lambda pair: abs(result.methods[pair[0]].difference[pair[1]]))
+    item = result.methods[name]
+    assert (f"“{result.units[index]}”'s share of {attribution.METHOD_LABELS[name]}'s total went from "
+            f"{item.shares_a[index]:.0%} to {item.shares_b[index]:.0%}") in result.sentence
+    low = min(result.methods, key=lambda method: result.methods[method].spearman)
+    assert f"{result.methods[low].spearman:.2f}" in result.sentence and result.sentence.count(".") >= 1
