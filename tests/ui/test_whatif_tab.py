@@ -13,6 +13,7 @@ from attribution.alignment import word_units
 from attribution.diff import diff, spearman_text
 from attribution.display.whatif_figures import deletion_curve_figure
 from attribution.whatif import edit, remove_top
+from conftest import SEED_PROMPT
 from ui import store
 from ui.tabs import whatif
 
@@ -137,3 +138,22 @@ def test_compare_one_model_at_a_time_when_both_do_not_fit(analyzed, stored, mode
     assert note.startswith("One model at a time") and stored.analysis.model in note
     assert second not in {model.name for model in loaded_models()}  # released after its run
     assert "the model" in summary
+
+
+def test_a_chat_analysis_compares_with_a_model_without_a_chat_template(chat_folder, tiny_folder):
+    """The demo model against SmolLM2's chat, in small: the model without a template runs the raw prompt,
+    and the note and the diff say the setting chat differs."""
+    from ui import analysis as ui_analysis
+    from ui.analysis import OUTPUT_KEYS
+
+    values = dict(zip(OUTPUT_KEYS, ui_analysis.analyze(SEED_PROMPT, str(chat_folder), max_new_tokens=2, chat=True,
+                                                       system="Be brief.", all_targets=False, trust=False)))
+    chat_analysis = store.lookup(values["state"]).analysis
+    assert chat_analysis.chat
+    note, summary, table = whatif.compare(values["state"], str(tiny_folder), SEED_PROMPT)
+    assert "has no chat template: it ran on the raw prompt" in note
+    raw = attribution.analyze(attribution.load_model(str(tiny_folder)), SEED_PROMPT,
+                              chat_analysis.settings.replace(chat=False, system=None))
+    expected = diff(chat_analysis, raw)
+    assert set(expected.settings) == {"chat", "system"} and expected.sentence in summary
+    assert len(table) == len(expected.units) * len(expected.methods) and expected.alignment.by == "word"

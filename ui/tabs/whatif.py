@@ -25,6 +25,7 @@ import pandas as pd
 import attribution
 from attribution import memory
 from attribution.diff import diff
+from attribution.prompts import has_chat_template
 from attribution.display.labels import method_label
 from attribution.display.whatif_figures import DIFF_HEADERS, deletion_curve_figure, diff_rows, diff_summary, edit_summary
 from attribution.results import Analysis
@@ -237,23 +238,30 @@ def curve(state: Any, unit: Any, method: Any) -> Any:
         raise gr.Error(str(error)) from None
 
 
+def _second_settings(settings: attribution.Settings, loaded: Any) -> tuple[attribution.Settings, str | None]:
+    """The first analysis's settings for the second model; a chat analysis runs the raw prompt on a model
+    without a chat template (the demo model against SmolLM2), and the note says so."""
+    if settings.chat and not has_chat_template(loaded):
+        return (settings.replace(chat=False, system=None),
+                f"{loaded.name} has no chat template: it ran on the raw prompt (the setting chat differs).")
+    return settings, None
+
+
 @gpu
 def _run_compare(analysis: Analysis, second_model: str, second_prompt: str):
-    """The second analysis (same settings, without the answer map and trust panel) and the memory plan (None
-    for the same model)."""
+    """The second analysis (same settings, without the answer map and trust panel), the memory plan (None
+    for the same model) and a note on the settings it could not keep (or None)."""
     settings = analysis.settings or attribution.Settings(methods=tuple(analysis.methods))
     settings = settings.replace(**COMPARE_OFF)
-    plan = None
     if second_model == analysis.model:
-        loaded = attribution.load_model(second_model)
+        return attribution.analyze(attribution.load_model(second_model), second_prompt, settings), None, None
+    loaded, plan = memory.load_second(analysis.model, second_model)
+    try:
+        settings, changed = _second_settings(settings, loaded)
         second = attribution.analyze(loaded, second_prompt, settings)
-    else:
-        loaded, plan = memory.load_second(analysis.model, second_model)
-        try:
-            second = attribution.analyze(loaded, second_prompt, settings)
-        finally:
-            memory.finish_second(loaded, plan)
-    return second, plan
+    finally:
+        memory.finish_second(loaded, plan)
+    return second, plan, changed
 
 
 def compare(state: Any, second_model: Any, second_prompt: Any) -> list[Any]:
@@ -265,7 +273,7 @@ def compare(state: Any, second_model: Any, second_prompt: Any) -> list[Any]:
     try:
         if second_model == analysis.model and second_prompt == analysis.prompt:
             raise ValueError("pick another model or edit the prompt: the same model on the same prompt gives the same result")
-        second, plan = _run_compare(analysis, second_model, second_prompt)
+        second, plan, changed = _run_compare(analysis, second_model, second_prompt)
     except ValueError as error:
         raise gr.Error(str(error)) from None
     result = diff(analysis, second)
@@ -273,6 +281,8 @@ def compare(state: Any, second_model: Any, second_prompt: Any) -> list[Any]:
     result = dataclasses.replace(result, settings={name: values for name, values in result.settings.items()
                                                    if name not in COMPARE_OFF})
     note = "Same model: nothing else was loaded." if plan is None else plan.text(analysis.model)
+    if changed is not None:
+        note += " " + changed
     return [note, diff_summary(result), pd.DataFrame(diff_rows(result), columns=DIFF_HEADERS)]
 
 
