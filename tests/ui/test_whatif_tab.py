@@ -27,6 +27,7 @@ def test_the_prompt_is_shown_by_word_and_by_token(analyzed, stored):
     analysis = stored.analysis
     highlight, indices, methods, prompt = whatif.show_prompt(analyzed["state"], "word")
     assert [text.strip() for text, _mark in highlight] == [unit.text for unit in word_units(analysis)]
+    assert "".join(text for text, _mark in highlight) == analysis.prompt  # as typed: "Latvia?", not "Latvia ?"
     assert indices == "" and prompt == analysis.prompt and all(mark is None for _text, mark in highlight)
     assert [value for _label, value in methods["choices"]] == list(analysis.methods)
     tokens, *_rest = whatif.show_prompt(analyzed["state"], "token")

@@ -109,9 +109,14 @@ def parse_indices(text: Any, count: int) -> list[int]:
 
 
 def _highlight(analysis: Analysis, unit: str, picked: list[int]) -> list[tuple[str, str | None]]:
+    """The units as the prompt spells them: a word with the whitespace after it, so "Latvia?" reads as typed."""
     units = list(editable_units(analysis, unit).values())
-    return [(item.text if unit == "token" else f"{item.text} ", REMOVED if index in picked else None)
-            for index, item in enumerate(units)]
+    ends = [item.start for item in units[1:]] + [len(analysis.prompt)]
+    shown = []
+    for index, (item, end) in enumerate(zip(units, ends)):
+        text = item.text if unit == "token" else item.text + analysis.prompt[item.stop:max(end, item.stop)]
+        shown.append((text, REMOVED if index in picked else None))
+    return shown
 
 
 def _marks(analysis: Analysis, unit: str, picked: list[int]) -> list[Any]:
