@@ -11,6 +11,8 @@ the ranking of the aligned units is compared by Spearman's rho with a bootstrap 
 from __future__ import annotations
 
 import math
+import sys
+import types
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -227,3 +229,15 @@ def spearman_text(item: MethodDiff) -> str:
     if item.interval is None or not all(math.isfinite(value) for value in item.interval):
         return f"ρ = {item.spearman:.2f}"
     return f"ρ = {item.spearman:.2f} [{item.interval[0]:.2f}, {item.interval[1]:.2f}]"
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as its `diff`: `attribution.diff(a, b)` is the library's one-line call, and
+    `attribution.diff.Diff` and the rest stay reachable (a submodule import would shadow a function of that
+    name on the package)."""
+
+    def __call__(self, a: Analysis, b: Analysis) -> Diff:
+        return diff(a, b)
+
+
+sys.modules[__name__].__class__ = _CallableModule

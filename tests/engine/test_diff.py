@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +179,19 @@ def test_the_sentence_names_the_biggest_shift_with_both_shares(tiny_loaded, seed
             f"{item.shares_a[index]:.0%} to {item.shares_b[index]:.0%}") in result.sentence
     low = min(result.methods, key=lambda method: result.methods[method].spearman)
     assert f"{result.methods[low].spearman:.2f}" in result.sentence and result.sentence.count(".") >= 1
+
+
+def test_the_library_call_is_attribution_diff(seed_analysis):
+    """`attribution.diff(a, b)`: the module is callable as its function, in a fresh interpreter too (the
+    package's lazy names)."""
+    import subprocess
+    import sys
+
+    assert attribution.diff(seed_analysis, seed_analysis).to_dict() == diff(seed_analysis, seed_analysis).to_dict()
+    assert attribution.diff.Diff is type(diff(seed_analysis, seed_analysis))
+    code = ("import sys, attribution; from helpers import make_rich_analysis; a = make_rich_analysis(); "
+            "print(callable(attribution.diff), attribution.diff(a, a).is_zero)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(Path(__file__).resolve().parents[1]),
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert run.stdout.split() == ["True", "True"], run.stderr
