@@ -160,3 +160,27 @@ def test_replacing_a_token_keeps_its_space_and_a_stretch_of_words(copy_loaded, c
                                               replace={words.index("Capital"): "largest town"})
     assert prompt == "What is the largest town of Latvia?" and removed == ("City",)
     assert replaced == (("Capital", "largest town"),)
+
+
+def test_a_span_target_is_measured_as_its_whole_stretch(tiny_loaded):
+    """From an analysis that explains a stretch of the answer (target (1, 2)): the edit's probability and
+    the deletion curve's full-input value are the stretch's (its tokens teacher-forced), by our own forwards."""
+    analysis = attribution.analyze(tiny_loaded, SEED_PROMPT, max_new_tokens=3, target=(1, 2),
+                                   methods=("gradient",))
+    assert analysis.span is not None and len(analysis.span.ids) == 2
+    n_prompt = analysis.n_prompt_tokens
+
+    def stretch_log_probability(prompt_ids):
+        ids = torch.tensor(list(prompt_ids) + list(analysis.span.ids[:-1]))[None]
+        with torch.no_grad():
+            logits = torch.log_softmax(tiny_loaded.model(input_ids=ids).logits[0].double(), dim=-1)
+        return sum(float(logits[ids.shape[1] - len(analysis.span.ids) + index, token]) for index, token in enumerate(analysis.span.ids))
+
+    before = stretch_log_probability(analysis.input_ids[:n_prompt])
+    result = edit(tiny_loaded, analysis, remove=[0], unit="word")
+    edited_ids = tiny_loaded.tokenizer(result.prompt_after)["input_ids"]
+    assert result.target == analysis.span.text
+    assert result.probability_before == pytest.approx(np.exp(before), rel=1e-6)
+    assert result.probability_after == pytest.approx(np.exp(stretch_log_probability(edited_ids)), rel=1e-6)
+    curve = deletion_curve(tiny_loaded, analysis, "gradient", n_random=2)
+    assert curve.method_values[0] == pytest.approx(before, abs=1e-4)
