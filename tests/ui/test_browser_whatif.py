@@ -36,6 +36,9 @@ def test_the_whatif_panel_edits_draws_and_compares(page_url, browser):  # noqa: 
     page.locator("#whatif-regenerate").click()
     _wait_for_text(page, "#whatif-edit", "Replaced “Latvia” by “Estonia”")
     assert "What is the Capital City of Estonia?" in page.locator("#whatif-edit").inner_text()
+    page.get_by_role("button", name="Mark top k of the method").click()  # k = 3 of Gradient
+    page.wait_for_function("() => (document.querySelector('#whatif-indices textarea, #whatif-indices input').value"
+                           " || '').split(',').length === 3", timeout=TIMEOUT_MS)
     page.locator("#whatif-curve-button").click()
     page.locator("#whatif-curve img").first.wait_for(timeout=TIMEOUT_MS)
     assert plot_has_image(page, "#whatif-curve")

@@ -3,7 +3,7 @@ second model's or an edited prompt's.
 
 Its own events, none of them part of /analyze: the session's stored result (`ui.store`) is what is edited.
 Clicking a word (or token) of the prompt marks it (the indices box shows the marks and can be typed in),
-"Remove top k" marks a method's k highest-scoring units and "Remove k random" k random ones; "Regenerate"
+"Mark top k" marks a method's k highest-scoring units and "Mark k random" k random ones; "Regenerate"
 runs the prompt with the marked units removed, or replaced by the "Replace with" text, and shows the old and
 new answers and the explained token's probability before and after (`attribution.whatif.edit`). "Deletion
 curve" draws the picked method's curve on the analysed prompt against random orders
@@ -66,8 +66,8 @@ def build(default_model: str, model_choices: list[tuple[str, str]], allow_custom
     with gr.Row(equal_height=True):
         parts["method"] = gr.Dropdown([], label="Method", scale=2, elem_id="whatif-method")
         parts["k"] = gr.Number(3, label="k", precision=0, minimum=1, scale=1, elem_id="whatif-k")
-        parts["top_button"] = gr.Button("Remove top k of the method", scale=2)
-        parts["random_button"] = gr.Button("Remove k random", scale=2)
+        parts["top_button"] = gr.Button("Mark top k of the method", scale=2)
+        parts["random_button"] = gr.Button("Mark k random", scale=2)
         parts["regenerate_button"] = gr.Button("Regenerate", variant="primary", scale=2, elem_id="whatif-regenerate")
         parts["curve_button"] = gr.Button("Deletion curve", scale=2, elem_id="whatif-curve-button")
     parts["edit"] = gr.Markdown(elem_id="whatif-edit")
