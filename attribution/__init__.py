@@ -34,6 +34,8 @@ _EXPORTS = {
     "Analysis": "results", "AnswerMap": "results", "AttentionScores": "results",
     "ContextAblationScores": "results", "IntegratedGradientsScores": "results", "MethodScores": "results",
     "Prediction": "results",
+    "Source": "documents", "document_prompt": "documents", "split_passages": "documents",
+    "top_sources": "documents",
     "Target": "results", "normalize_max_abs": "results", "normalize_min_max": "results", "top_k": "results",
 }
 
