@@ -20,6 +20,7 @@ _EXPORTS = {
     "METHOD_LABELS": "catalog",
     "AGGREGATIONS": "settings", "BASELINE_LABELS": "settings", "DEFAULT_METHODS": "settings",
     "PRESETS": "settings", "RECOMMENDED_BASELINE": "settings", "SCORES": "settings", "Settings": "settings", "ANSWER_TARGET": "settings",
+    "REPLY_TARGET": "settings",
     "preset": "settings",
     "analyze": "engine", "Cancelled": "cancel", "generate": "engine", "top_predictions": "engine",
     "BASELINES": "integrated_gradients",

@@ -24,6 +24,7 @@ from attribution.settings import (
     MAX_STEPS,
     MIN_ABLATIONS,
     PRESET_FIELDS,
+    REPLY_TARGET,
     SCORES,
     Settings,
     preset,
@@ -42,6 +43,8 @@ TARGET_CHOICES = [
     ("generated token k", "generated"),
     ("custom text", "text"),
     ("a stretch of the answer (tokens k-m)", "span"),
+    # The library's REPLY_TARGET: what "which passage supports this answer" asks (Documents sets it).
+    ("the whole answer (a stretch of every generated token)", "reply"),
 ]
 
 
@@ -107,6 +110,8 @@ def parse_target(target: str, target_k: Any, target_text: str | None,
         return validate_integer(target_k, "generated token k", 1, MAX_NEW_TOKENS_LIMIT)
     if target == "text":
         return target_text if target_text is not None else ""
+    if target == "reply":
+        return REPLY_TARGET
     choices = ", ".join(value for _label, value in TARGET_CHOICES)
     raise ValueError(f"unknown target {target!r}; valid choices: {choices}")
 
@@ -173,6 +178,8 @@ def describe_target(target: None | int | str | tuple[int, int], continuation: st
         return f"generated tokens {target[0]}-{target[1]}: the sum of their scores, each after the earlier ones"
     if isinstance(target, int):
         return f"generated token {target}"
+    if target == REPLY_TARGET:
+        return "the whole answer: the sum of its tokens' scores, each after the earlier ones"
     if isinstance(target, str):
         return "the custom target's first token"
     return "the predicted next token"
