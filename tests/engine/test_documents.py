@@ -131,3 +131,43 @@ def test_refusals_name_the_choices(raw, tiny_loaded):
     plain = attribution.analyze(tiny_loaded, "Anna lives in Paris.", Settings(methods=("gradient",), max_new_tokens=1))
     with pytest.raises(ValueError, match="not passages and a question"):
         top_sources(plain, "sentence")
+
+
+# --- the whole answer explained (REPLY_TARGET) ---------------------------------------------------------
+
+
+def test_the_whole_reply_is_the_span_of_every_generated_token_but_a_last_eos(tiny_loaded, raw):
+    from attribution.settings import REPLY_TARGET
+
+    prompt = document_prompt(PASSAGES, QUESTION)
+    settings = Settings(methods=("gradient", "context_ablation"), max_new_tokens=3, granularity="sentence",
+                        n_ablations=16, target=REPLY_TARGET, trust=True)
+    reply = attribution.analyze(tiny_loaded, prompt, settings)
+    generated = [int(value) for value in reply.generated_ids]
+    last = len(generated) - (len(generated) > 1 and generated[-1] == tiny_loaded.tokenizer.eos_token_id)
+    assert (reply.span.first, reply.span.last) == (1, last) and list(reply.span.ids) == generated[:last]
+    # The same scores as the stretch 1..last named by hand.
+    named = attribution.analyze(tiny_loaded, prompt, settings.replace(target=(1, last)))
+    np.testing.assert_allclose(reply.methods["gradient"].scores, named.methods["gradient"].scores, rtol=1e-6)
+    # Per sentence with the trust panel, the stretch kept on the regrouped view; the sources as before.
+    assert reply.trust.granularity == "sentence" and reply.regrouped().span == reply.span
+    assert sorted(source.text for source in top_sources(reply)) == sorted(text for text, _ in SENTENCES)
+    with pytest.raises(ValueError, match="cannot go with a span target"):
+        Settings(target=REPLY_TARGET, contrast=" Paris")
+    with pytest.raises(ValueError, match="needs a generated answer"):
+        attribution.analyze(tiny_loaded, prompt, Settings(methods=("gradient",), max_new_tokens=0, target=REPLY_TARGET))
+
+
+def test_whitespace_generated_before_the_target_is_one_group_per_segment(chat_folder):
+    # The tiny chat model generates blank lines: the teacher-forced part of the stretch has no segment of its
+    # own, and is one group rather than a refusal of the whole prompt.
+    from attribution.settings import REPLY_TARGET
+
+    loaded = attribution.load_model(str(chat_folder), device="cpu")
+    analysis = attribution.analyze(loaded, document_prompt(PASSAGES, QUESTION), Settings(
+        methods=("gradient",), max_new_tokens=3, chat=True, granularity="segment", target=REPLY_TARGET))
+    generated_text = "".join(analysis.input_tokens[analysis.n_prompt_tokens:])
+    assert generated_text and not generated_text.strip()  # this model's reply: whitespace
+    grouping = analysis.grouping()
+    tail = [group for group in grouping.groups if group.tokens[0] >= analysis.n_prompt_tokens]
+    assert len(tail) == 1 and tail[0].tokens == tuple(range(analysis.n_prompt_tokens, analysis.n_tokens))
