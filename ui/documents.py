@@ -111,7 +111,8 @@ def wire(parts: dict[str, Any], controls: dict[str, Any], state: gr.State, run: 
     asked = parts["ask"].click(compose, [parts["passages"], parts["question"], parts["sources"]], filled,
                                queue=False, **private).success(**run, **private)
     outputs = [parts["rank_by"], parts["note"], parts["table"]]
-    state.change(sources_view, [state, parts["rank_by"]], outputs, concurrency_limit=None, show_progress="hidden",
-                 **private)
+    # Each new result (or stage of one, or Scores per) ranks by its first method again: context ablation once
+    # it is done, not the method a stage before it was ranked by.
+    state.change(sources_view, state, outputs, concurrency_limit=None, show_progress="hidden", **private)
     parts["rank_by"].input(sources_view, [state, parts["rank_by"]], outputs, show_progress="hidden", **private)
     return asked

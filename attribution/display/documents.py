@@ -33,19 +33,25 @@ def source_rows(analysis: Analysis, sources: Sequence[Source]) -> list[list[Any]
 
 
 def sources_note(analysis: Analysis, granularity: str, by: str) -> str:
-    """What the table ranks: the explained token, the unit, the ranking method and what its score means; and
-    that context ablation, the method measured to find the answer's sentence, did not run when it did not."""
+    """What the table ranks: what is explained (the token, or the stretch), the unit, the ranking method and
+    what its score means; the methods still being computed (a stage of the analysis), or that context
+    ablation, the method measured to find the answer's sentence, did not run."""
     unit = "passage" if granularity == "segment" else granularity
-    head = (f"**Top sources** of {quoted_token(analysis.target.text)}, per {unit}, ranked by "
-            f"**{method_label(by)}**")
+    explained = analysis.target.text if analysis.span is None else analysis.span.text
+    head = (f"**Top sources** of {quoted_token(explained)}, per {unit}, ranked by **{method_label(by)}**")
     if by == PREFERRED:
-        head += f": the log-probability the explained token gains by keeping the {unit}"
+        head += f": how much keeping the {unit} raises the log-probability of what is explained"
         lds = getattr(analysis.methods[by], "heldout_lds", None)
         if lds is not None:
             head += f" (its surrogate's held-out fit: LDS {lds:.2f})"
     head += (". Each method's column has its own scale: compare the orders, not the numbers. Click a token of "
              "the answer to explain it instead.")
-    if PREFERRED not in analysis.methods:
+    asked = () if analysis.settings is None else analysis.settings.methods
+    pending = [name for name in asked if name not in analysis.methods]
+    if pending:  # results as they come: a stage of the analysis
+        head += (f"\n\n*Still computing {', '.join(method_label(name) for name in pending)}: the table is ranked "
+                 "again when they are done.*")
+    elif PREFERRED not in analysis.methods:
         head += (f"\n\n*{method_label(PREFERRED)} did not run (tick it in Settings → Methods): on SmolLM2 it ranked "
                  "the answer's sentence first in every measured document (README, “Which sentence answered”).*")
     return head
