@@ -127,6 +127,8 @@ CHAT_MODEL_DEFAULTS: dict[str, Any] = {
     "aggregation": PRESETS["recommended"].aggregation,
     "hold_context": PRESETS["recommended"].hold_context,
     "answer_map_ig": False,
+    # A chat reply's first token is filler ("The"): explain the answer's first content word (" Riga").
+    "target": "answer",
 }
 #: Settings fields the page never sets: they stay at the library's defaults.
 LIBRARY_ONLY = tuple(name for name in Settings.names() if name not in {setting.field for setting in SETTINGS})
