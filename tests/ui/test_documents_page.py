@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 
 import gradio as gr
-import numpy as np
 import pytest
 
 import attribution
@@ -126,4 +125,32 @@ def test_the_page_has_the_documents_controls():
     demo = app.build_demo(str(attribution.DEMO_MODEL_PATH), cache_examples=False)
     ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
     assert {"documents", "doc-passages", "doc-question", "doc-sources", "doc-ask", "doc-example", "doc-table"} <= ids
-    assert np.isfinite(0)  # the page builds with the accordion wired
+    # Ask composes into the analysis's own inputs, then (only when that succeeded) runs the page's analyze event.
+    fns = list(demo.fns.values())
+    compose = next(index for index, item in enumerate(fns) if item.fn is documents.compose)
+    assert [getattr(output, "elem_id", None) for output in fns[compose].outputs][:3] == ["prompt", "granularity",
+                                                                                         "separator"]
+    after = [item for item in fns if item.trigger_after == compose]
+    assert len(after) == 1 and after[0].trigger_only_on_success and after[0].fn is ui_analysis_stream()
+    assert any(item.fn is documents.sources_view and item.targets[0][1] == "change" for item in fns)
+
+
+def ui_analysis_stream():
+    from ui.streaming import analyze_stream
+
+    return analyze_stream
+
+
+def test_the_note_says_what_is_still_computing_and_what_did_not_run(per_sentence):
+    import dataclasses
+
+    from attribution.display.documents import sources_note
+
+    analysis = store.lookup(per_sentence["state"]).analysis
+    stage = dataclasses.replace(analysis, methods={"gradient": analysis.methods["gradient"]})  # a stage
+    assert "Still computing Occlusion, Context ablation" in sources_note(stage, "sentence", "gradient")
+    without = dataclasses.replace(stage, settings=analysis.settings.replace(methods=("gradient",)))
+    note = sources_note(without, "sentence", "gradient")
+    assert "Context ablation did not run" in note and "Still computing" not in note
+    assert analysis.span.text in sources_note(analysis, "segment", "context_ablation")
+    assert "per passage" in sources_note(analysis, "segment", "context_ablation")
