@@ -68,9 +68,9 @@ def compose(passages: Any, question: Any, sources: Any) -> list[Any]:
     """The documents as the analysis's inputs: the prompt, Scores per, the separator (blank lines) and
     Explain (the whole answer). gr.Error naming what is missing (the library's ValueError)."""
     try:
-        if sources not in dict((value, label) for label, value in SOURCE_CHOICES):
-            choices = ", ".join(value for _label, value in SOURCE_CHOICES)
-            raise ValueError(f"unknown sources {sources!r}; valid choices: {choices}")
+        choices = [value for _label, value in SOURCE_CHOICES]
+        if sources not in choices:
+            raise ValueError(f"unknown sources {sources!r}; valid choices: {', '.join(choices)}")
         prompt = document_prompt(split_passages(passages if passages is not None else ""),
                                  question if question is not None else "")
     except ValueError as error:
