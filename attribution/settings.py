@@ -243,7 +243,7 @@ class Settings:
 
     @property
     def has_span(self) -> bool:
-        """The explained score is a span's: generated tokens (k, m), or the continuation's tokens."""
+        """The explained score is a span's: generated tokens (k, m), the whole reply, or the continuation's."""
         return isinstance(self.target, tuple) or self.target == REPLY_TARGET or self.continuation is not None
 
     @classmethod

@@ -171,3 +171,14 @@ def test_whitespace_generated_before_the_target_is_one_group_per_segment(chat_fo
     grouping = analysis.grouping()
     tail = [group for group in grouping.groups if group.tokens[0] >= analysis.n_prompt_tokens]
     assert len(tail) == 1 and tail[0].tokens == tuple(range(analysis.n_prompt_tokens, analysis.n_tokens))
+
+
+def test_the_command_line_explains_the_whole_reply(run_main, tiny_folder, tmp_path):
+    import json
+
+    out = tmp_path / "reply.json"
+    status, stdout, _stderr = run_main(document_prompt(PASSAGES, QUESTION), "--model", str(tiny_folder), "--methods",
+                                       "gradient", "--max-new-tokens", "3", "--target", "reply", "--json", str(out))
+    data = json.loads(out.read_text())
+    assert status == 0 and data["settings"]["target"] == attribution.REPLY_TARGET
+    assert data["span"]["first"] == 1 and data["span"]["last"] == len(data["span"]["ids"]) and "stretch:" in stdout
