@@ -182,3 +182,4 @@ def test_the_command_line_explains_the_whole_reply(run_main, tiny_folder, tmp_pa
     data = json.loads(out.read_text())
     assert status == 0 and data["settings"]["target"] == attribution.REPLY_TARGET
     assert data["span"]["first"] == 1 and data["span"]["last"] == len(data["span"]["ids"]) and "stretch:" in stdout
+

@@ -154,3 +154,19 @@ def test_the_note_says_what_is_still_computing_and_what_did_not_run(per_sentence
     assert "Context ablation did not run" in note and "Still computing" not in note
     assert analysis.span.text in sources_note(analysis, "segment", "context_ablation")
     assert "per passage" in sources_note(analysis, "segment", "context_ablation")
+
+
+@pytest.mark.slow
+def test_smollm2_rests_the_examples_whole_answer_on_its_sentence(real_model):
+    # The page's Example (scripts/documents.py's document 8) as the Ask button runs it, context ablation alone.
+    from attribution.documents import document_prompt, top_sources
+    from attribution.settings import REPLY_TARGET, Settings
+    from ui.documents import EXAMPLE_PASSAGES, EXAMPLE_QUESTION
+
+    settings = Settings(methods=("context_ablation",), chat=True, granularity="sentence", target=REPLY_TARGET,
+                        max_new_tokens=20)
+    analysis = attribution.analyze(real_model.cached, document_prompt([EXAMPLE_PASSAGES], EXAMPLE_QUESTION), settings)
+    assert "trumpet" in analysis.span.text
+    sources = top_sources(analysis)
+    assert [source.text for source in sources][0] == "Nadia plays the trumpet."
+    assert sorted(source.text for source in sources) == sorted(f"{text}." for text in EXAMPLE_PASSAGES[:-1].split(". "))
