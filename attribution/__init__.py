@@ -40,10 +40,15 @@ _EXPORTS = {
     "Target": "results", "normalize_max_abs": "results", "normalize_min_max": "results", "top_k": "results",
 }
 
-__all__ = sorted(_EXPORTS)
+#: submodules that are public names themselves: `attribution.diff(a, b)` (the module is callable).
+_MODULES = ("diff",)
+
+__all__ = sorted([*_EXPORTS, *_MODULES])
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)  # the import sets it on the package
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'attribution' has no attribute {name!r}")
