@@ -20,6 +20,7 @@ _EXPORTS = {
     "METHOD_LABELS": "catalog",
     "AGGREGATIONS": "settings", "BASELINE_LABELS": "settings", "DEFAULT_METHODS": "settings",
     "PRESETS": "settings", "RECOMMENDED_BASELINE": "settings", "SCORES": "settings", "Settings": "settings", "ANSWER_TARGET": "settings",
+    "REPLY_TARGET": "settings",
     "preset": "settings",
     "analyze": "engine", "Cancelled": "cancel", "generate": "engine", "top_predictions": "engine",
     "BASELINES": "integrated_gradients",
@@ -34,13 +35,20 @@ _EXPORTS = {
     "Analysis": "results", "AnswerMap": "results", "AttentionScores": "results",
     "ContextAblationScores": "results", "IntegratedGradientsScores": "results", "MethodScores": "results",
     "Prediction": "results",
+    "Source": "documents", "document_prompt": "documents", "split_passages": "documents",
+    "top_sources": "documents",
     "Target": "results", "normalize_max_abs": "results", "normalize_min_max": "results", "top_k": "results",
 }
 
-__all__ = sorted(_EXPORTS)
+#: submodules that are public names themselves: `attribution.diff(a, b)` (the module is callable).
+_MODULES = ("diff",)
+
+__all__ = sorted([*_EXPORTS, *_MODULES])
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)  # the import sets it on the package
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'attribution' has no attribute {name!r}")

@@ -4,9 +4,12 @@ letters, digits and marks, a run of punctuation, an emoji, ...). Two analyses of
 different tokenizers then share their words, and two different prompts (an edited one) share the words
 they have in common (`align`).
 
+Where a result keeps its `token_spans` (the tokenizer's own decoding, what `attribution.groups` cuts words
+from), the typed tokens are placed by them, so that a word here is the page's "Scores per word" word;
+a result without them (built by hand, or an old JSON file) places each token by its display string.
 A token that covers parts of two words joins them into one unit, so that each unit's score is the sum of
-whole tokens' scores. A token whose text cannot be found (a multi-byte character split over byte tokens,
-each shown as U+FFFD) takes the characters up to the next token that can.
+whole tokens' scores. A token whose display string cannot be found (a multi-byte character split over
+byte tokens, each shown as U+FFFD) takes the characters up to the next token that can.
 
 `attribution.diff` reads these units; a token-for-token alignment needs none of this.
 """
@@ -33,9 +36,10 @@ class Unit:
     positions: tuple[int, ...]
 
 
-def _placed(prompt: str, cursor: int, token: str) -> tuple[int, int] | None:
+def _placed(prompt: str, cursor: int, token: str, skip: int = 0) -> tuple[int, int] | None:
     """Where `token` lies at `cursor` (or after whitespace the token's display left out, as SentencePiece's
-    leading space added by `display_tokens`), or None."""
+    leading space added by `display_tokens`, or up to `skip` more characters: those of unplaced tokens
+    before it), or None."""
     for text in dict.fromkeys((token, token.lstrip(" "), token.strip())):
         if text and "\ufffd" not in text:
             at = cursor
@@ -43,7 +47,27 @@ def _placed(prompt: str, cursor: int, token: str) -> tuple[int, int] | None:
                 at += 1
             if prompt.startswith(text, at):
                 return at, at + len(text)
+            found = prompt.find(text, cursor, cursor + skip + len(text))
+            if found >= 0:
+                return found, found + len(text)
     return None
+
+
+def _from_token_spans(analysis: Analysis, typed: list[int]) -> dict[int, tuple[int, int]] | None:
+    """The typed tokens' characters in the prompt from the result's `token_spans`: the decoded text holds the
+    prompt (after BOS, or inside the chat template) where the typed tokens are. None when the result keeps no
+    spans or the decoded text does not hold the prompt verbatim there (a normalising tokenizer)."""
+    spans, prompt = analysis.token_spans, analysis.prompt
+    if spans is None or len(spans) != analysis.n_tokens or not typed or not prompt:
+        return None
+    first, last = spans.spans[typed[0]][0], spans.spans[typed[-1]][1]
+    shift = spans.text.find(prompt)
+    while shift >= 0 and not (shift < last and shift + len(prompt) > first):
+        shift = spans.text.find(prompt, shift + 1)
+    if shift < 0:
+        return None
+    return {index: (min(max(start - shift, 0), len(prompt)), min(max(stop - shift, 0), len(prompt)))
+            for index, (start, stop) in ((index, spans.spans[index]) for index in typed)}
 
 
 def token_spans(analysis: Analysis, positions: np.ndarray | None = None) -> dict[int, tuple[int, int]]:
@@ -53,10 +77,14 @@ def token_spans(analysis: Analysis, positions: np.ndarray | None = None) -> dict
     if positions is None:
         positions = analysis.user_tokens & ~analysis.context_tokens
     typed = [int(index) for index in np.flatnonzero(analysis.user_tokens)]
+    exact = _from_token_spans(analysis, typed)
+    if exact is not None:
+        return {index: span for index, span in exact.items() if positions[index]}
     spans: dict[int, tuple[int, int]] = {}
     cursor, pending = 0, []
     for index in typed:
-        placed = _placed(prompt, cursor, analysis.input_tokens[index])
+        placed = _placed(prompt, cursor, analysis.input_tokens[index],
+                         skip=sum(len(analysis.input_tokens[waiting]) for waiting in pending))
         if placed is None:
             pending.append(index)
             continue
@@ -142,7 +170,9 @@ def same_tokens(a: Analysis, b: Analysis) -> bool:
 
 @dataclass(frozen=True)
 class Alignment:
-    """The units of each analysis and which of them match: `pairs` (index in a's units, index in b's)."""
+    """The units of each analysis and which of them match: `pairs` (index in a's units, index in b's), only
+    units that both analyses scored (a word in one's held context, as a raw prompt's first word on a model
+    without BOS, is no pair). `only_a`/`only_b`: the scored units of each left without a match."""
 
     by: str  # "token" or "word"
     units_a: tuple[Unit, ...]
@@ -152,12 +182,12 @@ class Alignment:
     @property
     def only_a(self) -> tuple[Unit, ...]:
         matched = {first for first, _second in self.pairs}
-        return tuple(unit for index, unit in enumerate(self.units_a) if index not in matched)
+        return tuple(unit for index, unit in enumerate(self.units_a) if index not in matched and unit.positions)
 
     @property
     def only_b(self) -> tuple[Unit, ...]:
         matched = {second for _first, second in self.pairs}
-        return tuple(unit for index, unit in enumerate(self.units_b) if index not in matched)
+        return tuple(unit for index, unit in enumerate(self.units_b) if index not in matched and unit.positions)
 
 
 def align(a: Analysis, b: Analysis) -> Alignment:
@@ -169,10 +199,12 @@ def align(a: Analysis, b: Analysis) -> Alignment:
         return Alignment("token", tuple(units), tuple(token_units(b)), tuple((index, index) for index in range(len(units))))
     if a.prompt == b.prompt:
         units_a, units_b = word_units(a, joined_with=(b,)), word_units(b, joined_with=(a,))
-        return Alignment("word", tuple(units_a), tuple(units_b), tuple((index, index) for index in range(len(units_a))))
-    units_a, units_b = word_units(a), word_units(b)
-    matcher = difflib.SequenceMatcher(a=[unit.text for unit in units_a], b=[unit.text for unit in units_b],
-                                      autojunk=False)
-    pairs = tuple((block.a + offset, block.b + offset) for block in matcher.get_matching_blocks()
-                  for offset in range(block.size))
-    return Alignment("word", tuple(units_a), tuple(units_b), pairs)
+        pairs = [(index, index) for index in range(len(units_a))]
+    else:
+        units_a, units_b = word_units(a), word_units(b)
+        matcher = difflib.SequenceMatcher(a=[unit.text for unit in units_a], b=[unit.text for unit in units_b],
+                                          autojunk=False)
+        pairs = [(block.a + offset, block.b + offset) for block in matcher.get_matching_blocks()
+                 for offset in range(block.size)]
+    scored = tuple((first, second) for first, second in pairs if units_a[first].positions and units_b[second].positions)
+    return Alignment("word", tuple(units_a), tuple(units_b), scored)

@@ -85,7 +85,8 @@ def _layer_values(loaded: LoadedModel, seq_len: int) -> float:
     hidden = int(config.hidden_size)
     intermediate = int(getattr(config, "intermediate_size", None) or 4 * hidden)
     per_token = HIDDEN_VALUES * hidden + INTERMEDIATE_VALUES * intermediate
-    if config._attn_implementation == "eager":
+    # Models without a transformers config (tests' hand-built ones) have no attention implementation named.
+    if getattr(config, "_attn_implementation", None) == "eager":
         per_token += EAGER_VALUES_PER_KEY * int(config.num_attention_heads) * seq_len
     return seq_len * per_token
 

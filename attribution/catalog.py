@@ -20,6 +20,8 @@ EXPLAINS = ("score", "log_probability", "none")
 #: Which kind of model pass bounds a method's memory (`MethodInfo.memory`, `attribution.budget`): forwards
 #: and backwards (gradients), forwards only, the attention-rows pass, or that pass keeping queries and keys.
 MEMORY_PASSES = ("backward", "forward", "attention_rows", "rollout")
+#: What a method's cost grows with (MethodInfo.scales_with): one pass, or the Settings field named.
+SCALES_WITH = ("one_pass", "n_steps", "n_ablations")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class MethodInfo:
     # Runs a path of many forward and backward passes (IG): the engine runs it after the cheap methods, so
     # that their results show first (`analyze(..., partial=...)`); its cost is what the page estimates.
     costly: bool = False
+    # The Settings field its cost grows with, for the page's time estimates (ui.timing): "n_steps" (one
+    # row per IG path point), "n_ablations" (one forward row per ablation), or "one_pass".
+    scales_with: str = "one_pass"
     # How its token scores become one score per word, sentence or segment (attribution.groups): "sum" (a
     # signed share or a first-order term adds), "l2" (a norm over embeddings: the group's norm is that of
     # its tokens' concatenated vectors, √Σ s²), "remove" (a perturbation: the engine hides whole groups), or
@@ -57,6 +62,9 @@ class MethodInfo:
     memory: str = "backward"
 
     def __post_init__(self) -> None:
+        if self.scales_with not in SCALES_WITH:
+            raise ValueError(f"method catalog entry {self.name!r}: unknown scales_with {self.scales_with!r}; "
+                             f"valid choices: {', '.join(SCALES_WITH)}")
         if self.memory not in MEMORY_PASSES:
             raise ValueError(f"method catalog entry {self.name!r}: unknown memory {self.memory!r}; "
                              f"valid choices: {', '.join(MEMORY_PASSES)}")
@@ -135,6 +143,7 @@ CATALOG: dict[str, MethodInfo] = {
             layered=False,
             answer_map="answer_map:integrated_gradients_rows",
             costly=True,
+            scales_with="n_steps",
             axis_label="{label} score ({aggregation})",
             # With sum, signed terms that add up to F(x) − F(x′): grouped, they still do (completeness);
             # with l2, each token's norm over d_model: a group's is the norm over all its dimensions.
@@ -223,6 +232,7 @@ CATALOG: dict[str, MethodInfo] = {
             axis_label="{label}: weight of the token's sentence (log-probability)",
             explains="log_probability",
             costly=True,
+            scales_with="n_ablations",
             # Its weights are measured per group by removing whole groups (never summed from tokens); another
             # grouping reads them through `ContextAblationScores.weights_per`.
             combine="remove",

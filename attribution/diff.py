@@ -11,6 +11,8 @@ the ranking of the aligned units is compared by Spearman's rho with a bootstrap 
 from __future__ import annotations
 
 import math
+import sys
+import types
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -18,17 +20,37 @@ import numpy as np
 
 from .alignment import Alignment, Unit, align
 from .catalog import combine_rule
+from .groups import GRANULARITIES
 from .ranks import spearman, spearman_interval
 from .results import Analysis
 
 
+def _measured_groups(analysis: Analysis, method: str) -> dict[tuple[int, ...], float]:
+    """A perturbation method's own value of each word, sentence and segment it removed whole (occlusion hides
+    every group of the result's groupings; context ablation weighs its groups), by the group's tokens;
+    empty for a result without token spans."""
+    measured: dict[tuple[int, ...], float] = {}
+    if analysis.token_spans is None:
+        return measured
+    for granularity in GRANULARITIES[1:]:
+        try:
+            grouping, values = analysis.grouping(granularity), analysis.grouped_scores(granularity)[method]
+        except ValueError:  # no such groups in this text, or the method was not run on them
+            continue
+        for group, value in zip(grouping.groups, values):
+            measured.setdefault(group.tokens, float(value))
+    return measured
+
+
 def unit_scores(analysis: Analysis, method: str, units: tuple[Unit, ...]) -> np.ndarray:
     """[units] each unit's score from its tokens', by the method's catalog rule (`combine_rule`): summed, or
-    the L2 norm (IG's L2 view). A perturbation method (rule "remove") was run per token here: a unit of
-    several tokens gets their mean — exact for context ablation, whose tokens carry their group's weight, an
-    approximation for occlusion, which did not hide the whole word."""
+    the L2 norm (IG's L2 view). A perturbation method (rule "remove"): a unit that is one of the groups it
+    removed whole (a word of `attribution.groups`, as the what-if words are) gets that measured value, the
+    same as `Analysis.grouped_scores`; another unit of several tokens (words two tokenizers join) gets its
+    tokens' mean, an approximation."""
     result = analysis.methods[method]
     rule = combine_rule(method, getattr(result, "aggregation", None))
+    measured = _measured_groups(analysis, method) if rule == "remove" else {}
     values = []
     for unit in units:
         scores = result.scores[list(unit.positions)]
@@ -36,8 +58,10 @@ def unit_scores(analysis: Analysis, method: str, units: tuple[Unit, ...]) -> np.
             values.append(float(scores.sum()))
         elif rule == "l2":
             values.append(float(np.sqrt(np.square(scores).sum())))
+        elif rule == "sum":
+            values.append(float(scores.sum()))
         else:
-            values.append(float(scores.sum() if rule == "sum" else scores.mean()))
+            values.append(measured.get(tuple(sorted(unit.positions)), float(scores.mean())))
     return np.array(values)
 
 
@@ -205,3 +229,15 @@ def spearman_text(item: MethodDiff) -> str:
     if item.interval is None or not all(math.isfinite(value) for value in item.interval):
         return f"ρ = {item.spearman:.2f}"
     return f"ρ = {item.spearman:.2f} [{item.interval[0]:.2f}, {item.interval[1]:.2f}]"
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as its `diff`: `attribution.diff(a, b)` is the library's one-line call, and
+    `attribution.diff.Diff` and the rest stay reachable (a submodule import would shadow a function of that
+    name on the package)."""
+
+    def __call__(self, a: Analysis, b: Analysis) -> Diff:
+        return diff(a, b)
+
+
+sys.modules[__name__].__class__ = _CallableModule

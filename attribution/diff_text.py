@@ -67,10 +67,10 @@ def _biggest_shift(diff: "Diff") -> str | None:
             best = (name, index, float(item.difference[index]))
     if best is None or best[2] == 0:
         return None
-    name, index, change = best
-    verb = "gained" if change > 0 else "lost"
-    return f"the biggest shift: {_quote(diff.units[index].strip() or diff.units[index])} {verb} " \
-           f"{abs(change):.0%} of {_label(name)}'s share"
+    name, index, _change = best
+    item = diff.methods[name]
+    return (f"the biggest shift: {_quote(diff.units[index].strip() or diff.units[index])}'s share of "
+            f"{_label(name)}'s total went from {item.shares_a[index]:.0%} to {item.shares_b[index]:.0%}")
 
 
 def describe(diff: "Diff") -> str:

@@ -79,8 +79,23 @@ def removed_log_probabilities(
     whole system prompt): they run once, and each batch continues from their keys and values.
     """
     removal = validate_removal(removal)
+    hidden = np.asarray(hidden, dtype=bool)
+    if removal != "soft" and hidden.ndim == 2 and len(hidden) > 1:
+        # Orders often remove the same tokens (random orders' and the methods' first token at k = 1, 2):
+        # each distinct row runs once (SmolLM2 chat, the answer's content token, 4 methods: 161 rows, 131 and
+        # 129 distinct on two prompts).
+        # "soft" draws its kept dimensions per row, so its equal rows are not the same removal.
+        distinct, row_of = np.unique(hidden, axis=0, return_inverse=True)
+        if len(distinct) < len(hidden):
+            return _removed_log_probabilities(loaded, request, distinct, removal)[row_of.reshape(-1)]
+    return _removed_log_probabilities(loaded, request, hidden, removal)
+
+
+def _removed_log_probabilities(
+    loaded: LoadedModel, request: AttributionRequest, hidden: np.ndarray, removal: str
+) -> np.ndarray:
     input_ids = request.input_ids
-    hidden = torch.as_tensor(np.asarray(hidden, dtype=bool)).to(input_ids.device)
+    hidden = torch.as_tensor(hidden).to(input_ids.device)
     rows, n_tokens = hidden.shape
     if n_tokens != input_ids.numel():
         raise ValueError(f"{n_tokens} removal flags per row for {input_ids.numel()} input tokens")

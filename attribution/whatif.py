@@ -65,7 +65,8 @@ def _keys(values: object, units: Mapping[int, Unit], unit: str, what: str) -> li
 def edited_prompt(analysis: Analysis, unit: str, remove: Sequence[int] = (),
                   replace: Mapping[int, str] | None = None) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]:
     """The prompt with the units `remove` taken out (with the space before them, so no double space is
-    left) and those of `replace` replaced; the removed texts and (old, new) pairs."""
+    left) and those of `replace` replaced (a token's leading whitespace kept: replacing " Latvia" by
+    "Estonia" gives " Estonia"); the removed texts and (old, new) pairs."""
     units = editable_units(analysis, unit)
     replace = dict(replace or {})
     removed, replaced = _keys(remove, units, unit, "remove"), _keys(replace, units, unit, "replace")
@@ -81,6 +82,7 @@ def edited_prompt(analysis: Analysis, unit: str, remove: Sequence[int] = (),
     text = analysis.prompt
     for start, stop, new in edits:
         if new is not None:
+            start += len(text[start:stop]) - len(text[start:stop].lstrip())
             text = text[:start] + new + text[stop:]
             continue
         if start == 0:
@@ -98,18 +100,33 @@ def _check_model(loaded: LoadedModel, analysis: Analysis) -> None:
         raise ValueError(f"the analysis was computed with {analysis.model!r}, not {loaded.name!r}: load that model")
 
 
-def _next_token(loaded: LoadedModel, input_ids: torch.Tensor, target_id: int) -> tuple[float, int]:
-    """p(target) after `input_ids` [seq], and the likeliest token there."""
+def _explained_ids(analysis: Analysis) -> list[int]:
+    """What the analysis explains: its target token, or every token of its span (the last is the target)."""
+    return [analysis.target.id] if analysis.span is None else list(analysis.span.ids)
+
+
+def _explained(loaded: LoadedModel, input_ids: torch.Tensor, explained: list[int]) -> tuple[float, int | None, int]:
+    """After `input_ids` [seq] (which ends with the explained stretch's earlier tokens, teacher-forced): the
+    probability of the explained token, or of the whole stretch (the product over its tokens); the first
+    place (index into `explained`) where another token is the likeliest, or None; and that token (or, when
+    every one is still the likeliest, the one at the last place)."""
     with torch.inference_mode():
-        logits = loaded.model(input_ids=input_ids.unsqueeze(0), logits_to_keep=1, use_cache=False).logits[0, -1]
-    probabilities = torch.softmax(logits.float(), dim=-1)
-    return float(probabilities[int(target_id)]), int(probabilities.argmax())
+        logits = loaded.model(input_ids=input_ids.unsqueeze(0), logits_to_keep=len(explained), use_cache=False).logits[0]
+    log_probabilities = torch.log_softmax(logits.double(), dim=-1)  # [S, vocab]: row i predicts explained[i]
+    wanted = torch.tensor(explained, device=log_probabilities.device)
+    probability = float(torch.exp(log_probabilities.gather(1, wanted[:, None]).sum()))
+    greedy = log_probabilities.argmax(dim=-1)
+    missed = [index for index in range(len(explained)) if int(greedy[index]) != explained[index]]
+    first = missed[0] if missed else None
+    return probability, first, int(greedy[len(explained) - 1 if first is None else first])
 
 
 def edit(loaded: LoadedModel, analysis: Analysis, *, remove: Sequence[int] = (),
          replace: Mapping[int, str] | None = None, unit: str = "token") -> Edit:
     """The analysis's prompt edited and run again (see the module's docstring). The explained token is
-    measured at its place: after the edited prompt and the generated tokens that preceded it (target=k)."""
+    measured at its place: after the edited prompt and the generated tokens that preceded it (target=k). For
+    a span target, the probability is the whole stretch's (its tokens teacher-forced, as the analysis explains
+    their summed log-probability), and it is "still predicted" when each of its tokens is still the likeliest."""
     _check_model(loaded, analysis)
     prompt, removed, replaced = edited_prompt(analysis, unit, remove, replace)
     validate_prompt(prompt, what="the edited prompt")
@@ -120,14 +137,15 @@ def edit(loaded: LoadedModel, analysis: Analysis, *, remove: Sequence[int] = (),
         generated = generate(loaded, encoded.ids, max_new_tokens)
         original = torch.tensor(analysis.input_ids, device=loaded.input_device)
         after = torch.cat([encoded.ids, original[n_prompt:]])  # the generated tokens before the target kept
-        probability_before, _greedy = _next_token(loaded, original, analysis.target.id)
-        probability_after, greedy = _next_token(loaded, after, analysis.target.id)
+        probability_before, _missed, _greedy = _explained(loaded, original, _explained_ids(analysis))
+        probability_after, missed, greedy = _explained(loaded, after, _explained_ids(analysis))
     return Edit(
         prompt_before=analysis.prompt, prompt_after=prompt, removed=removed, replaced=replaced,
         answer_before=analysis.generated_text,
         answer_after=loaded.tokenizer.decode(generated.tolist(), skip_special_tokens=True),
-        target=analysis.target.text, probability_before=probability_before, probability_after=probability_after,
-        greedy_after=display_tokens(loaded, [greedy])[0], still_predicted=greedy == analysis.target.id,
+        target=analysis.target.text if analysis.span is None else analysis.span.text,
+        probability_before=probability_before, probability_after=probability_after,
+        greedy_after=display_tokens(loaded, [greedy])[0], still_predicted=missed is None,
     )
 
 
@@ -180,9 +198,12 @@ def deletion_curve(loaded: LoadedModel, analysis: Analysis, method: str, *, n_ra
         for index in order:
             hidden[list(units[index].positions)] = True
             rows.append(hidden.copy())
+    explained = _explained_ids(analysis)
+    span = {} if analysis.span is None else {  # the span's token i is predicted at position n − S + i
+        "span_ids": torch.tensor(explained), "span_positions": torch.arange(len(explained)) + analysis.n_tokens - len(explained)}
     request = AttributionRequest(
         input_ids=torch.tensor(analysis.input_ids, device=loaded.input_device), target_id=analysis.target.id,
-        foil_id=None if analysis.foil is None else analysis.foil.id,
+        foil_id=None if analysis.foil is None else analysis.foil.id, **span,
         **({} if analysis.settings is None else {"settings": analysis.settings}))
     with loaded.lock, cpu_threads_for(loaded):
         values = removed_log_probabilities(loaded, request, np.stack(rows), removal).reshape(len(orders), len(units) + 1)

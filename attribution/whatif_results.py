@@ -23,7 +23,7 @@ class Edit:
     replaced: tuple[tuple[str, str], ...]  # (old text, new text) of each unit replaced
     answer_before: str
     answer_after: str
-    target: str  # the explained token's text
+    target: str  # the explained token's text (a span target: the stretch's)
     probability_before: float  # p(target) after the original input
     probability_after: float  # p(target) at the same place after the edited prompt
     greedy_after: str  # the token the model now predicts there

@@ -51,6 +51,30 @@ CASES = {
     "raw-page": ("raw, page defaults", dict(PAGE_DEFAULTS, chat=False)),
     "chat-gradient": ("chat, gradient only", dict(methods=["gradient"], max_new_tokens=20, chat=True)),
 }
+
+
+def page_chat_defaults() -> dict:
+    """What the page of this checkout computes for a chat model, read from ui/settings.py (so the row
+    cannot drift from the page): its defaults through the page's own translation into Settings."""
+    from ui.inputs import page_settings
+    from ui.settings import page_defaults
+
+    values = page_defaults("benchmark", chat=True)
+    return page_settings({**values, "prompt": SEED_PROMPT}).to_dict()
+
+
+def page_chat_gradient() -> dict:
+    """The gradient-only analysis of the same prompt and target as `page_chat_defaults` (the 10× yardstick)."""
+    settings = page_chat_defaults()
+    return dict(methods=["gradient"], max_new_tokens=settings["max_new_tokens"], chat=True,
+                target=settings["target"], all_targets=False, trust=False)
+
+
+#: Cases whose settings come from this checkout's page (`--cases` names them like the others).
+PAGE_CASES = {
+    "chat-page-now": ("chat, the page's defaults (from ui/settings.py)", page_chat_defaults),
+    "chat-gradient-now": ("chat, gradient only, the page's target", page_chat_gradient),
+}
 #: Inseq's IG and the engine's beside it: the seed's IG (zero baseline, 50 steps, nothing held).
 PEER_STEPS = 50
 
@@ -71,10 +95,12 @@ def timed_stages(loaded, prompt: str, settings: dict) -> dict[str, float]:
 
     # An older checkout has no partial results: then no first-highlight figure.
     streams = "partial" in inspect.signature(attribution.analyze).parameters
+    cpu_started = time.process_time()  # this process's CPU seconds: the work, less exposed to other jobs
     started = time.perf_counter()
     analysis = attribution.analyze(loaded, prompt, progress=progress, **settings,
                                    **({"partial": partial} if streams else {}))
     ended = time.perf_counter()
+    cpu = time.process_time() - cpu_started
     marks.append((ended, "end"))
     stages = {name: later - at for (at, name), (later, _) in zip(marks, marks[1:])}
     if "highlights" in shown:
@@ -84,23 +110,27 @@ def timed_stages(loaded, prompt: str, settings: dict) -> dict[str, float]:
     if ig is not None:  # what IG reached: path points and completeness (not seconds)
         stages["IG path points"] = ig.n_steps
         stages["IG completeness error"] = ig.relative_completeness_error
-    return {**stages, "total": ended - started}
+    return {**stages, "total": ended - started, "CPU seconds": cpu}
 
 
 def peer_row(loaded, prompt: str) -> dict:
     """Inseq's IG and the engine's, same weights, chat prompt, target (the greedy next token) and settings."""
-    import torch
-
-    from attribution.integrated_gradients import integrate
-    from attribution.prompts import encode_prompt
     from benchmarks.peers import inseq_unavailable_reason, make_inseq, run_inseq, shared_weight_view
 
     reason = inseq_unavailable_reason()
     if reason:
         return {"unavailable": reason}
-    ids = encode_prompt(loaded, prompt, chat=True).ids
-    target = int(attribution.generate(loaded, ids, 1)[0])
-    text = loaded.tokenizer.decode(ids.tolist())  # the template's text, special tokens included
+    # The engine's IG alone through the public API: nothing generated (the target is the greedy next
+    # token, one forward), no answer map, no trust panel; its time includes that one forward.
+    settings = dict(methods=["integrated_gradients"], max_new_tokens=0, chat=True, n_steps=PEER_STEPS,
+                    baseline="zero", aggregation="l2", all_targets=False, trust=False)
+    attribution.analyze(loaded, prompt, **dict(settings, n_steps=4))  # warm-up
+    started = time.perf_counter()
+    ours = attribution.analyze(loaded, prompt, **settings)
+    engine_seconds = time.perf_counter() - started
+    ids = [int(token) for token in ours.input_ids]
+    target = int(ours.target.id)
+    text = loaded.tokenizer.decode(ids)  # the template's text, special tokens included
     tokenizer = loaded.tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # as the notebook (Inseq pads its batches)
@@ -108,18 +138,14 @@ def peer_row(loaded, prompt: str) -> dict:
     target_text = tokenizer.decode([target])
     run_inseq(model, text, target_text, 4, 4)  # warm-up
     scores, inseq_seconds, output = run_inseq(model, text, target_text, PEER_STEPS, PEER_STEPS)
-    settings = attribution.Settings(n_steps=PEER_STEPS, baseline="zero", aggregation="l2")
-    started = time.perf_counter()
-    ours = integrate(loaded, ids, settings, torch.tensor([ids.numel() - 1]), torch.tensor([target]))
-    engine_seconds = time.perf_counter() - started
-    engine_scores = ours.attributions[0].double().norm(dim=-1).cpu().numpy()
+    engine_scores = ours.methods["integrated_gradients"].scores
     # Decoder-only: Inseq's target sequence is the prompt and the explained token.
     sequence = [int(token.id) for token in output.sequence_attributions[0].target]
-    same_tokens = sequence == ids.tolist() + [target]
+    same_tokens = sequence == ids + [target]
     difference = float(abs(scores - engine_scores).max() / abs(engine_scores).max()) if same_tokens else None
     # Inseq drops the end-of-turn tokens (<|im_end|>, SmolLM2's EOS) from a chat prompt's text: measured,
     # 36 of the seed prompt's 38 tokens, so it attributes a slightly different input.
-    return {"inseq IG": inseq_seconds, "engine IG": engine_seconds, "tokens": ids.numel(),
+    return {"inseq IG": inseq_seconds, "engine IG": engine_seconds, "tokens": len(ids),
             "inseq tokens": len(sequence) - 1, "same tokens": same_tokens, "max |Δ| / max |score|": difference}
 
 
@@ -128,17 +154,20 @@ def main() -> None:
     parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--cases", default=",".join(CASES), help=f"some of: {', '.join(CASES)}")
+    parser.add_argument("--cases", default=",".join([*CASES, *PAGE_CASES]),
+                        help=f"some of: {', '.join([*CASES, *PAGE_CASES])}")
     parser.add_argument("--no-peer", action="store_true", help="leave out the Inseq peer row")
     arguments = parser.parse_args()
     loaded = attribution.load_model(arguments.model)
     load_before = os.getloadavg()[0]
-    unknown = sorted(set(arguments.cases.split(",")) - set(CASES))
+    known = {**CASES, **PAGE_CASES}
+    unknown = sorted(set(arguments.cases.split(",")) - set(known))
     if unknown:
-        parser.error(f"unknown cases {unknown}; valid choices: {', '.join(CASES)}")
+        parser.error(f"unknown cases {unknown}; valid choices: {', '.join(known)}")
     rows = {}
     for key in arguments.cases.split(","):
-        name, settings = CASES[key]
+        name, settings = known[key]
+        settings = settings() if callable(settings) else settings
         prompt = SEED_PROMPT
         try:
             runs = [timed_stages(loaded, prompt, settings) for _ in range(arguments.repeats)]
@@ -148,6 +177,10 @@ def main() -> None:
         rows[name] = {key: min(run[key] for run in runs) for key in runs[0]}
         print(f"{name}: " + ", ".join(f"{key} {value:.4g}" if key.startswith("IG ") else f"{key} {value:.2f} s"
                                       for key, value in rows[name].items()), flush=True)
+    page, gradient = (PAGE_CASES[key][0] for key in ("chat-page-now", "chat-gradient-now"))
+    if page in rows and gradient in rows:  # the issue's yardstick, in wall and in CPU seconds
+        print(f"page defaults / gradient only: {rows[page]['total'] / rows[gradient]['total']:.1f}x wall, "
+              f"{rows[page]['CPU seconds'] / rows[gradient]['CPU seconds']:.1f}x CPU", flush=True)
     if not arguments.no_peer:
         try:
             peer = peer_row(loaded, SEED_PROMPT)

@@ -1,7 +1,7 @@
 """How often does removing a method's top 3 words change SmolLM2's answer, against 3 random words?
 
     ATTRIBUTION_THREADS=1 python scripts/measure_whatif.py [--prompts 20] [--random 3] [--ig-max-steps 81]
-                                                           [--out FILE.jsonl]
+                                                           [--methods occlusion,...] [--out FILE.jsonl]
 
 The README's table ("What-if: removing the top words on SmolLM2"): the defaults, on one thread.
 
@@ -75,15 +75,16 @@ def outcome(result, answers: tuple[str, ...]) -> dict:
             "probability_drop": result.probability_before - result.probability_after}
 
 
-def measure(loaded, case: Case, k: int, n_random: int, ig_max_steps: int) -> dict:
+def measure(loaded, case: Case, k: int, n_random: int, ig_max_steps: int, methods: tuple[str, ...] = METHODS) -> dict:
     started = time.perf_counter()
     analysis = attribution.analyze(
-        loaded, case.question, chat=True, target=k, max_new_tokens=ANSWER_TOKENS, methods=METHODS,
+        loaded, case.question, chat=True, target=k, max_new_tokens=ANSWER_TOKENS, methods=methods,
         **ig_settings(ig_max_steps))
     analysed = time.perf_counter() - started
-    ig = analysis.methods["integrated_gradients"]
+    ig = analysis.methods.get("integrated_gradients")
     row = {"question": case.question, "target": analysis.target.text, "answer": analysis.generated_text,
-           "ig_completeness_error": ig.relative_completeness_error, "ig_steps": ig.n_steps,
+           "ig_completeness_error": None if ig is None else ig.relative_completeness_error,
+           "ig_steps": None if ig is None else ig.n_steps,
            "analysis_seconds": analysed, "methods": {},
            "random": []}
     for name in analysis.methods:
@@ -113,6 +114,8 @@ def markdown(rows: list[dict]) -> str:
         cells = rates(rows, lambda row, _name=name: [row["methods"][_name]])
         lines.append(f"| top {TOP} of {attribution.METHOD_LABELS.get(name, name)} | {cells['answer_lost']} | "
                      f"{cells['token_lost']} | {cells['probability_drop']} |")
+    if not rows[0]["random"]:  # --random 0
+        return "\n".join(lines)
     cells = rates(rows, lambda row: row["random"])
     lines.append(f"| {TOP} random ({len(rows[0]['random'])} draws per prompt) | {cells['answer_lost']} | "
                  f"{cells['token_lost']} | {cells['probability_drop']} |")
@@ -124,8 +127,14 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=20)
     parser.add_argument("--random", type=int, default=3, help="random draws of 3 words per prompt")
     parser.add_argument("--ig-max-steps", type=int, default=81, help="IG's most path points (auto steps)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated methods to run and edit by (default: all but context ablation)")
     parser.add_argument("--out", type=Path, default=None, help="write each prompt's row here (JSON lines)")
     arguments = parser.parse_args()
+    methods = tuple(name.strip() for name in arguments.methods.split(",") if name.strip())
+    unknown = [name for name in methods if name not in attribution.METHODS]
+    if unknown or not methods:
+        parser.error(f"unknown methods {unknown}; valid: {', '.join(attribution.METHODS)}")
     print(f"load average at the start: {os.getloadavg()}", flush=True)
     if os.environ.get("ATTRIBUTION_THREADS"):  # the prompts' selection too (analyze and edit set it themselves)
         torch.set_num_threads(int(os.environ["ATTRIBUTION_THREADS"]))
@@ -134,17 +143,18 @@ def main() -> None:
     chosen = cases(loaded, arguments.prompts)
     rows = []
     for index, (case, k) in enumerate(chosen):
-        rows.append(measure(loaded, case, k, arguments.random, arguments.ig_max_steps))
+        rows.append(measure(loaded, case, k, arguments.random, arguments.ig_max_steps, methods))
         print(f"{index + 1}/{len(chosen)} {case.question!r}: {time.perf_counter() - started:.0f} s", flush=True)
         if arguments.out is not None:
             with arguments.out.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(rows[-1], ensure_ascii=False) + "\n")
-    errors = sorted(row["ig_completeness_error"] for row in rows)
+    errors = sorted(row["ig_completeness_error"] for row in rows if row["ig_completeness_error"] is not None)
     print(f"\n{len(rows)} prompts ({', '.join(sorted({case.fact for case, _k in chosen}))}), "
-          f"threads {os.environ.get('ATTRIBUTION_THREADS', 'auto')}, {time.perf_counter() - started:.0f} s in all; "
-          f"IG (auto, at most {arguments.ig_max_steps} points) completeness error median "
-          f"{errors[len(errors) // 2]:.2%}, max {errors[-1]:.2%}, within 5% in "
-          f"{sum(error <= 0.05 for error in errors)} of {len(errors)}")
+          f"threads {os.environ.get('ATTRIBUTION_THREADS', 'auto')}, {time.perf_counter() - started:.0f} s in all", flush=True)
+    if errors:
+        print(f"IG (auto, at most {arguments.ig_max_steps} points) completeness error median "
+              f"{errors[len(errors) // 2]:.2%}, max {errors[-1]:.2%}, within 5% in "
+              f"{sum(error <= 0.05 for error in errors)} of {len(errors)}")
     print(f"load average at the end: {os.getloadavg()}\n")
     print(markdown(rows))
 

@@ -212,8 +212,9 @@ def _tokenizer_metadata(folder: Path) -> dict:
     }
 
 
-def write_gguf(folder: Path, path: Path, *, chat_template: str | None = None) -> Path:
-    """Write the Llama or Qwen2 model saved in `folder` as an F32 GGUF file at `path`."""
+def write_gguf(folder: Path, path: Path, *, chat_template: str | None = None, dtype: str = "f32") -> Path:
+    """Write the Llama or Qwen2 model saved in `folder` as an F32 GGUF file at `path` (dtype "f16": its
+    matrices in F16, the norms in F32, as llama.cpp's --outtype f16 writes them)."""
     import gguf
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -235,7 +236,7 @@ def write_gguf(folder: Path, path: Path, *, chat_template: str | None = None) ->
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
     writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16}[dtype])
 
     tokenizer = _tokenizer_metadata(folder)
     writer.add_tokenizer_model("gpt2")
@@ -258,6 +259,8 @@ def write_gguf(folder: Path, path: Path, *, chat_template: str | None = None) ->
             weights = llama_cpp_permute(weights, n_head, n_head)
         elif architecture == "llama" and name.endswith("k_proj.weight"):
             weights = llama_cpp_permute(weights, n_head, n_head_kv)
+        if dtype == "f16" and weights.ndim == 2:
+            weights = weights.astype(np.float16)
         writer.add_tensor(gguf_tensor_name(name), np.ascontiguousarray(weights))
 
     writer.write_header_to_file()

@@ -18,12 +18,14 @@ from attribution.groups import GRANULARITIES
 from attribution.display.labels import quoted_token
 from attribution.settings import (
     AGGREGATIONS,
+    ANSWER_TARGET,
     BASELINE_LABELS,
     MAX_ABLATIONS,
     MAX_NEW_TOKENS_LIMIT,
     MAX_STEPS,
     MIN_ABLATIONS,
     PRESET_FIELDS,
+    REPLY_TARGET,
     SCORES,
     Settings,
     preset,
@@ -39,9 +41,14 @@ HUB_MODEL = "meta-llama/Llama-3.2-1B"
 #: The "Explain" radio: (label, value) pairs.
 TARGET_CHOICES = [
     ("the predicted next token", "next"),
+    # On a chat model the first generated token is filler ("The", "Sure"): this skips to the token that
+    # starts the answer's first content word (" Riga"), what the visitor asked about.
+    ("the answer's first content word", "answer"),
     ("generated token k", "generated"),
     ("custom text", "text"),
     ("a stretch of the answer (tokens k-m)", "span"),
+    # The library's REPLY_TARGET: what "which passage supports this answer" asks (Documents sets it).
+    ("the whole answer (a stretch of every generated token)", "reply"),
 ]
 
 
@@ -97,6 +104,8 @@ def parse_target(target: str, target_k: Any, target_text: str | None,
     """The library's `target` from the page's four fields; the library validates the value itself."""
     if target == "next":
         return None
+    if target == "answer":
+        return ANSWER_TARGET
     if target == "span":
         span = span_from_text(target_span) if isinstance(target_span, str) else None
         if span is None:
@@ -107,6 +116,8 @@ def parse_target(target: str, target_k: Any, target_text: str | None,
         return validate_integer(target_k, "generated token k", 1, MAX_NEW_TOKENS_LIMIT)
     if target == "text":
         return target_text if target_text is not None else ""
+    if target == "reply":
+        return REPLY_TARGET
     choices = ", ".join(value for _label, value in TARGET_CHOICES)
     raise ValueError(f"unknown target {target!r}; valid choices: {choices}")
 
@@ -173,6 +184,10 @@ def describe_target(target: None | int | str | tuple[int, int], continuation: st
         return f"generated tokens {target[0]}-{target[1]}: the sum of their scores, each after the earlier ones"
     if isinstance(target, int):
         return f"generated token {target}"
+    if target == REPLY_TARGET:
+        return "the whole answer: the sum of its tokens' scores, each after the earlier ones"
+    if target == ANSWER_TARGET:
+        return "the answer's first content word"
     if isinstance(target, str):
         return "the custom target's first token"
     return "the predicted next token"
@@ -241,7 +256,7 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
 
     Parameters: prompt, model (one of `models`, or any with `any_model`), methods (comma-separated),
     max_new_tokens, steps (a number, or "auto" = auto=1), baseline, aggregation, target (next |
-    generated | text | span), k, text, span (k-m), contrast (text), answer_map, trust, hide_special and chat (0 or 1),
+    answer | generated | text | span | reply), k, text, span (k-m), contrast (text), answer_map, trust, hide_special and chat (0 or 1),
     system (text), auto (0 or 1: IG steps to a target error), target_error (between 0 and 1), score,
     hold_context and answer_map_ig (0 or 1), continuation (text), ablations (context ablation's count),
     granularity (token | word | sentence | segment), separator (text). A link that names a model but not chat

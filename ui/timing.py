@@ -3,8 +3,8 @@ progress line can say how long is left and the answer map's offer of IG what it 
 
 A stage's cost is counted in what it is roughly proportional to (`Clock.units`): generated tokens for the
 generation, the explained position's tokens for a cheap method, tokens × path points for IG (and for the
-trust panel, whose costly part is IG's rerun), and the same summed over every generated token for the answer
-map. Its speed (seconds per unit) is measured on each run and kept per model for the next ones (`SPEEDS`). A
+trust panel, whose costly part is IG's rerun), tokens × ablations for context ablation (catalog `scales_with`),
+and the same summed over every generated token for the answer map. Its speed (seconds per unit) is measured on each run and kept per model for the next ones (`SPEEDS`). A
 stage never run on a model yet is estimated from what this run has measured (`Clock.fallback`): roughly, and
 said to be so; with nothing measured at all the time left is not guessed.
 """
@@ -46,6 +46,11 @@ def stage_key(kind: str, method: str | None = None) -> str:
 
 def costly(name: str) -> bool:
     return CATALOG[name].costly
+
+
+def on_path(name: str) -> bool:
+    """Whether the method runs IG's path (its cost grows with the path points, catalog `scales_with`)."""
+    return CATALOG[name].scales_with == "n_steps"
 
 
 def seconds_text(seconds: float) -> str:
@@ -95,7 +100,7 @@ class Clock:
         self.n_tokens = len(analysis.input_tokens)
         self.n_prompt = analysis.n_prompt_tokens or len(analysis.input_tokens)
         self.n_generated = len(analysis.generated_ids)
-        ig = next((result for name, result in analysis.methods.items() if costly(name)), None)
+        ig = next((result for name, result in analysis.methods.items() if on_path(name)), None)
         if ig is not None and getattr(ig, "n_steps", None):
             self.ig_steps = int(ig.n_steps)
             if self.settings.n_steps == "auto":
@@ -136,7 +141,7 @@ class Clock:
         if self.n_prompt is None or self.n_generated is None:
             return None
         total = sum(self.n_prompt + index for index in range(self.n_generated))
-        return total * (self._steps() if any(costly(name) for name in methods) else 1)
+        return total * (self._steps() if any(on_path(name) for name in methods) else 1)
 
     def map_key(self, methods: Iterable[str] | None = None) -> str:
         methods = self.settings.mapped_methods if methods is None else tuple(methods)
@@ -149,12 +154,21 @@ class Clock:
         if self.n_tokens is None:
             return None
         if key.startswith("method:"):
-            return self.n_tokens * (self._steps() if costly(key.split(":", 1)[1]) else 1)
+            return self.n_tokens * self._multiplier(key.split(":", 1)[1])
         if key.startswith("answer_map"):
             return self._map_units(key.split(":", 1)[1].split("+") if ":" in key else self.settings.mapped_methods)
         if key == "trust":
-            return self.n_tokens * (self._steps() if any(costly(name) for name in self.settings.methods) else 1)
+            return self.n_tokens * (self._steps() if any(on_path(name) for name in self.settings.methods) else 1)
         return None
+
+    def _multiplier(self, name: str) -> int:
+        """How many rows a method runs per token of input: IG's path points, context ablation's ablations."""
+        scales_with = CATALOG[name].scales_with
+        if scales_with == "n_steps":
+            return self._steps()
+        if scales_with == "n_ablations":
+            return self.settings.n_ablations
+        return 1
 
     def _kept(self, key: str) -> float | None:
         with _lock:
@@ -182,7 +196,7 @@ class Clock:
             if not costly(name):
                 return sum(cheap) / len(cheap) if cheap else None
             gradient = self.measured.get("method:gradient") or (max(cheap) if cheap else None)
-            return None if gradient is None else gradient * self._steps() * ROW_PER_GRADIENT
+            return None if gradient is None else gradient * self._multiplier(name) * ROW_PER_GRADIENT
         if key.startswith("answer_map"):
             methods = key.split(":", 1)[1].split("+") if ":" in key else self.settings.mapped_methods
             if self.n_prompt is None or self.n_generated is None or not self.n_tokens:
@@ -201,7 +215,7 @@ class Clock:
                 seconds = self._seconds(f"method:{name}")
                 if seconds is None:
                     return None
-                total += seconds * TRUST_RERUN_FACTOR if costly(name) else seconds
+                total += seconds * TRUST_RERUN_FACTOR if on_path(name) else seconds
             return total
         return None
 

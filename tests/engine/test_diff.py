@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +131,67 @@ def test_word_units_join_words_one_token_covers():
     joined = dataclasses.replace(analysis, input_tokens=analysis.input_tokens[:7] + (" Latvia?", "") + analysis.input_tokens[9:])
     assert [unit.text for unit in word_units(joined)][-1] == "Latvia?"
     assert align(analysis, analysis).by == "token"
+
+
+TRICKY_PROMPTS = ("Don't you know Latvia's capital?  It's e-mail: a@b.com 3.14!!",
+                  "Émile's café — naïve “quotes” 😀 ok", "  Leading spaces and\ttabs\nnew lines")
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_word_units_are_the_groupings_words(tiny_loaded, chat_folder, chat):
+    """The what-if and diff words are `attribution.groups`' words (the page's "Scores per word"), from the
+    result's token spans and, for a result without them, from the tokens' display strings alone."""
+    loaded = attribution.load_model(str(chat_folder), device="cpu") if chat else tiny_loaded
+    for prompt in TRICKY_PROMPTS:
+        analysis = attribution.analyze(loaded, prompt, max_new_tokens=1, methods=("gradient",), chat=chat,
+                                       **({"system": "Be brief."} if chat else {}))
+        assert any("\ufffd" in analysis.input_tokens[index] for index in np.flatnonzero(analysis.user_tokens)) \
+            or prompt.isascii()
+        words = [(group.label, group.tokens) for group in analysis.grouping("word").groups
+                 if group.kind == "text" and analysis.user_tokens[list(group.tokens)].all()]
+        for result in (analysis, dataclasses.replace(analysis, token_spans=None)):
+            units = word_units(result)
+            assert [unit.positions for unit in units] == [tokens for _label, tokens in words], prompt
+            assert [unit.text for unit in units] == [label for label, _tokens in words]
+            assert all(prompt[unit.start:unit.stop] == unit.text for unit in units)
+
+
+def test_a_word_held_in_one_analysis_is_not_compared(seed_analysis):
+    """A raw prompt's first word is held context on a model without BOS: it has no score there, so it is no
+    pair (it would show as a share lost) and is listed as scored only in the other."""
+    units = word_units(seed_analysis)
+    held = seed_analysis.held_tokens.copy()
+    held[list(units[0].positions)] = True
+    other = dataclasses.replace(seed_analysis, held_tokens=held)
+    result = diff(seed_analysis, other)
+    assert result.alignment.by == "word" and result.units == tuple(unit.text for unit in units[1:])
+    assert [unit.text for unit in result.alignment.only_a] == [units[0].text] and not result.alignment.only_b
+
+
+def test_the_sentence_names_the_biggest_shift_with_both_shares(tiny_loaded, seed_analysis):
+    edited = attribution.analyze(tiny_loaded, "What is the City of Latvia?", max_new_tokens=3, n_steps=8,
+                                 methods=METHODS)
+    result = diff(seed_analysis, edited)
+    name, index = max(((name, int(np.argmax(np.abs(item.difference)))) for name, item in result.methods.items()),
+                      key=lambda pair: abs(result.methods[pair[0]].difference[pair[1]]))
+    item = result.methods[name]
+    assert (f"“{result.units[index]}”'s share of {attribution.METHOD_LABELS[name]}'s total went from "
+            f"{item.shares_a[index]:.0%} to {item.shares_b[index]:.0%}") in result.sentence
+    low = min(result.methods, key=lambda method: result.methods[method].spearman)
+    assert f"{result.methods[low].spearman:.2f}" in result.sentence and result.sentence.count(".") >= 1
+
+
+def test_the_library_call_is_attribution_diff(seed_analysis):
+    """`attribution.diff(a, b)`: the module is callable as its function, in a fresh interpreter too (the
+    package's lazy names)."""
+    import subprocess
+    import sys
+
+    assert attribution.diff(seed_analysis, seed_analysis).to_dict() == diff(seed_analysis, seed_analysis).to_dict()
+    assert attribution.diff.Diff is type(diff(seed_analysis, seed_analysis))
+    code = ("import sys, attribution; from helpers import make_rich_analysis; a = make_rich_analysis(); "
+            "print(callable(attribution.diff), attribution.diff(a, a).is_zero)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(Path(__file__).resolve().parents[1]),
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert run.stdout.split() == ["True", "True"], run.stderr

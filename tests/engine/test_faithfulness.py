@@ -80,6 +80,23 @@ def test_aopc_equals_independent_forwards(tiny_loaded, removal, scale, monkeypat
     torch.testing.assert_close(item.sufficiency, float(np.mean(sufficiency)), rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("removal", ["attention_mask", "pad_token", "mean_embedding"])
+def test_repeated_rows_run_once_and_give_each_row_its_own_removal(tiny_loaded, monkeypatch, removal):
+    ids = seed_ids(tiny_loaded)
+    rng = np.random.default_rng(3)
+    distinct = rng.random((4, ids.numel())) < 0.3
+    distinct[:, 0] = False
+    hidden = distinct[[0, 1, 0, 2, 3, 1, 0]]  # [7, seq]: rows 0, 1 repeated
+    seen = []
+    inner = faithfulness_module._removed_log_probabilities
+    monkeypatch.setattr(faithfulness_module, "_removed_log_probabilities",
+                        lambda loaded, request, rows, how: seen.append(len(rows)) or inner(loaded, request, rows, how))
+    values = removed_log_probabilities(tiny_loaded, AttributionRequest(ids, TARGET), hidden, removal)
+    assert seen == [len(np.unique(hidden, axis=0))]
+    expected = [independent_log_probability(tiny_loaded, ids, row, removal) for row in hidden]
+    torch.testing.assert_close(values, np.array(expected), rtol=1e-4, atol=1e-5)
+
+
 def test_soft_removal_that_keeps_every_dimension_changes_nothing(tiny_loaded, monkeypatch):
     monkeypatch.setattr(faithfulness_module, "SOFT_KEEP", 1.0)
     ids = seed_ids(tiny_loaded)

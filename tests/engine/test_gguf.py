@@ -278,3 +278,32 @@ def test_a_chat_template_in_the_gguf_makes_chat_work(gguf_models, tmp_path):
     assert not is_chat_model(without)
     with pytest.raises(ValueError, match="has no chat template"):
         attribution.analyze(without, SEED_PROMPT, chat=True)
+
+
+def test_two_quantisations_of_one_model_size_from_their_files_and_diff_token_for_token(gguf_models, tmp_path):
+    """The what-if comparison of a GGUF file against another quantisation of the same weights (F32 and F16):
+    the second is sized from its file's metadata before it loads, and the two align token for token."""
+    from scipy.stats import spearmanr
+
+    from attribution import memory
+    from attribution.diff import diff
+
+    folder, f32 = gguf_models["tiny-gqa-tied"]
+    f16 = write_gguf(folder, tmp_path / "tiny-f16.gguf", dtype="f16")
+    first = attribution.load_model(str(f32), device="cpu")
+    assert memory.weight_bytes(str(f16), "cpu") == sum(parameter.numel() for parameter in first.model.parameters()) * 4
+    second, plan = memory.load_second(str(f32), str(f16), "cpu")
+    assert plan.both_fit and second.name == str(f16)
+    rounded = second.model.get_input_embeddings().weight
+    assert not torch.equal(rounded, first.model.get_input_embeddings().weight)  # really another quantisation
+    torch.testing.assert_close(rounded, first.model.get_input_embeddings().weight.half().float())
+    a, b = analyze(first), analyze(second)
+    result = diff(a, b)
+    assert result.alignment.by == "token" and not result.settings and "the model" in result.sentence
+    content = ~a.context_tokens
+    for name, item in result.methods.items():
+        own = [analysis.methods[name].scores[content] for analysis in (a, b)]
+        expected = [scores / np.abs(scores).sum() for scores in own]
+        np.testing.assert_allclose(item.shares_a, expected[0], rtol=1e-12)
+        np.testing.assert_allclose(item.difference, expected[1] - expected[0], atol=1e-12)
+        assert item.spearman == pytest.approx(spearmanr(*expected).statistic, abs=1e-9)

@@ -123,3 +123,64 @@ def test_deletion_curve(copy_loaded, copy_analysis):
     assert curve.area >= 0 and "method_values" in curve.to_dict()
     mean, low, high = curve.random_band()
     assert np.all(low <= mean) and np.all(mean <= high)
+
+
+def test_word_removal_ranks_occlusion_by_hiding_whole_words(tiny_loaded):
+    """Occlusion's top words are those whose removal (all their tokens hidden at once) costs most: the drops
+    measured here by forwards of our own, not the mean of the words' one-token drops."""
+    from attribution.diff import unit_scores
+
+    analysis = attribution.analyze(tiny_loaded, "Don't you know Latvia's capital? It's e-mail.", max_new_tokens=1,
+                                   methods=("occlusion",))
+    units = word_units(analysis)
+    assert any(len(unit.positions) > 1 for unit in units)
+    ids = torch.as_tensor(analysis.input_ids)[None]
+
+    def log_probability(hidden):
+        mask = torch.ones_like(ids)
+        mask[0, list(hidden)] = 0
+        with torch.no_grad():
+            logits = tiny_loaded.model(input_ids=ids, attention_mask=mask).logits[0, -1].double()
+        return float(torch.log_softmax(logits, -1)[analysis.target.id])
+
+    drops = np.array([log_probability(()) - log_probability(unit.positions) for unit in units])
+    np.testing.assert_allclose(unit_scores(analysis, "occlusion", tuple(units)), drops, rtol=1e-4, atol=1e-5)
+    expected = sorted(range(len(units)), key=lambda index: -drops[index])
+    assert list(remove_top(analysis, "occlusion", len(units))) == expected
+
+
+def test_replacing_a_token_keeps_its_space_and_a_stretch_of_words(copy_loaded, copy_analysis):
+    position = _position(copy_analysis, COPIED)
+    assert edited_prompt(copy_analysis, "token", replace={position: "Estonia"})[0] == "What is the Capital City of Estonia?"
+    result = edit(copy_loaded, copy_analysis, replace={position: "Estonia"}, unit="token")
+    assert result.replaced == ((COPIED, "Estonia"),) and result.answer_changed and not result.still_predicted
+    # Several words replaced by one text: the first replaced, the rest removed.
+    words = [unit.text for unit in word_units(copy_analysis)]
+    prompt, removed, replaced = edited_prompt(copy_analysis, "word", remove=[words.index("City")],
+                                              replace={words.index("Capital"): "largest town"})
+    assert prompt == "What is the largest town of Latvia?" and removed == ("City",)
+    assert replaced == (("Capital", "largest town"),)
+
+
+def test_a_span_target_is_measured_as_its_whole_stretch(tiny_loaded):
+    """From an analysis that explains a stretch of the answer (target (1, 2)): the edit's probability and
+    the deletion curve's full-input value are the stretch's (its tokens teacher-forced), by our own forwards."""
+    analysis = attribution.analyze(tiny_loaded, SEED_PROMPT, max_new_tokens=3, target=(1, 2),
+                                   methods=("gradient",))
+    assert analysis.span is not None and len(analysis.span.ids) == 2
+    n_prompt = analysis.n_prompt_tokens
+
+    def stretch_log_probability(prompt_ids):
+        ids = torch.tensor(list(prompt_ids) + list(analysis.span.ids[:-1]))[None]
+        with torch.no_grad():
+            logits = torch.log_softmax(tiny_loaded.model(input_ids=ids).logits[0].double(), dim=-1)
+        return sum(float(logits[ids.shape[1] - len(analysis.span.ids) + index, token]) for index, token in enumerate(analysis.span.ids))
+
+    before = stretch_log_probability(analysis.input_ids[:n_prompt])
+    result = edit(tiny_loaded, analysis, remove=[0], unit="word")
+    edited_ids = tiny_loaded.tokenizer(result.prompt_after)["input_ids"]
+    assert result.target == analysis.span.text
+    assert result.probability_before == pytest.approx(np.exp(before), rel=1e-6)
+    assert result.probability_after == pytest.approx(np.exp(stretch_log_probability(edited_ids)), rel=1e-6)
+    curve = deletion_curve(tiny_loaded, analysis, "gradient", n_random=2)
+    assert curve.method_values[0] == pytest.approx(before, abs=1e-4)

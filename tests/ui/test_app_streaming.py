@@ -207,6 +207,32 @@ def test_the_time_left_comes_from_the_models_measured_speed():
     assert unknown.left(1.5) is None and "not known yet" in ui_analysis.progress_line(unknown, 1.5)[1]
 
 
+def test_context_ablation_is_timed_by_its_ablations_and_ig_by_its_own_steps():
+    # Both are costly; only IG's cost grows with the path points, context ablation's with its ablations.
+    settings = Settings(methods=("gradient", "context_ablation", "integrated_gradients"), n_steps=10,
+                        n_ablations=16, max_new_tokens=1)
+    analysis = make_analysis()  # 10 tokens, IG at 50 steps
+    model = f"timing-ablation-{time.time()}"
+    clock = timing.Clock(model, settings, now=0.0)
+    clock.stage(Progress("generate", 0, 4), 0.0)
+    clock.stage(Progress("method", 1, 4, "gradient"), 1.0)
+    clock.partial(analysis)
+    clock.stage(Progress("method", 2, 4, "context_ablation"), 1.5)
+    gradient = 0.5
+    ablation = gradient * 16 * timing.ROW_PER_GRADIENT
+    ig = gradient * 50 * timing.ROW_PER_GRADIENT
+    assert clock.left(1.5) == pytest.approx(ablation + ig)
+    clock.stage(Progress("method", 3, 4, "integrated_gradients"), 3.5)
+    clock.finish(analysis, now=13.5)
+    # Kept per ablation: twice the ablations, twice the estimate; IG's per path point, from IG's n_steps.
+    later = timing.Clock(model, settings.replace(n_ablations=32), now=0.0)
+    later.partial(analysis)
+    assert later.units("method:context_ablation") == 10 * 32
+    assert later.units("method:integrated_gradients") == 10 * 50
+    later.stage(Progress("method", 2, 4, "context_ablation"), 0.0)
+    assert later.left(0.0) == pytest.approx(2 * 2.0 + 10.0)
+
+
 def test_on_zerogpu_the_stream_yields_the_whole_result_once(tiny_folder, monkeypatch):
     # No callback reaches the ZeroGPU worker process: the analysis runs there whole and comes back once.
     monkeypatch.setattr(ui_analysis, "spaces", object())

@@ -339,9 +339,10 @@ def test_a_chat_model_shows_each_method_as_it_is_done_and_stop_ends_the_analysis
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    # A slow analysis on the tiny chat model: IG at its most steps, and in the answer map of 20 tokens too
+    # A slow analysis on the tiny chat model: IG at its most fixed steps (auto steps, a chat model's default,
+    # off), and in the answer map of 20 tokens too
     # (seconds here; a minute on SmolLM2). The deep link runs it.
-    page.goto(f"{chat_page_url}?prompt=What+is+the+Capital+City+of+Latvia%3F&steps=1000&answer_map_ig=1"
+    page.goto(f"{chat_page_url}?prompt=What+is+the+Capital+City+of+Latvia%3F&auto=0&steps=1000&answer_map_ig=1"
               "&max_new_tokens=20")
     # The first tab's highlighted tokens come while the analysis still runs (the answer map with IG), and the
     # progress line says which stage runs and how long is left.

@@ -81,6 +81,13 @@ def test_a_chat_models_page_starts_with_ig_settings_that_converge_and_an_answer_
     assert settings.baseline == "mean" and settings.hold_context is True
     assert settings.all_targets is True and "integrated_gradients" in settings.methods
     assert settings.mapped_methods == ("gradient", "attention", "input_x_gradient")  # IG left out
+    # What the visitor asked about: the answer's first content word, not the reply's filler first token.
+    from attribution.settings import ANSWER_TARGET
+
+    assert settings.target == ANSWER_TARGET
+    # The one-forward-per-token and per-sentence methods are one tick away on a real model's page.
+    assert {"occlusion", "context_ablation"}.isdisjoint(settings.methods)
+    assert ui_inputs.page_settings({**values, "target": "next"}).target is None
     # Only IG could map the answer and it is left out: no answer map (the tab says why and offers it).
     only_ig = ui_inputs.page_settings({**values, "methods": ["integrated_gradients", "occlusion"]})
     assert only_ig.all_targets is False and only_ig.answer_map_methods is None
