@@ -64,12 +64,16 @@ def compute(model: str, prompt: str, settings: Settings,
 
 
 def render(analysis: attribution.Analysis, view: View, *, running: bool = False,
-           replaces: str | None = None) -> list[Any]:
+           replaces: str | None = None, display_change: bool = False) -> list[Any]:
     """Stores the result for the session and returns every output of the analyze event, in OUTPUT_KEYS
     order (the state: the stored result's id). The figures are cleared, not drawn: the page draws the open
     tab's once the rest is shown, and another tab's when it is opened (`ui.figures`). `running`: the
     analysis so far (results as they come): what is still to come says it is being computed, and the
-    downloads wait for the whole result; `replaces`: the stored id of its previous stage."""
+    downloads wait for the whole result; `replaces`: the stored id of its previous stage (or, with
+    `display_change`, of the result shown before "Scores per" changed)."""
+    changed = None if display_change else store.changed_view(replaces)
+    if changed is not None:  # "Scores per" changed while the analysis ran: its later stages keep the choice
+        view = view.grouped(changed.granularity).scaled(changed.hide_special)
     settings = result_settings(analysis)
     shown = analysis.regrouped(view.granularity)  # the method tabs and the comparison: per the view's groups
     values: dict[str, Any] = {key: None for key in OUTPUT_KEYS
@@ -91,7 +95,7 @@ def render(analysis: attribution.Analysis, view: View, *, running: bool = False,
         json_path, csv_path = exports.write_result_files(exported(analysis, view), exports.new_export_dir())
         values["export:json"], values["export:csv"] = str(json_path), str(csv_path)
     values["export:png"] = None  # drawn when asked for (`figures.export_pngs`)
-    values["state"] = store.remember(analysis, view, replaces=replaces, shown=shown)
+    values["state"] = store.remember(analysis, view, replaces=replaces, shown=shown, display_change=display_change)
     return [values[key] for key in OUTPUT_KEYS]
 
 
@@ -112,7 +116,8 @@ def regroup(state: str | None, granularity: Any, hide_special: Any) -> list[Any]
     if stored is None:
         return [gr.update() for _key in OUTPUT_KEYS]
     try:
-        return render(stored.analysis, stored.view.grouped(granularity).scaled(hide_special))
+        return render(stored.analysis, stored.view.grouped(granularity).scaled(hide_special), replaces=state,
+                      display_change=True)
     except ValueError as error:
         raise gr.Error(str(error)) from None
 

@@ -64,19 +64,26 @@ _results: OrderedDict[str, Stored] = OrderedDict()
 _pinned: dict[str, str] = {}  # slot → the id of a result never swept (a cached example's)
 _pngs: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
 _superseded: dict[str, float] = {}  # id → when a later stage of the same analysis was stored
+# run → the view a display change ("Scores per") made of it: the analysis's later stages keep it.
+_display: dict[str, View] = {}
 
 
-def remember(analysis: Analysis, view: View, replaces: str | None = None, shown: Analysis | None = None) -> str:
+def remember(analysis: Analysis, view: View, replaces: str | None = None, shown: Analysis | None = None,
+             display_change: bool = False) -> str:
     """Store a result; returns its id (random), what the session's state holds. `replaces`: the id of the same
-    analysis as it was a stage earlier (results as they come), swept SUPERSEDED_KEEP_S later (the figures
-    asked for it in the meantime are still drawn)."""
+    analysis as it was a stage earlier (results as they come), or as it was shown before a display change
+    (`display_change`: its `view` is what the analysis's later stages are shown with, `changed_view`); swept
+    SUPERSEDED_KEEP_S later (the figures asked for it in the meantime are still drawn)."""
     result_id = uuid.uuid4().hex
     now = time.time()
     # The analysis per the view's groups (`shown`: made by the caller); a ValueError before anything is stored.
     shown = analysis.regrouped(view.granularity) if shown is None else shown
     with _lock:
         earlier = _results.get(replaces) if replaces is not None else None
-        _results[result_id] = Stored(result_id, analysis, view, now, earlier.run if earlier else result_id, shown)
+        run = earlier.run if earlier else result_id
+        _results[result_id] = Stored(result_id, analysis, view, now, run, shown)
+        if display_change:
+            _display[run] = view
         if replaces is not None:
             _superseded.setdefault(replaces, now)
         pinned = set(_pinned.values())
@@ -87,10 +94,20 @@ def remember(analysis: Analysis, view: View, replaces: str | None = None, shown:
             del _results[old_id]
         for old_id in [key for key in _superseded if key not in _results]:
             del _superseded[old_id]
+        runs = {stored.run for stored in _results.values()}
+        for old_run in [key for key in _display if key not in runs]:
+            del _display[old_run]
         unpinned = [key for key in _results if key not in pinned]  # oldest first
         for old_id in unpinned[:max(len(unpinned) - MAX_RESULTS, 0)]:
             del _results[old_id]
     return result_id
+
+
+def changed_view(result_id: str | None) -> View | None:
+    """The view a display change made of the analysis `result_id` is a stage of (None: none was made)."""
+    with _lock:
+        stored = _results.get(result_id) if isinstance(result_id, str) else None
+        return None if stored is None else _display.get(stored.run)
 
 
 def pin(result_id: str, slot: str) -> None:

@@ -80,3 +80,21 @@ def test_a_separator_the_prompt_lacks_is_the_pages_error(tiny_folder, by_token):
         ui_analysis.analyze(PROMPT, str(tiny_folder), max_new_tokens=1, granularity="segment", separator="###")
     with pytest.raises(gr.Error, match="valid choices: token, word, sentence, segment"):
         ui_analysis.regroup(by_token["state"], "paragraph", True)
+
+
+def test_a_switch_while_the_analysis_runs_holds_for_its_later_stages(by_token, monkeypatch):
+    # Results as they come: a stage is shown per token, "Scores per" switches to sentence, then the next
+    # stage arrives (the stream renders it with the view it started with, per token, replacing its stage).
+    _no_model(monkeypatch)
+    stored = store.lookup(by_token["state"])
+    stage = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.render(stored.analysis, stored.view, running=True)))
+    switched = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.regroup(stage["state"], "sentence", True)))
+    later = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.render(stored.analysis, stored.view,
+                                                                 replaces=stage["state"])))
+    sentences = stored.analysis.grouping("sentence").labels
+    for values in (switched, later):
+        assert [text.strip() for text, _score in values["gradient:highlight"]] == list(sentences)
+    assert store.lookup(later["state"]).view.granularity == "sentence"
+    # Another analysis (not a stage of that one) is shown as it was asked for.
+    fresh = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.render(stored.analysis, stored.view)))
+    assert len(fresh["gradient:highlight"]) == len(stored.analysis.input_tokens)
