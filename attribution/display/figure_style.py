@@ -19,7 +19,7 @@ from ..results import Analysis, IntegratedGradientsScores, MethodScores
 
 # Method colours come from the catalog; a method missing there gets a FALLBACK_COLORS one.
 # No purple: negative scores are drawn in purple.
-FALLBACK_COLORS = ("darkkhaki", "sienna", "cadetblue", "olivedrab", "rosybrown", "darkcyan")
+FALLBACK_COLORS = ("darkkhaki", "sienna", "cadetblue", "darkolivegreen", "rosybrown", "darkcyan")
 NEGATIVE_COLOR = "#8a63d2"  # the purple the app's highlighted text uses for negative scores
 POSITIVE_COLOR = "#d7263d"  # the red it uses for positive ones
 #: Signed scores on a heatmap: purple (negative) → white (0) → red (positive), as the highlighted text.
