@@ -179,8 +179,8 @@ def describe_target(target: None | int | str | tuple[int, int], continuation: st
         return f"generated tokens {target[0]}-{target[1]}: the sum of their scores, each after the earlier ones"
     if isinstance(target, int):
         return f"generated token {target}"
-    if target == ANSWER_TARGET:
-        return "the answer's first content word"
+    if target == ANSWER_TARGET:  # a word of several tokens (SmolLM2: " Rig" + "a") is explained by its first
+        return "the first token of the answer's first content word"
     if isinstance(target, str):
         return "the custom target's first token"
     return "the predicted next token"

@@ -177,3 +177,7 @@ def test_describe_target_from_the_settings_target():
     assert ui_inputs.describe_target(None) == "the predicted next token"
     assert ui_inputs.describe_target(3) == "generated token 3"
     assert ui_inputs.describe_target(" Riga") == "the custom target's first token"
+    # Only the word's first token is explained (engine: content_token), and the box says so.
+    from attribution.settings import ANSWER_TARGET
+
+    assert ui_inputs.describe_target(ANSWER_TARGET) == "the first token of the answer's first content word"
