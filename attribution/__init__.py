@@ -20,6 +20,7 @@ _EXPORTS = {
     "METHOD_LABELS": "catalog",
     "AGGREGATIONS": "settings", "BASELINE_LABELS": "settings", "DEFAULT_METHODS": "settings",
     "PRESETS": "settings", "RECOMMENDED_BASELINE": "settings", "SCORES": "settings", "Settings": "settings", "ANSWER_TARGET": "settings",
+    "REPLY_TARGET": "settings",
     "preset": "settings",
     "analyze": "engine", "Cancelled": "cancel", "generate": "engine", "top_predictions": "engine",
     "BASELINES": "integrated_gradients",
@@ -34,6 +35,8 @@ _EXPORTS = {
     "Analysis": "results", "AnswerMap": "results", "AttentionScores": "results",
     "ContextAblationScores": "results", "IntegratedGradientsScores": "results", "MethodScores": "results",
     "Prediction": "results",
+    "Source": "documents", "document_prompt": "documents", "split_passages": "documents",
+    "top_sources": "documents",
     "Target": "results", "normalize_max_abs": "results", "normalize_min_max": "results", "top_k": "results",
 }
 

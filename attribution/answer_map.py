@@ -29,6 +29,7 @@ from .passes import (
     AttributionRequest,
     SharedWork,
     at_least_fp32,
+    choose_batch_size,
     embed,
     logits_at_positions,
     score_rows,
@@ -75,13 +76,28 @@ def _gradient_pass(loaded: LoadedModel, job: AnswerMapRequest) -> torch.Tensor:
     gradients = torch.zeros((n_targets, job.source_ids.numel(), embeddings.shape[-1]),
                             dtype=at_least_fp32(embeddings).dtype, device=embeddings.device)  # [T, S, d_model]
     checkpoint = use_checkpointing(loaded, embeddings.shape[1])  # long answers: layers recomputed per backward
+    # Batched vector–Jacobian products (one backward for a chunk of targets, vmapped over one-hot
+    # cotangents): SmolLM2 chat, 12 targets, one thread, loaded machine: 4.5–7.6 s against 6.5–11.5 s one
+    # backward at a time, equal gradients. Not with checkpointed layers (their recomputation runs per
+    # backward), and chunks sized like batch rows, since each cotangent keeps a backward's activations.
+    chunk = 1 if checkpoint else choose_batch_size(loaded, embeddings.shape[1], n_targets)
     with torch.enable_grad(), checkpointed_layers(loaded, checkpoint):
         logits = logits_at_positions(loaded, embeddings, kept)[0, column]  # [T, vocab]
         scores = score_rows(logits, target_ids, None, score)  # [T]
-        for t in range(n_targets):
+        for first in range(0, n_targets, chunk):
             check_cancelled()
-            (gradient,) = torch.autograd.grad(scores[t], embeddings, retain_graph=t < n_targets - 1)
-            gradients[t, : int(positions[t]) + 1] = at_least_fp32(gradient[0, : int(positions[t]) + 1])
+            last = min(first + chunk, n_targets)
+            retain = last < n_targets
+            if last - first == 1:
+                (gradient,) = torch.autograd.grad(scores[first], embeddings, retain_graph=retain)
+                gradient = gradient.unsqueeze(0)  # [1, 1, L, d_model]
+            else:
+                picks = torch.eye(n_targets, dtype=scores.dtype, device=scores.device)[first:last]  # [c, T]
+                (gradient,) = torch.autograd.grad(scores, embeddings, grad_outputs=picks, retain_graph=retain,
+                                                  is_grads_batched=True)  # [c, 1, L, d_model]
+            for t in range(first, last):
+                end = int(positions[t]) + 1
+                gradients[t, :end] = at_least_fp32(gradient[t - first, 0, :end])
     return gradients
 
 

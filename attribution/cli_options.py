@@ -8,7 +8,7 @@ from .models import LoadedModel, default_model_name, load_model
 from .catalog import CATALOG
 from .groups import GRANULARITIES
 from .limits import DEFAULT_ABLATIONS, MAX_ABLATIONS, MIN_ABLATIONS
-from .settings import ANSWER_TARGET, AGGREGATIONS, BASELINE_LABELS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, Settings, preset, span_from_text
+from .settings import ANSWER_TARGET, REPLY_TARGET, AGGREGATIONS, BASELINE_LABELS, DEFAULT_TARGET_ERROR, MAX_STEPS, PRESETS, SCORES, Settings, preset, span_from_text
 
 
 def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,8 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
                              "leading space: ' Riga'); a number k explains the k-th generated token; K-M the "
                              "stretch of generated tokens K..M (the sum of their scores, best with --score "
                              "log_probability: log p of the stretch); 'answer' the answer's content token (the "
-                             "first word of the reply not in the prompt and not a function word)")
+                             "first word of the reply not in the prompt and not a function word); 'reply' the "
+                             "whole reply as a stretch (a last end-of-sequence token left out)")
     parser.add_argument("--continuation", default=None,
                         help="explain this text as a stretch, teacher-forced right after the prompt (after the "
                              "chat template's reply header with --chat), e.g. ' Riga is the capital'")
@@ -64,11 +65,14 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_target(text: str | None) -> None | str | int | tuple[int, int]:
     """--target: a number k (the k-th generated token), K-M (the span of generated tokens K..M), "answer"
-    (the answer's content token, ANSWER_TARGET), or text whose first token is explained."""
+    (the answer's content token, ANSWER_TARGET), "reply" (the whole reply as a span, REPLY_TARGET), or text
+    whose first token is explained."""
     if text is None:
         return None
     if text == "answer":
         return ANSWER_TARGET
+    if text == "reply":
+        return REPLY_TARGET
     span = span_from_text(text)
     if span is not None:
         return span

@@ -258,13 +258,14 @@ def groups_from_spans(
         raise ValueError(f"the separator {separator!r} does not occur in the prompt's text; give one that "
                          "separates its segments, or none to split at blank lines")
     grouped: dict[int, tuple[tuple[int, ...], tuple[int, int] | None]] = {}
-    for run in runs:
+    all_units = [_units(spans, granularity, spans.spans[run[0]][0], spans.spans[run[-1]][1], separator)
+                 for run in runs]
+    if granularity == "segment" and runs and not any(all_units):
+        raise ValueError("the prompt's text has no segment in it (only whitespace or separators); "
+                         "give text between the separators")
+    for run, units in zip(runs, all_units):
         start, stop = spans.spans[run[0]][0], spans.spans[run[-1]][1]
-        units = _units(spans, granularity, start, stop, separator)
-        if not units:
-            if granularity == "segment":
-                raise ValueError("the prompt's text has no segment in it (only whitespace or separators); "
-                                 "give text between the separators")
+        if not units:  # a run of whitespace only (generated tokens before a later target): one group
             units = [(start, stop)]
         for tokens, characters in _group_run(spans, run, units):
             grouped[tokens[0]] = (tokens, characters)

@@ -526,8 +526,8 @@ class Analysis:
         """This result seen per `granularity` (default: the analysis's), for display and the trust panel:
         one "token" per group — its text (leading spaces kept) as the token's, its first token's id, a group's flags set
         when any of its tokens has them —, each method's scores per group (`grouped_scores`; attention's
-        layers and heads summed over the group: they are shares). The answer map and the trust report are
-        kept as they are. At granularity "token", this result itself."""
+        layers and heads summed over the group: they are shares). The answer map, the trust report and a span
+        target's stretch are kept as they are. At granularity "token", this result itself."""
         grouping = self.grouping(granularity)
         if grouping.granularity == "token":
             return self
@@ -546,8 +546,9 @@ class Analysis:
                 continue
             methods[name] = dataclasses.replace(result, **changes)
         prompt_end = self.n_tokens if self.n_prompt_tokens is None else self.n_prompt_tokens
-        return dataclasses.replace(
+        seen = dataclasses.replace(
             self,
+            span=None,  # checked against token positions: set back below
             input_tokens=tuple(group.text or group.label for group in grouping.groups),
             input_ids=[int(self.input_ids[group.tokens[0]]) for group in grouping.groups],
             target=dataclasses.replace(self.target, position=len(grouping)),
@@ -558,6 +559,11 @@ class Analysis:
             n_prompt_tokens=sum(group.tokens[0] < prompt_end for group in grouping.groups),
             token_spans=None,
         )
+        # A span target's stretch stays the one explained (its text, ids, numbers; its `start` a token
+        # position): the teacher-forced tokens it ends the input with may be grouped, so it cannot be
+        # checked against the groups, and the display reads only its text and ids.
+        object.__setattr__(seen, "span", self.span)
+        return seen
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract shared by the CLI's --json and the app's export (keys never renamed)."""

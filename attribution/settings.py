@@ -72,10 +72,14 @@ RECOMMENDED_BASELINE = "mean"
 #: that is neither in the prompt nor a function word (`attribution.content`), e.g. " Riga" in "The capital
 #: of Latvia is Riga." — what the reply is about, where its first token is often filler ("The").
 ANSWER_TARGET = "<answer>"
+#: `Settings.target` for the whole reply as a stretch: generated tokens 1..n (a last end-of-sequence token
+#: left out), what "which passage supports this answer" asks (ContextCite explains the whole response too).
+REPLY_TARGET = "<reply>"
 
 
 def _validate_target(value: object) -> None | str | int | tuple[int, int]:
-    """None (the predicted next token), ANSWER_TARGET (the answer's content token), text (its first
+    """None (the predicted next token), ANSWER_TARGET (the answer's content token), REPLY_TARGET (the whole
+    reply as a stretch), text (its first
     token), k ≥ 1 (the k-th generated token), or a pair (k, m), 1 ≤ k ≤ m: the stretch of generated
     tokens k..m (the engine checks k and m against what was generated)."""
     if value is None:
@@ -171,7 +175,8 @@ class Settings:
     # What is explained: None = the predicted next token, " Riga" = that text's first token, k = the
     # k-th generated token (attributed over the prompt and the k − 1 tokens before it), ANSWER_TARGET =
     # the generated token that starts the answer's first content word, (k, m) = the stretch of generated
-    # tokens k..m: the sum of their scores, each token with the earlier ones teacher-forced (a span).
+    # tokens k..m: the sum of their scores, each token with the earlier ones teacher-forced (a span),
+    # REPLY_TARGET = that stretch over the whole reply.
     target: None | str | int | tuple[int, int] = None
     # Contrastive: explain score(target) − score(foil); text whose first token is the foil, or its id.
     contrast: None | str | int = None
@@ -238,8 +243,8 @@ class Settings:
 
     @property
     def has_span(self) -> bool:
-        """The explained score is a span's: generated tokens (k, m), or the continuation's tokens."""
-        return isinstance(self.target, tuple) or self.continuation is not None
+        """The explained score is a span's: generated tokens (k, m), the whole reply, or the continuation's."""
+        return isinstance(self.target, tuple) or self.target == REPLY_TARGET or self.continuation is not None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

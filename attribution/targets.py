@@ -15,7 +15,7 @@ import torch
 from .models import LoadedModel
 from .content import content_token
 from .results import Span, Target
-from .settings import ANSWER_TARGET
+from .settings import ANSWER_TARGET, REPLY_TARGET
 
 from .validation import (  # noqa: F401 (re-exported: the engine's validation lives there, torch-free)
     ALLOWED_CONTROL as _ALLOWED_CONTROL,
@@ -80,10 +80,13 @@ def resolve_target(
     """`None`: the greedy next token; `str`: its first token at the next position; `int` k ≥ 1:
     the k-th generated token, with the prompt and the k − 1 earlier generated tokens as input;
     ANSWER_TARGET: the generated token that starts the answer's first content word (`prompt`: the
-    user's text, whose words are not content); (k, m): the span of generated tokens k..m. A
+    user's text, whose words are not content); (k, m): the span of generated tokens k..m; REPLY_TARGET: the
+    span of the whole reply (`reply_span`). A
     `continuation` (target None): its tokens as a span, teacher-forced right after the prompt."""
     if continuation is not None:
         return _continuation_span(loaded, prompt_ids, continuation)
+    if target == REPLY_TARGET:
+        target = reply_span(loaded, generated_ids)
     if isinstance(target, tuple):
         return _answer_span(loaded, prompt_ids, generated_ids, target)
     if target == ANSWER_TARGET:
@@ -130,6 +133,17 @@ def _span_target(loaded: LoadedModel, prompt_ids: torch.Tensor, span_ids: torch.
     target = Target(text=tokens[-1], id=int(span_ids[-1]), position=int(input_ids.numel()))
     return ResolvedTarget(input_ids=input_ids, target=target, span=span, span_positions=positions,
                           from_generation=source == "answer")
+
+
+def reply_span(loaded: LoadedModel, generated_ids: torch.Tensor) -> tuple[int, int]:
+    """(1, n): the whole reply as generated tokens, its last token left out when it ends the sequence (EOS:
+    its probability is about stopping, not about the answer) and the reply has others."""
+    count = int(generated_ids.numel())
+    if count == 0:
+        raise ValueError("the whole answer needs a generated answer: set max_new_tokens to 1 or more")
+    eos = loaded.tokenizer.eos_token_id
+    ends = {int(value) for value in (eos if isinstance(eos, (list, tuple)) else [eos]) if value is not None}
+    return (1, count - 1 if count > 1 and int(generated_ids[-1]) in ends else count)
 
 
 def _answer_span(loaded: LoadedModel, prompt_ids: torch.Tensor, generated_ids: torch.Tensor,

@@ -95,10 +95,12 @@ def timed_stages(loaded, prompt: str, settings: dict) -> dict[str, float]:
 
     # An older checkout has no partial results: then no first-highlight figure.
     streams = "partial" in inspect.signature(attribution.analyze).parameters
+    cpu_started = time.process_time()  # this process's CPU seconds: the work, less exposed to other jobs
     started = time.perf_counter()
     analysis = attribution.analyze(loaded, prompt, progress=progress, **settings,
                                    **({"partial": partial} if streams else {}))
     ended = time.perf_counter()
+    cpu = time.process_time() - cpu_started
     marks.append((ended, "end"))
     stages = {name: later - at for (at, name), (later, _) in zip(marks, marks[1:])}
     if "highlights" in shown:
@@ -108,7 +110,7 @@ def timed_stages(loaded, prompt: str, settings: dict) -> dict[str, float]:
     if ig is not None:  # what IG reached: path points and completeness (not seconds)
         stages["IG path points"] = ig.n_steps
         stages["IG completeness error"] = ig.relative_completeness_error
-    return {**stages, "total": ended - started}
+    return {**stages, "total": ended - started, "CPU seconds": cpu}
 
 
 def peer_row(loaded, prompt: str) -> dict:
@@ -175,6 +177,10 @@ def main() -> None:
         rows[name] = {key: min(run[key] for run in runs) for key in runs[0]}
         print(f"{name}: " + ", ".join(f"{key} {value:.4g}" if key.startswith("IG ") else f"{key} {value:.2f} s"
                                       for key, value in rows[name].items()), flush=True)
+    page, gradient = (PAGE_CASES[key][0] for key in ("chat-page-now", "chat-gradient-now"))
+    if page in rows and gradient in rows:  # the yardstick, in wall and in CPU seconds
+        print(f"page defaults / gradient only: {rows[page]['total'] / rows[gradient]['total']:.1f}x wall, "
+              f"{rows[page]['CPU seconds'] / rows[gradient]['CPU seconds']:.1f}x CPU", flush=True)
     if not arguments.no_peer:
         try:
             peer = peer_row(loaded, SEED_PROMPT)

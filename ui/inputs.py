@@ -25,6 +25,7 @@ from attribution.settings import (
     MAX_STEPS,
     MIN_ABLATIONS,
     PRESET_FIELDS,
+    REPLY_TARGET,
     SCORES,
     Settings,
     preset,
@@ -46,6 +47,8 @@ TARGET_CHOICES = [
     ("generated token k", "generated"),
     ("custom text", "text"),
     ("a stretch of the answer (tokens k-m)", "span"),
+    # The library's REPLY_TARGET: what "which passage supports this answer" asks (Documents sets it).
+    ("the whole answer (a stretch of every generated token)", "reply"),
 ]
 
 
@@ -133,6 +136,8 @@ def parse_target(target: str, target_k: Any, target_text: str | None,
         return validate_integer(target_k, "generated token k", 1, MAX_NEW_TOKENS_LIMIT)
     if target == "text":
         return target_text if target_text is not None else ""
+    if target == "reply":
+        return REPLY_TARGET
     choices = ", ".join(value for _label, value in TARGET_CHOICES)
     raise ValueError(f"unknown target {target!r}; valid choices: {choices}")
 
@@ -199,6 +204,8 @@ def describe_target(target: None | int | str | tuple[int, int], continuation: st
         return f"generated tokens {target[0]}-{target[1]}: the sum of their scores, each after the earlier ones"
     if isinstance(target, int):
         return f"generated token {target}"
+    if target == REPLY_TARGET:
+        return "the whole answer: the sum of its tokens' scores, each after the earlier ones"
     if target == ANSWER_TARGET:  # a word of several tokens (SmolLM2: " Rig" + "a") is explained by its first
         return "the first token of the answer's first content word"
     if isinstance(target, str):
@@ -269,7 +276,7 @@ def deep_link_settings(query: Mapping[str, str], models: Sequence[str], any_mode
 
     Parameters: prompt, model (one of `models`, or any with `any_model`), methods (comma-separated),
     max_new_tokens, steps (a number, or "auto" = auto=1), baseline, aggregation, target (next |
-    answer | generated | text | span), k, text, span (k-m), contrast (text), answer_map, trust, hide_special and chat (0 or 1),
+    answer | generated | text | span | reply), k, text, span (k-m), contrast (text), answer_map, trust, hide_special and chat (0 or 1),
     system (text), auto (0 or 1: IG steps to a target error), target_error (between 0 and 1), score,
     hold_context and answer_map_ig (0 or 1), continuation (text), ablations (context ablation's count),
     granularity (token | word | sentence | segment), separator (text). A link that names a model but not chat

@@ -11,7 +11,7 @@ import attribution
 from attribution.catalog import CATALOG, LAYERED_METHODS
 from attribution.display.labels import method_label
 
-from . import downloads, exports, figures
+from . import documents, downloads, exports, figures
 from .analysis import (
     EXAMPLE_KEYS,
     OUTPUT_KEYS,
@@ -95,6 +95,7 @@ class Page:
     open_tab: gr.Textbox  # which tab is open (its figures are drawn first)
     examples_slot: gr.Column
     whatif: dict[str, Any] = field(default_factory=dict)  # the What-if / compare tab's own components
+    documents: dict[str, Any] = field(default_factory=dict)  # the Documents accordion's (`ui.documents`)
 
     def components(self, keys: Any) -> list[Any]:
         return [self.outputs[key] for key in keys]
@@ -145,6 +146,7 @@ def build_layout(default_model: str, choices: list[tuple[str, str]],
     method_controls: dict[str, dict[str, Any]] = {}
     gr.Markdown(INTRO)
     controls = build_prompt_row(default_model, choices, defaults)
+    documents_parts = documents.build()  # near the prompt, which it fills
     examples_slot = gr.Column()  # filled at the end, once the outputs the examples fill exist
     controls.update(build_settings(defaults))
     contrast_pick = gr.State(None)
@@ -181,7 +183,7 @@ def build_layout(default_model: str, choices: list[tuple[str, str]],
         outputs[f"{name}:layer"] = method_controls[name]["layer"]
         outputs[f"{name}:heads"] = method_controls[name]["heads"]
     return Page(controls, outputs, method_controls, map_pickers, tabs, share, answer_tokens, contrast_pick, state,
-                open_tab, examples_slot, whatif_parts)
+                open_tab, examples_slot, whatif_parts, documents_parts)
 
 
 #: The answer as it is generated (the hidden answer text changes with each token) shown in the clickable
@@ -219,6 +221,9 @@ def wire_analysis(page: Page) -> None:
     runs.append(recommend_button.click(lambda: fill_preset("recommended", ig_controls), None,
                                        [controls[name] for name in ig_controls], queue=False, **PRIVATE).then(
         **page.run, **PRIVATE))
+    # Documents: the passages and question fill the prompt, Scores per and Explain, then run; the top sources
+    # table follows each stored result.
+    runs.append(documents.wire(page.documents, controls, page.state, page.run, PRIVATE))
     # The answer map's offer: IG (the costly methods) in the answer map too, then run.
     runs.append(add_costly.click(lambda: True, None, controls["answer_map_ig"], queue=False, **PRIVATE).then(
         **page.run, **PRIVATE))

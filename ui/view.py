@@ -17,7 +17,7 @@ from attribution.display.figure_style import excluded_tokens
 from attribution.display.labels import prediction_label, quoted_token
 from attribution.groups import validate_granularity
 from attribution.results import Analysis
-from attribution.settings import Settings
+from attribution.settings import ANSWER_TARGET, REPLY_TARGET, Settings
 
 
 @dataclass(frozen=True)
@@ -68,13 +68,21 @@ def result_settings(analysis: Analysis) -> Settings:
 
 def explained_answer_token(analysis: Analysis) -> int | None:
     """Which generated token (1 = the first) the analysis explains, for marking it in the answer:
-    k for target k; the first for the next token or a text's first token when that is what the model
-    generated there; None otherwise (nothing generated, or the text is not the model's token)."""
+    k for target k (a stretch's first, the whole answer's first, the content word's token); the first
+    for the next token or a text's first token when that is what the model generated there; None
+    otherwise (nothing generated, or the text is not the model's token)."""
     target = result_settings(analysis).target
     if isinstance(target, int):
         return target
     if isinstance(target, tuple):
         return target[0]
+    if target == REPLY_TARGET and analysis.span is not None:
+        return analysis.span.first
+    if target == ANSWER_TARGET and analysis.n_prompt_tokens is not None:
+        # The content word's token k: explained after the prompt and the k − 1 generated tokens before it.
+        k = len(analysis.input_ids) - analysis.n_prompt_tokens + 1
+        generated = analysis.generated_ids
+        return k if 1 <= k <= generated.size and int(generated[k - 1]) == analysis.target.id else None
     if result_settings(analysis).continuation is not None:
         return None  # the continuation is not the generated answer
     generated = analysis.generated_ids
@@ -82,8 +90,11 @@ def explained_answer_token(analysis: Analysis) -> int | None:
 
 
 def explained_through(analysis: Analysis) -> int | None:
-    """The last generated token of an explained stretch (Settings.target (k, m)): m; None otherwise."""
+    """The last generated token of an explained stretch (Settings.target (k, m)): m, the whole answer's last
+    as it resolved; None otherwise."""
     target = result_settings(analysis).target
+    if target == REPLY_TARGET and analysis.span is not None:
+        return analysis.span.last
     return target[1] if isinstance(target, tuple) else None
 
 

@@ -69,8 +69,12 @@ def test_batches_that_straddle_targets_give_the_same_map(tiny_loaded, mapped, mo
                                    torch.from_numpy(mapped.answer_map[name].matrix.copy()), rtol=1e-5, atol=1e-7)
 
 
-def test_gradient_map_without_integrated_gradients_equals_the_full_map(tiny_loaded, mapped):
-    """Without IG the gradients come from their own batched pass: same numbers."""
+@pytest.mark.parametrize("chunk", [None, "1", "3"])
+def test_gradient_map_without_integrated_gradients_equals_the_full_map(tiny_loaded, mapped, monkeypatch, chunk):
+    """Without IG the gradients come from their own pass, batched vector–Jacobian products over chunks of
+    targets (one at a time, 3 + 1, or all 4): the numbers of IG's per-target gradients."""
+    if chunk is not None:
+        monkeypatch.setenv("ATTRIBUTION_BATCH_SIZE", chunk)
     alone = attribution.analyze(tiny_loaded, SEED_PROMPT, methods=["gradient", "input_x_gradient"],
                                 max_new_tokens=4, all_targets=True)
     for name in ("gradient", "input_x_gradient"):

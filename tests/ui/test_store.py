@@ -79,6 +79,14 @@ def test_the_explained_answer_token_follows_the_results_settings():
     other = dataclasses.replace(riga, generated_ids=np.array([5, 99]))
     assert view.explained_answer_token(other) is None  # not what the model generated there
     assert view.explained_answer_token(dataclasses.replace(analysis, generated_ids=np.array([], dtype=int))) is None
+    # The content word's token: the analysis's input is the prompt and the generated tokens before it.
+    from attribution.settings import ANSWER_TARGET
+
+    n_input = len(analysis.input_ids)
+    content = dataclasses.replace(analysis, settings=Settings(target=ANSWER_TARGET), n_prompt_tokens=n_input - 1,
+                                  generated_ids=np.array([5, 99, 7]))
+    assert view.explained_answer_token(content) == 2
+    assert view.explained_answer_token(dataclasses.replace(content, generated_ids=np.array([5, 6, 7]))) is None
 
 
 def test_an_analysis_stored_stage_by_stage_keeps_an_earlier_stage_only_a_while(monkeypatch):
