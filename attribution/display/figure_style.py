@@ -76,8 +76,8 @@ def analysis_target_phrase(analysis: Analysis) -> str:
 
 
 def wrap_title(text: str, width_inches: float, fontsize: float) -> str:
-    """A title broken into lines that fit the figure, only at ': ', ' rather than ' and ' (' so that a
-    quoted token is never split."""
+    """A title (or an axis label) broken into lines that fit `width_inches`, only at ': ', ' rather than '
+    and ' (' so that a quoted token is never split."""
     limit = max(30, int(width_inches * 72 / (fontsize * 0.62)))
     if len(text) <= limit:
         return text
