@@ -7,7 +7,8 @@ SmolLM2-135M-Instruct's chat template, as a user attributing a retrieval answer 
 cell (methods × length) runs in a fresh process, so its peak resident memory (VmHWM, reset after the
 model is loaded) is its own; the figure reported is that peak, and the growth over the loaded model.
 The analysis is `attribution.analyze` with one generated token, the defaults otherwise (so the prompt
-limit, the batch sizes and layer checkpointing are chosen as a user would get them). Occlusion runs one
+limit, the batch sizes and layer checkpointing are chosen as a user would get them; context ablation
+scores sentences, the document's facts). Occlusion runs one
 forward per token, so at lengths over `--occlusion-cap` it is estimated from the largest measured length
 (time × (n/m)², a lower bound; peak as measured there), and the table says so; IG runs up to `--ig-cap`.
 """
@@ -33,6 +34,8 @@ CELLS = {
     "rollout": dict(methods=["attention_rollout"]),
     "ig-10": dict(methods=["integrated_gradients"], n_steps=10),
     "occlusion": dict(methods=["occlusion"]),
+    # Sentence ablation (ContextCite) with its default ablation count: the document's facts are its sentences.
+    "context-ablation": dict(methods=["context_ablation"], granularity="sentence"),
 }
 TOWNS = ["Arlen", "Brisk", "Coval", "Dunmere", "Eskar", "Fallow", "Gorran", "Hestia", "Ilvar", "Jossen"]
 GOODS = ["salt", "copper", "wool", "glass", "amber", "timber", "honey", "linen", "iron", "barley"]
@@ -82,8 +85,11 @@ def run_cell(cell: str, n_tokens: int) -> dict:
     loaded_rss = proc_status_bytes("VmRSS")
     marks: list[tuple[str, float, float]] = []  # (stage, wall, CPU seconds) as each stage starts
 
+    threads: list[int] = []  # as the analysis runs (it restores the caller's count when it returns)
+
     def mark(stage) -> None:
         marks.append((stage.method or stage.kind, time.perf_counter(), cpu_seconds()))
+        threads.append(torch.get_num_threads())
 
     reset_peak_rss()
     started, started_cpu = time.perf_counter(), cpu_seconds()
@@ -95,10 +101,14 @@ def run_cell(cell: str, n_tokens: int) -> dict:
               for (name, wall, used), end in zip(marks, ends)}
     result = {"cell": cell, "tokens": analysis.n_prompt_tokens, "seconds": seconds, "cpu_seconds": cpu,
               "stages": stages, "peak_bytes": peak, "loaded_bytes": loaded_rss, "growth_bytes": peak - loaded_rss,
-              "threads": torch.get_num_threads(), "answer": analysis.generated_text, "load": os.getloadavg()}
+              "threads": max(threads), "answer": analysis.generated_text, "load": os.getloadavg()}
     if cell == "ig-10":
         ig = analysis.methods["integrated_gradients"]
         result["ig_delta"] = ig.convergence_delta
+    if "context_ablation" in analysis.methods:
+        ablation = analysis.methods["context_ablation"]
+        result.update(groups=len(ablation.groups), ablations=int(ablation.masks.shape[0]),
+                      heldout_lds=ablation.heldout_lds)
     return result
 
 
@@ -140,6 +150,8 @@ def table(results: list[dict]) -> str:
             times = f"{row['cpu_seconds']:.1f} s ({row['seconds']:.1f} s)"
             methods = ", ".join(f"{name} {stage['cpu_seconds']:.1f} s" for name, stage in row["stages"].items()
                                 if name != "generate") + (f" = {method_cpu:.1f} s" if len(row["stages"]) > 2 else "")
+            if "groups" in row:
+                methods += f" ({row['groups']} sentences, {row['ablations']} ablations)"
         lines.append(f"| {row['cell']} | {row['tokens']:,} | {times} | {methods} | "
                      f"{row['peak_bytes'] / GIB:.2f} GB ({row['growth_bytes'] / GIB:.2f} GB) | {load} |")
     return "\n".join(lines)

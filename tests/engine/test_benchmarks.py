@@ -139,5 +139,20 @@ def test_long_prompt_documents_and_table(chat_folder):
                 "load": (1.0, 1.0, 1.0)}
     estimated = estimate_occlusion(measured, 1000)
     assert estimated["cpu_seconds"] == pytest.approx(9.0 * 16)
-    text = table([measured, estimated])
+    ablation = dict(measured, cell="context-ablation", groups=9, ablations=32,
+                    stages={"generate": {"seconds": 1.0, "cpu_seconds": 1.0},
+                            "context_ablation": {"seconds": 9.0, "cpu_seconds": 7.0}})
+    text = table([measured, estimated, ablation])
     assert "occlusion 8.0 s" in text and "estimated from 250 tokens" in text
+    assert "context_ablation 7.0 s (9 sentences, 32 ablations)" in text
+
+
+def test_long_prompt_cells_are_valid_settings():
+    """Every cell of benchmarks/long_prompts.py is settings `analyze` accepts (a misspelt method or
+    granularity would fail only after loading the model, in a worker)."""
+    from attribution import Settings
+    from benchmarks.long_prompts import CELLS
+
+    for cell, settings in CELLS.items():
+        Settings(**settings)  # raises ValueError naming the valid choices
+    assert CELLS["context-ablation"]["granularity"] == "sentence"

@@ -19,6 +19,17 @@ def test_scores_per_sentence_redraws_the_highlights(page_url, browser):  # noqa:
     tokens.first.wait_for(timeout=TIMEOUT_MS)
     page.wait_for_function("() => document.querySelectorAll('#highlight-gradient .token').length > 8",
                            timeout=TIMEOUT_MS)
+    # The analysis's later stages draw per the granularity it was started with: switch once it has ended
+    # (the progress line over the answer is gone, and the final result's redraw, which comes just after it,
+    # is in: the drawn tokens stay the same for 2 s).
+    page.wait_for_function("() => !document.querySelector('#answer-tokens .progress-level')", timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        """() => {
+          const now = [...document.querySelectorAll('#highlight-gradient .token')].map(t => t.textContent).join('|');
+          const seen = window.__tokensSeen;
+          if (!seen || seen.text !== now) { window.__tokensSeen = {text: now, at: Date.now()}; return false; }
+          return Date.now() - seen.at > 2000;
+        }""", polling=250, timeout=TIMEOUT_MS)
     per_token = tokens.count()
     page.locator("#granularity label", has_text="sentence").click()
     # BOS (held, a group of its own) and the three sentences.
