@@ -31,7 +31,7 @@ class MethodInfo:
     label: str  # display name
     description: str  # one sentence: what the number measures
     help: str  # a paragraph for the app's tab
-    color: str  # matplotlib colour of its bars and lines
+    color: str  # matplotlib colour of its bars and lines; never purple, the colour of negative scores
     # Scores can be negative by construction: True, False, or the IG aggregations under which they are
     # (IG's L2 norm is never negative, its signed sum is). `is_signed` is the one place that decides.
     signed: bool | tuple[str, ...]
@@ -224,7 +224,7 @@ CATALOG: dict[str, MethodInfo] = {
                 "figure is the held-out fit (LDS): how well the linear model ranks ablations it was not fitted "
                 "on. One forward pass per ablation, batched."
             ),
-            color="darkorchid",
+            color="olivedrab",  # not purple: purple bars are negative scores (figure_style.NEGATIVE_COLOR)
             signed=True,
             target_dependent=True,
             layered=False,

@@ -107,6 +107,9 @@ def _validate_span(value: tuple | list) -> tuple[int, int]:
     if len(value) != 2 or not all(isinstance(end, int) and not isinstance(end, bool) for end in value):
         raise ValueError(f"a span target is a pair of generated-token numbers (k, m), e.g. (2, 5); got {value!r}")
     first, last = int(value[0]), int(value[1])
+    if 1 <= last < first:  # typed the wrong way round: say so, not "out of range"
+        raise ValueError(f"span target {first}-{last} runs backwards: give its first generated token, then its "
+                         f"last, e.g. {last}-{first} (1 ≤ k ≤ m)")
     if not 1 <= first <= last <= MAX_NEW_TOKENS_LIMIT:
         raise ValueError(f"span target {first}-{last} is out of range: choose generated tokens k..m with "
                          f"1 ≤ k ≤ m ≤ max_new_tokens (at most {MAX_NEW_TOKENS_LIMIT})")

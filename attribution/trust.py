@@ -96,7 +96,9 @@ def _evidence_sentences(report: Mapping[str, Faithfulness], rated: list[str], tr
         verb = f"beat{'s' if len(trusted) == 1 else ''}"
         lead = (f"{_names(trusted)} {verb} random {unit} orders" if evidence == "clear" else
                 f"the evidence is weak: {_names(trusted)} {verb} random {unit} orders on only one of the two measures")
-        sentences = [f"{lead}; removing {METHOD_LABELS.get(best, best)}'s top {unit}s lowers "
+        label = METHOD_LABELS.get(best, best)
+        owner = f"{label}'" if label.endswith("s") else f"{label}'s"  # Integrated Gradients' top tokens
+        sentences = [f"{lead}; removing {owner} top {unit}s lowers "
                      f"{item.measured} by {item.comprehensiveness:.3g} on average, against "
                      f"{item.random_comprehensiveness:.3g} for random {unit}s"]
     if n_content <= 2:

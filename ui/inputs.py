@@ -81,7 +81,27 @@ def page_settings(values: Mapping[str, Any]) -> Settings:
         fields["all_targets"] = fields["answer_map_methods"] != ()
         if not fields["all_targets"]:
             fields["answer_map_methods"] = None
-    return Settings(**fields)
+    try:
+        return Settings(**fields)
+    except ValueError as error:
+        raise ValueError(named_for_the_page(str(error))) from None
+
+
+#: Settings fields that page inputs of other names fill (n_steps ← ig_steps, ig_auto): field → those inputs.
+_FILLED_BY = {field: tuple(setting.name for setting in SETTINGS if setting.field == field)
+              for field in dict.fromkeys(setting.field for setting in SETTINGS if setting.field is not None)}
+OTHER_NAMES = {field: names for field, names in _FILLED_BY.items() if field not in names}
+
+
+def named_for_the_page(message: str) -> str:
+    """The library's message about a Settings field, ending with the /analyze parameters that fill it:
+    "n_steps must be from 1 to 1000, got 0" → "... got 0 (/analyze: ig_steps, ig_auto)"; likewise
+    "unknown baseline 'x'; valid choices: ..." (ig_baseline). Other messages as they are."""
+    words = message.split(" ", 2)
+    field = words[1] if words[0] == "unknown" and len(words) > 1 else words[0]
+    if field not in OTHER_NAMES:
+        return message
+    return f"{message} (/analyze: {', '.join(OTHER_NAMES[field])})"
 
 
 def parse_answer_map_methods(answer_map_ig: bool, methods: Any) -> tuple[str, ...] | None:
@@ -186,8 +206,8 @@ def describe_target(target: None | int | str | tuple[int, int], continuation: st
         return f"generated token {target}"
     if target == REPLY_TARGET:
         return "the whole answer: the sum of its tokens' scores, each after the earlier ones"
-    if target == ANSWER_TARGET:
-        return "the answer's first content word"
+    if target == ANSWER_TARGET:  # a word of several tokens (SmolLM2: " Rig" + "a") is explained by its first
+        return "the first token of the answer's first content word"
     if isinstance(target, str):
         return "the custom target's first token"
     return "the predicted next token"

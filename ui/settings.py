@@ -130,7 +130,8 @@ CHAT_MODEL_DEFAULTS: dict[str, Any] = {
     "aggregation": PRESETS["recommended"].aggregation,
     "hold_context": PRESETS["recommended"].hold_context,
     "answer_map_ig": False,
-    # A chat reply's first token is filler ("The"): explain the answer's first content word (" Riga").
+    # A chat reply's first token is filler ("The"): explain the first token of the answer's first content
+    # word (" Riga"; SmolLM2 splits it " Rig" + "a").
     "target": "answer",
 }
 #: Settings fields the page never sets: they stay at the library's defaults.

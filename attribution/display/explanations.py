@@ -192,6 +192,11 @@ def pad_line(baseline: str, pad_token: str | None) -> str:
     return f"**Pad baseline** = {pad_token}: the seed sets pad = eos."
 
 
+def _operand(value: float) -> str:
+    """A number subtracted in a sum: a negative one in parentheses with a minus sign, "(−2.622)", not "− -2.622"."""
+    return f"(−{-value:.4g})" if value < 0 else f"{value:.4g}"
+
+
 def convergence_summary(result: IntegratedGradientsScores, settings: Settings | None = None) -> str:
     """Integrated Gradients' completeness check in words a newcomer can follow (markdown). Whether it
     converged is the engine's rule (`Completeness.converged`, the trust panel's), so the tab and the
@@ -203,7 +208,7 @@ def convergence_summary(result: IntegratedGradientsScores, settings: Settings | 
     lines = [
         "**Did the integral converge?** Integrated Gradients promises that the raw (signed) scores add "
         f"up to how much the target {score} changes between the {result.baseline} baseline and the real "
-        f"prompt: F(input) − F(baseline) = {result.input_output:.4g} − {result.baseline_output:.4g} = "
+        f"prompt: F(input) − F(baseline) = {result.input_output:.4g} − {_operand(result.baseline_output)} = "
         f"**{expected:.4g}**. They add up to **{total:.4g}**, off by {error:.3g}"
     ]
     if abs(expected) > 1e-6:

@@ -19,7 +19,7 @@ from ..results import Analysis, IntegratedGradientsScores, MethodScores
 
 # Method colours come from the catalog; a method missing there gets a FALLBACK_COLORS one.
 # No purple: negative scores are drawn in purple.
-FALLBACK_COLORS = ("darkkhaki", "sienna", "cadetblue", "olivedrab", "rosybrown", "darkcyan")
+FALLBACK_COLORS = ("darkkhaki", "sienna", "cadetblue", "darkolivegreen", "rosybrown", "darkcyan")
 NEGATIVE_COLOR = "#8a63d2"  # the purple the app's highlighted text uses for negative scores
 POSITIVE_COLOR = "#d7263d"  # the red it uses for positive ones
 #: Signed scores on a heatmap: purple (negative) → white (0) → red (positive), as the highlighted text.
@@ -76,8 +76,8 @@ def analysis_target_phrase(analysis: Analysis) -> str:
 
 
 def wrap_title(text: str, width_inches: float, fontsize: float) -> str:
-    """A title broken into lines that fit the figure, only at ': ', ' rather than ' and ' (' so that a
-    quoted token is never split."""
+    """A title (or an axis label) broken into lines that fit `width_inches`, only at ': ', ' rather than '
+    and ' (' so that a quoted token is never split."""
     limit = max(30, int(width_inches * 72 / (fontsize * 0.62)))
     if len(text) <= limit:
         return text

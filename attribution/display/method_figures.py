@@ -19,6 +19,7 @@ from .figure_style import (
     method_signed,
     plain_text,
     set_token_ticks,
+    wrap_title,
 )
 from .labels import method_label, target_phrase
 from ..catalog import CATALOG
@@ -56,7 +57,8 @@ def bar_figure(analysis: Analysis, name: str) -> Figure:
     grey_excluded_ticks(ax, analysis.template_tokens)  # the template's raw scores stay visible here
     ax.set_xlim(-0.6, len(tokens) - 0.4)
     ax.set_xlabel("Input token", fontsize=11)
-    ax.set_ylabel(score_axis_label(name, result), fontsize=11)
+    # Wrapped to the axes' height (about 0.7 of the figure's): a long label ran off the figure.
+    ax.set_ylabel(wrap_title(score_axis_label(name, result), 0.7 * figure.get_figheight(), 11), fontsize=11)
     bold_title(ax, f"{method_label(name)} attribution: {analysis_target_phrase(analysis)}")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)

@@ -31,6 +31,10 @@ def test_convergence_summary_says_whether_the_integral_converged():
     assert "= 3 − 1 = **2**. They add up to **0.5**, off by 1.5 (75% of 2)." in bad
     assert "**not** converged" in bad and "more steps" in bad and "has converged" not in bad
     assert f"the **Recommended** settings ({explanations.RECOMMENDED_IG_TEXT})" in bad
+    # A baseline scoring below 0 (SmolLM2's mean baseline: −2.6) is subtracted in parentheses, not "− -2.6".
+    below = dataclasses.replace(result, input_output=2.5, baseline_output=-1.25)
+    text = explanations.convergence_summary(below)
+    assert f"= 2.5 − (−1.25) = **{below.output_difference:.4g}**." in text and "− -" not in text
 
 
 def test_completeness_summary_in_words():

@@ -59,3 +59,23 @@ def test_excluded_tokens_are_the_chat_template_and_special_tokens_on_request():
     assert figure_style.scaling_note(np.array([True, False])) == " (start/special tokens left out of the scaling)"
     assert figure_style.scaling_note(np.array([False, True]), np.array([False, True])) == (
         " (chat-template tokens left out of the scaling)")
+
+
+def _hue_degrees(color: str) -> tuple[float, float]:
+    """A matplotlib colour's hue in degrees and its saturation (HSV)."""
+    import colorsys
+
+    from matplotlib.colors import to_rgb
+
+    hue, saturation, _ = colorsys.rgb_to_hsv(*to_rgb(color))
+    return hue * 360.0, saturation
+
+
+def test_no_method_draws_its_bars_in_the_purple_that_means_negative():
+    # A bar's colour is its method's when the score is >= 0 and NEGATIVE_COLOR when < 0 (the highlighted
+    # text's purple, "pushes away"): a purplish method colour would draw a positive weight as a negative one.
+    negative, _ = _hue_degrees(figure_style.NEGATIVE_COLOR)
+    for name, color in [*catalog.METHOD_COLORS.items(), *((f"fallback {c}", c) for c in figure_style.FALLBACK_COLORS)]:
+        hue, saturation = _hue_degrees(color)
+        distance = min(abs(hue - negative), 360.0 - abs(hue - negative))
+        assert saturation < 0.25 or distance >= 40.0, (name, color, round(hue), round(distance))

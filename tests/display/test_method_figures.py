@@ -109,3 +109,22 @@ def test_bars_keep_the_chat_templates_raw_scores_with_grey_labels():
     assert grey == list(np.flatnonzero(analysis.template_tokens)) and grey
     plain = method_figures.bar_figure(make_rich_analysis(), "gradient").axes[0]
     assert all(label.get_color() != figure_style.EXCLUDED_LABEL_COLOR for label in plain.get_xticklabels())
+
+
+def test_every_methods_score_axis_label_fits_in_its_bar_figure():
+    # The y label is as tall as its text is long: a long one (context ablation's names its unit and
+    # score) ran off the figure's top and bottom, its ends cut off in the page.
+    import dataclasses
+
+    from attribution.catalog import CATALOG
+
+    analysis = make_analysis()
+    scores = np.linspace(-0.5, 1.0, len(TOKENS))
+    extra = {name: MethodScores(name, scores) for name in CATALOG if name not in analysis.methods}
+    analysis = dataclasses.replace(analysis, methods={**analysis.methods, **extra})
+    for name in CATALOG:
+        figure = method_figures.bar_figure(analysis, name)
+        figure.canvas.draw()  # constrained layout places the label
+        box = figure.axes[0].yaxis.label.get_window_extent()
+        height = figure.get_figheight() * figure.dpi
+        assert box.y0 >= 0 and box.y1 <= height, (name, figure.axes[0].get_ylabel(), box.y0, box.y1, height)

@@ -198,6 +198,7 @@ def test_the_answer_map_does_not_depend_on_the_span(tiny_loaded):
 
 @pytest.mark.parametrize("changes, words", [
     (dict(target=(3, 2)), "1 ≤ k ≤ m"),
+    (dict(target=(5, 2)), "span target 5-2 runs backwards: .* e.g. 2-5"),
     (dict(target=(0, 2)), "1 ≤ k ≤ m"),
     (dict(target=(1, 2, 3)), "pair"),
     (dict(target=(1.0, 2)), "pair"),

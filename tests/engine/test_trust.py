@@ -122,6 +122,8 @@ def test_verdict_cites_integrated_gradients_only_when_it_converged(converged):
     result = verdict(TOKENS, methods, ~HELD, report, check, quotable=TYPED)
     assert ("Integrated Gradients" in result.text) == converged
     assert ("IG did not converge" in result.text) == (not converged)
+    # The most faithful cited method's possessive: "Integrated Gradients' top tokens", never "Gradients's".
+    assert ("removing Integrated Gradients' top tokens" in result.text) == converged and "s's " not in result.text
     if not converged:  # the citable methods agree on " Latvia"; IG's " is" is not quoted
         assert result.positions == (3,)
 

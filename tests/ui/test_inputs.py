@@ -156,6 +156,16 @@ def test_a_bad_page_value_is_a_value_error_naming_the_setting():
                              ({"methods": ["lime"]}, "unknown method 'lime'")):
         with pytest.raises(ValueError, match=message):
             ui_inputs.page_settings(page_values(**changes))
+    # A field that inputs of other names fill: the message ends with those names, so that an API caller
+    # who sent ig_steps=0 reads which of its parameters was wrong (the library only knows n_steps).
+    for changes, field in (({"ig_steps": 0}, "n_steps"), ({"ig_steps": "fifty"}, "n_steps"),
+                           ({"ig_baseline": "banana"}, "baseline")):
+        names = [setting.name for setting in ui_settings.SETTINGS if setting.field == field]
+        assert names and field not in names
+        with pytest.raises(ValueError) as raised:
+            ui_inputs.page_settings(page_values(**changes))
+        assert str(raised.value).startswith(field if field == "n_steps" else f"unknown {field}")
+        assert str(raised.value).endswith(f"(/analyze: {', '.join(names)})"), str(raised.value)
 
 
 def test_presets_fill_the_controls_of_the_fields_they_decide_and_back():
@@ -177,3 +187,7 @@ def test_describe_target_from_the_settings_target():
     assert ui_inputs.describe_target(None) == "the predicted next token"
     assert ui_inputs.describe_target(3) == "generated token 3"
     assert ui_inputs.describe_target(" Riga") == "the custom target's first token"
+    # Only the word's first token is explained (engine: content_token), and the box says so.
+    from attribution.settings import ANSWER_TARGET
+
+    assert ui_inputs.describe_target(ANSWER_TARGET) == "the first token of the answer's first content word"
