@@ -80,7 +80,8 @@ def render(analysis: attribution.Analysis, view: View, *, running: bool = False,
                               if key in figures.FIGURE_KEYS or key.startswith("export:")}
     values |= {
         "answer": analysis.generated_text,
-        "explained": explained_line(analysis, describe_target(settings.target, settings.continuation)),
+        "explained": explained_line(analysis, describe_target(settings.target, settings.continuation))
+                     + empty_answer_hint(analysis),
     }
     for name in CATALOG:
         waiting = running and name in settings.methods and name not in analysis.methods
@@ -97,6 +98,18 @@ def render(analysis: attribution.Analysis, view: View, *, running: bool = False,
     values["export:png"] = None  # drawn when asked for (`figures.export_pngs`)
     values["state"] = store.remember(analysis, view, replaces=replaces, shown=shown, display_change=display_change)
     return [values[key] for key in OUTPUT_KEYS]
+
+
+def empty_answer_hint(analysis: attribution.Analysis) -> str:
+    """A chat model sent the raw prompt (the API's default) often ends its turn at once: SmolLM2-Instruct
+    generates nothing for the seed prompt and explains its end-of-turn token. Say why, and what to change."""
+    settings = result_settings(analysis)
+    if settings.chat or settings.max_new_tokens == 0 or analysis.generated_text.strip():  # (its EOS shows no text)
+        return ""
+    if not attribution.is_chat_model_name(analysis.model):
+        return ""
+    return (" — nothing was generated: this is a chat model and the prompt went in raw; tick Chat template "
+            "(the API's chat=True) to send it as the user's message")
 
 
 def exported(analysis: attribution.Analysis, view: View) -> attribution.Analysis:

@@ -114,3 +114,18 @@ def test_a_methods_figure_is_rendered_once_for_every_stage_of_its_analysis(monke
         store.png_bytes(store.recall(result_id), "gradient:bars", True)
         store.png_bytes(store.recall(result_id), "compare:heatmap", True)
     assert drawn == ["gradient:bars", "compare:heatmap", "compare:heatmap"]  # the comparison grows stage by stage
+
+
+def test_a_chat_model_that_generated_nothing_from_the_raw_prompt_says_to_tick_chat_template():
+    from ui import analysis as ui_analysis
+
+    analysis = dataclasses.replace(make_rich_analysis(), model="HuggingFaceTB/SmolLM2-135M-Instruct",
+                                   generated_ids=np.array([2]), generated_text="",  # its end-of-turn only
+                                   settings=Settings(chat=False, max_new_tokens=20))
+    assert "tick Chat template" in ui_analysis.empty_answer_hint(analysis)
+    # Not when something was generated, the template was used, nothing was asked for, or a base model.
+    for quiet in (dataclasses.replace(analysis, generated_ids=np.array([5]), generated_text=" Riga"),
+                  dataclasses.replace(analysis, settings=Settings(chat=True, max_new_tokens=20)),
+                  dataclasses.replace(analysis, settings=Settings(chat=False, max_new_tokens=0)),
+                  dataclasses.replace(analysis, model="meta-llama/Llama-3.2-1B")):
+        assert ui_analysis.empty_answer_hint(quiet) == ""
