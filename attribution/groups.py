@@ -22,6 +22,7 @@ import numpy as np
 
 from .spans import TokenSpans, token_spans
 from .text_units import segment_units, sentence_units, word_units
+from .validation import validate_optional_text
 
 __all__ = [
     "COMBINE_RULES", "GRANULARITIES", "GROUP_KINDS", "Group", "Grouping", "TokenSpans", "grouping_for",
@@ -52,14 +53,8 @@ def validate_granularity(value: object) -> str:
 
 def validate_separator(value: object) -> str | None:
     """None (segments split at blank lines) or a non-empty string that separates the segments."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"separator must be text (e.g. '###') or None for blank lines, got {type(value).__name__}")
-    if value == "":
-        raise ValueError("separator is empty: give the text that separates the segments (e.g. '###'), "
-                         "or None to split at blank lines")
-    return value
+    return validate_optional_text(value, "separator", example="'###'", what="the text that separates the segments",
+                                  none_means="to split at blank lines")
 
 
 # --- groups -------------------------------------------------------------------------------------------

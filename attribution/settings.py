@@ -34,6 +34,7 @@ from .validation import (
     validate_fraction,
     validate_integer,
     validate_methods,
+    validate_optional_text,
     validate_prompt,
     validate_steps,
 )
@@ -128,13 +129,10 @@ def span_from_text(text: str) -> tuple[int, int] | None:
 
 def _validate_continuation(value: object) -> str | None:
     """None, or the text whose tokens are explained as a span, teacher-forced right after the prompt."""
+    value = validate_optional_text(value, "continuation", empty_name="continuation text", none_means="for none",
+                                   example="' Riga is the capital'", what="the text the model should continue with")
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise ValueError(f"continuation must be None or text such as ' Riga is the capital'; got {value!r}")
-    if value == "":
-        raise ValueError("continuation text is empty: give the text the model should continue with, "
-                         "e.g. ' Riga is the capital', or None for none")
     check_control_characters(value, "continuation text")
     return value
 

@@ -95,6 +95,19 @@ def validate_methods(methods: object, registry: Iterable[str], what: str = "meth
     return tuple(chosen)
 
 
+def validate_optional_text(value: object, name: str, *, example: str, what: str, none_means: str,
+                           empty_name: str | None = None) -> str | None:
+    """None, or non-empty text (`name`: how errors call it, `empty_name` when it is empty; `what`: what the
+    text is, for the empty case; `none_means`: what None gives instead)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text (e.g. {example}) or None {none_means}, got {type(value).__name__}")
+    if value == "":
+        raise ValueError(f"{empty_name or name} is empty: give {what} (e.g. {example}), or None {none_means}")
+    return value
+
+
 def check_control_characters(text: str, what: str) -> None:
     for position, character in enumerate(text):
         if unicodedata.category(character) == "Cc" and character not in ALLOWED_CONTROL:
