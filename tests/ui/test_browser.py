@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -66,16 +67,24 @@ def plot_has_image(page, selector: str) -> bool:
     return page.locator(f"{selector} img, {selector} svg.main-svg, {selector} canvas").count() > 0
 
 
+def open_page(browser, url: str, prompt: str | None = None) -> tuple[Any, list[str]]:
+    """A new 1400×1000 page at `url`, the page errors it raises collected in the list; with `prompt`, typed
+    and analyzed."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    if prompt is not None:
+        page.locator("#prompt textarea").fill(prompt)
+        page.locator("#analyze-button").click()
+    return page, errors
+
+
 def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
     import attribution
 
     ARTIFACTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(page_url)
-    page.locator("#prompt textarea").fill(SEED_PROMPT)
-    page.locator("#analyze-button").click()
+    page, errors = open_page(browser, page_url, SEED_PROMPT)
     tokens = page.locator("#highlight-gradient .token")
     tokens.first.wait_for(timeout=TIMEOUT_MS)
     page.locator("#answer-tokens .token").first.wait_for(timeout=TIMEOUT_MS)  # so the screenshots show the answer

@@ -3,16 +3,13 @@ the prompt it composed, the highlights per sentence and the Top sources table of
 
 from __future__ import annotations
 
-from test_browser import ARTIFACTS, TIMEOUT_MS, browser, page_url  # noqa: F401 (the page and the browser fixtures)
+from test_browser import ARTIFACTS, TIMEOUT_MS, browser, open_page, page_url  # noqa: F401 (the page and the browser fixtures)
 
 from ui import documents
 
 
 def test_ask_about_documents_lists_the_top_sources(page_url, browser):  # noqa: F811
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(page_url)
+    page, errors = open_page(browser, page_url)
     page.locator("#documents").get_by_text("Ask about documents").first.click()
     page.locator("#doc-example").click()
     page.wait_for_function(

@@ -3,18 +3,13 @@ sentence, and token brings the tokens back (that no model runs is `test_granular
 
 from __future__ import annotations
 
-from test_browser import TIMEOUT_MS, browser, page_url  # noqa: F401 (the page and the browser fixtures)
+from test_browser import TIMEOUT_MS, browser, open_page, page_url  # noqa: F401 (the page and the browser fixtures)
 
 PROMPT = "Paris is in France. Berlin is in Germany. The capital of"
 
 
 def test_scores_per_sentence_redraws_the_highlights(page_url, browser):  # noqa: F811
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(page_url)
-    page.locator("#prompt textarea").fill(PROMPT)
-    page.locator("#analyze-button").click()
+    page, errors = open_page(browser, page_url, PROMPT)
     tokens = page.locator("#highlight-gradient .token")
     tokens.first.wait_for(timeout=TIMEOUT_MS)
     page.wait_for_function("() => document.querySelectorAll('#highlight-gradient .token').length > 8",

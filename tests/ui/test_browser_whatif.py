@@ -5,7 +5,7 @@ sentence (the handlers' results are `test_whatif_tab.py`'s check; this is the pa
 from __future__ import annotations
 
 from conftest import SEED_PROMPT
-from test_browser import ARTIFACTS, TIMEOUT_MS, browser, page_url, plot_has_image  # noqa: F401 (fixtures)
+from test_browser import ARTIFACTS, TIMEOUT_MS, browser, open_page, page_url, plot_has_image  # noqa: F401 (fixtures)
 
 
 def _wait_for_text(page, selector: str, text: str) -> None:
@@ -15,12 +15,7 @@ def _wait_for_text(page, selector: str, text: str) -> None:
 
 def test_the_whatif_panel_edits_draws_and_compares(page_url, browser):  # noqa: F811
     ARTIFACTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(page_url)
-    page.locator("#prompt textarea").fill(SEED_PROMPT)
-    page.locator("#analyze-button").click()
+    page, errors = open_page(browser, page_url, SEED_PROMPT)
     page.locator("#highlight-gradient .token").first.wait_for(timeout=TIMEOUT_MS)
     page.locator("#tab-whatif").get_by_text("What-if: edit the prompt").click()
     words = page.locator("#whatif-prompt .token")
