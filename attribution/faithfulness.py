@@ -23,6 +23,7 @@ from .reports import (  # noqa: F401 (re-exported: attribution.faithfulness's AP
     validate_removal, validate_scale,
 )
 from .cancel import check as check_cancelled
+from .kept_positions import kept_positions_log_probabilities, runs_kept_positions_only
 from .models import LoadedModel
 from .passes import AttributionRequest, choose_batch_size, embed, explained_log_probability, logits_to_keep
 from .results import MethodScores
@@ -104,6 +105,10 @@ def _removed_log_probabilities(
     first_explained = int(request.explained_positions.min())
     start = min(int(removed_anywhere[0]) if removed_anywhere.numel() else n_tokens, first_explained)
     batch_size = request.internal_batch_size or choose_batch_size(loaded, n_tokens, rows, backward=False)
+    if removal == "attention_mask" and runs_kept_positions_only(loaded, request, hidden):
+        values = kept_positions_log_probabilities(loaded, request, hidden, batch_size)
+        if values is not None:
+            return values.numpy()
     with torch.inference_mode():
         prefix = _prefix_cache(loaded, input_ids, start)
     start = 0 if prefix is None else start
