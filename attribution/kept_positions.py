@@ -10,14 +10,14 @@ at the batch's first removal, each row left-padded (pads masked); every position
 one on stays in every row, so the explained positions line up at the end.
 
 Measured on SmolLM2 chat, the seed prompt's content token (the trust panel's 135 distinct rows, 20
-positions each after the system prompt): 2,700 row positions masked, 1,772 this way in 16 batches
-(pads included); 2.07 s against 2.79-2.94 s, the values equal within 2.2e-5.
+positions each after the system prompt): 2,700 row positions masked, 1,772 this way (pads included);
+2.07 s against 2.79-2.94 s, the values equal within 2.2e-5.
 
 `runs_kept_positions_only` says when the shortcut is exact; otherwise `attribution.faithfulness` runs the
 masked rows in full: models whose positions are not given by `position_ids` (ALiBi-style models that take
 none), sliding-window or chunked attention shorter than the prompt (a window counts columns, and dropped
-tokens would widen it), and caches that cannot be cut back. An explained position that a row removes stays in the row as a query
-with its key masked, as in the masked row (its own token is still in its residual stream).
+tokens would widen it), and caches that cannot be cut back. An explained position that a row removes stays in the row as a
+query with its key masked, as in the masked row (its own token is still in its residual stream).
 """
 
 from __future__ import annotations
