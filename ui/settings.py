@@ -116,10 +116,12 @@ COMBINED: dict[str, tuple[str, ...]] = {
 #: converge (zero baseline: 50 steps off by far, so the trust panel reruns IG): the recommended preset's IG
 #: settings (mean baseline, held context, signed sum, auto steps to 1%, so the trust panel reruns nothing),
 #: and the answer map without IG. Measured on SmolLM2-135M-Instruct (`python benchmarks/real_model.py`: the
-#: seed prompt, chat, all six methods, 20 tokens, engine alone, 2 CPU cores at load 1.2–1.7, best of 2):
-#: 8.5 s in all (IG 33 path points to 0.64%, 1.6 s; the trust panel 2.1 s), 9.6× the gradient-only
-#: analysis (0.88 s); at a fixed 50 steps IG missed completeness by 6.8% and the trust panel's rerun made it
-#: 11.8 s (13.4×). The first highlighted tokens 0.17 s after the answer. 214 s with the seed's settings.
+#: seed prompt, chat, these defaults, 20 tokens, engine alone, 2 quiet CPU cores, best of 2; RESULTS.md):
+#: 10.4 s in all explaining " Rig" (IG 75 path points to 0.65%, 4.7 s; the answer map 2.1 s; the trust
+#: panel 2.4 s), 10.2× the gradient-only analysis (1.03 s). Explaining the reply's first token "The" (an
+#: earlier default): IG 33 points, 8.5 s, 9.6×; there a fixed 50 steps missed completeness by 6.8% and the
+#: trust panel's rerun made it 11.8 s (13.4×). The first highlighted tokens 0.2 s after the answer. 214 s
+#: with the seed's settings.
 CHAT_MODEL_DEFAULTS: dict[str, Any] = {
     # Occlusion (one forward per input token: 8.3 s of a 45 s chat page at load 3.9) and context ablation
     # (it ranks sentences; a chat question is one) are one tick away, not run on every real-model analysis.
