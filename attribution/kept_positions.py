@@ -16,8 +16,9 @@ positions each after the system prompt): 2,700 row positions masked, 1,772 this 
 `runs_kept_positions_only` says when the shortcut is exact; otherwise `attribution.faithfulness` runs the
 masked rows in full: models whose positions are not given by `position_ids` (ALiBi-style models that take
 none), sliding-window or chunked attention shorter than the prompt (a window counts columns, and dropped
-tokens would widen it), and caches that cannot be cut back. An explained position that a row removes stays in the row as a
-query with its key masked, as in the masked row (its own token is still in its residual stream).
+tokens would widen it), and caches that cannot be cut back. An explained position that a row removes
+stays in the row as a query with its key masked, as in the masked row (its own token is still in its
+residual stream).
 """
 
 from __future__ import annotations

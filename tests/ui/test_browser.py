@@ -63,10 +63,6 @@ def browser(page_url):
             browser.close()
 
 
-def plot_has_image(page, selector: str) -> bool:
-    return page.locator(f"{selector} img, {selector} svg.main-svg, {selector} canvas").count() > 0
-
-
 def wait_for_plot_image(page, selector: str) -> None:
     """Until the plot at `selector` shows a figure. While the analysis streams, each later stage redraws
     the open tab's figures, and for a moment between the old image and the new one there is none (CI saw
@@ -120,8 +116,7 @@ def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
 
     # The answer map: a heatmap, and one generated token's sources redrawn when another is picked.
     page.locator("#tab-answer_map-button").click()
-    page.locator("#answer-map-heatmap img").first.wait_for(timeout=TIMEOUT_MS)
-    assert plot_has_image(page, "#answer-map-heatmap")
+    wait_for_plot_image(page, "#answer-map-heatmap")
     sources = page.locator("#answer-map-highlight .token")
     before = sources.all_inner_texts()
     # Token 1 sees the prompt only: its sources are the prompt's tokens, each as the demo model's own
@@ -142,8 +137,7 @@ def test_analyze_in_the_browser_and_open_every_tab(page_url, browser):
 
     page.locator("#tab-compare-button").click()
     for selector in ("#compare-heatmap", "#compare-bars", "#agreement-heatmap"):
-        page.locator(f"{selector} img").first.wait_for(timeout=TIMEOUT_MS)
-        assert plot_has_image(page, selector)
+        wait_for_plot_image(page, selector)
     verdict = page.locator("#verdict").inner_text()
     assert verdict.startswith("Verdict:") and "Latvia" in verdict
     assert page.locator("#faithfulness").get_by_role("row").count() >= 1 + len(ui_settings.DEFAULTS["methods"])

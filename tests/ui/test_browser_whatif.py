@@ -5,7 +5,7 @@ sentence (the handlers' results are `test_whatif_tab.py`'s check; this is the pa
 from __future__ import annotations
 
 from conftest import SEED_PROMPT
-from test_browser import ARTIFACTS, TIMEOUT_MS, browser, open_page, page_url, plot_has_image  # noqa: F401 (fixtures)
+from test_browser import ARTIFACTS, TIMEOUT_MS, browser, open_page, page_url, wait_for_plot_image  # noqa: F401 (fixtures)
 
 
 def _wait_for_text(page, selector: str, text: str) -> None:
@@ -35,8 +35,7 @@ def test_the_whatif_panel_edits_draws_and_compares(page_url, browser):  # noqa: 
     page.wait_for_function("() => (document.querySelector('#whatif-indices textarea, #whatif-indices input').value"
                            " || '').split(',').length === 3", timeout=TIMEOUT_MS)
     page.locator("#whatif-curve-button").click()
-    page.locator("#whatif-curve img").first.wait_for(timeout=TIMEOUT_MS)
-    assert plot_has_image(page, "#whatif-curve")
+    wait_for_plot_image(page, "#whatif-curve")
     page.locator("#whatif-second-prompt textarea").fill("What is the Capital City of Estonia?")
     page.locator("#whatif-compare").click()
     _wait_for_text(page, "#whatif-summary", "Changing the prompt")
