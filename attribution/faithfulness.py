@@ -213,23 +213,30 @@ def faithfulness(
     orders = {name: content_order(result.scores, content) for name, result in methods.items()}
     scores = aopc(loaded, request, [*orders.values(), *random_orders(content, n_random)], content, removal, scale,
                   members)
-    chance_comprehensiveness = scores.comprehensiveness[len(orders):]
-    chance_sufficiency = scores.sufficiency[len(orders):]
+    report = judged(scores, list(orders), n_random, removal=removal,
+                    scale=scale if request.foil_id is None else CONTRASTIVE_SCALE)
+    return report, scores.ks
+
+
+def judged(scores: Aopc, names: list[str], n_random: int, *, removal: str, scale: str) -> dict[str, Faithfulness]:
+    """Each named order (the first rows of `scores`, in order) against the `n_random` random orders that follow
+    them: the methods' `Faithfulness`, whose properties decide whether each beats random."""
+    n_methods = len(names)
+    chance_comprehensiveness = scores.comprehensiveness[n_methods: n_methods + n_random]
+    chance_sufficiency = scores.sufficiency[n_methods: n_methods + n_random]
     reference = dict(
         random_comprehensiveness=float(chance_comprehensiveness.mean()),
         random_sufficiency=float(chance_sufficiency.mean()),
         random_comprehensiveness_interval=_interval(chance_comprehensiveness),
         random_sufficiency_interval=_interval(chance_sufficiency),
-        removal=removal, random_orders=n_random,
-        scale=scale if request.foil_id is None else CONTRASTIVE_SCALE,
+        removal=removal, random_orders=n_random, scale=scale,
     )
-    report = {
+    return {
         name: Faithfulness(
             comprehensiveness=float(scores.comprehensiveness[index]), sufficiency=float(scores.sufficiency[index]),
             comprehensiveness_vs_random=share_beaten(scores.comprehensiveness[index], chance_comprehensiveness, True),
             sufficiency_vs_random=share_beaten(scores.sufficiency[index], chance_sufficiency, False),
             **reference,
         )
-        for index, name in enumerate(orders)
+        for index, name in enumerate(names)
     }
-    return report, scores.ks

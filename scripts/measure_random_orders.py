@@ -33,8 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import attribution  # noqa: E402
-from attribution.bootstrap import mean_interval  # noqa: E402
-from attribution.faithfulness import aopc, content_order, random_orders  # noqa: E402
+from attribution.faithfulness import DEFAULT_REMOVAL, DEFAULT_SCALE, aopc, content_order, judged, random_orders  # noqa: E402,E501
 from attribution.files import atomic_write_text  # noqa: E402
 from attribution.passes import AttributionRequest  # noqa: E402
 from attribution.reports import RANDOM_ORDERS  # noqa: E402
@@ -45,14 +44,11 @@ MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SEEDS = (0, 1)
 
 
-def decisions(scores, n_methods: int, n_random: int) -> np.ndarray:
-    """[methods, 2] bool: each method beats the first `n_random` random orders on comprehensiveness
-    (above their mean's interval) and on sufficiency (below it), as `Faithfulness` decides."""
-    chance_c = scores.comprehensiveness[n_methods: n_methods + n_random]
-    chance_s = scores.sufficiency[n_methods: n_methods + n_random]
-    high = mean_interval(chance_c).high
-    low = mean_interval(chance_s).low
-    return np.stack([scores.comprehensiveness[:n_methods] > high, scores.sufficiency[:n_methods] < low], axis=1)
+def decisions(scores, names: list[str], n_random: int) -> list[list[bool]]:
+    """[methods][2]: whether each method beats the first `n_random` random orders on comprehensiveness and on
+    sufficiency, as the trust panel decides (`attribution.faithfulness.judged`)."""
+    report = judged(scores, names, n_random, removal=DEFAULT_REMOVAL, scale=DEFAULT_SCALE)
+    return [[report[name].comprehensiveness_beats_random, report[name].sufficiency_beats_random] for name in names]
 
 
 def measure(loaded, prompt: str, counts: list[int]) -> dict:
@@ -73,7 +69,7 @@ def measure(loaded, prompt: str, counts: list[int]) -> dict:
         seconds[count] = time.perf_counter() - started
     return {
         "prompt": prompt, "target": analysis.target.text, "methods": names,
-        "decisions": {str(seed): {str(count): decisions(by_seed[seed], len(names), count).tolist() for count in counts}
+        "decisions": {str(seed): {str(count): decisions(by_seed[seed], names, count) for count in counts}
                       for seed in SEEDS},
         "seconds": {str(count): value for count, value in seconds.items()},
     }

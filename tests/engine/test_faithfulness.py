@@ -216,6 +216,31 @@ def test_random_reference_lies_in_its_interval(tiny_loaded):
     assert low <= item.random_sufficiency <= high
 
 
+def test_the_first_random_orders_of_a_larger_draw_are_a_smaller_draw(tiny_loaded):
+    """scripts/measure_random_orders.py judges fewer orders by reading the first ones of a larger draw: that
+    must be what the panel computes with that many orders (same orders, same reports)."""
+    ids = seed_ids(tiny_loaded)
+    content = np.ones(ids.numel(), dtype=bool)
+    content[0] = False
+    request = AttributionRequest(ids, TARGET)
+    methods = {"a": MethodScores("a", np.arange(ids.numel(), dtype=float)),
+               "b": MethodScores("b", -np.arange(ids.numel(), dtype=float))}
+    orders = [faithfulness_module.content_order(result.scores, content) for result in methods.values()]
+    larger = faithfulness_module.aopc(tiny_loaded, request, orders + faithfulness_module.random_orders(content, 10),
+                                      content)
+    for n_random in (3, 6):
+        report, _ = faithfulness(tiny_loaded, request, methods, content, n_random=n_random)
+        read = faithfulness_module.judged(larger, list(methods), n_random, removal=report["a"].removal,
+                                          scale=report["a"].scale)
+        for name in methods:
+            for field in ("comprehensiveness", "sufficiency", "random_comprehensiveness", "random_sufficiency",
+                          "comprehensiveness_vs_random", "sufficiency_vs_random"):
+                torch.testing.assert_close(getattr(read[name], field), getattr(report[name], field),
+                                           rtol=1e-6, atol=1e-6)
+            assert read[name].random_orders == report[name].random_orders == n_random
+            assert read[name].evidence == report[name].evidence
+
+
 @settings(max_examples=40, deadline=None)
 @given(value=st.floats(-5, 5), chance=st.lists(st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0]), min_size=1, max_size=20))
 def test_share_of_random_orders_beaten_counts_ties_half(value, chance):
