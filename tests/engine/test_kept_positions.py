@@ -1,8 +1,12 @@
-"""Removal by attention mask with only the kept positions run (`attribution.kept_positions`) gives the
-values of the masked rows run in full, two-sided, on architectures with rotary (Llama, Qwen2) and learned
-(GPT-2) positions; and it is refused where it would not be exact (a sliding window shorter than the prompt)."""
+"""Removal by attention mask with only the kept positions run, each distinct kept prefix once
+(`attribution.kept_positions`), gives the values of the masked rows run in full, two-sided, on
+architectures with rotary (Llama, Qwen2) and learned (GPT-2) positions and on the real model's chat
+template; and it is refused where it would not be exact (a sliding window shorter than the prompt, eager
+attention, a model that ignores the tree's mask or positions)."""
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 import pytest
@@ -11,8 +15,10 @@ import torch
 import attribution
 from attribution import faithfulness as faithfulness_module
 from attribution import kept_positions
-from attribution.faithfulness import removed_log_probabilities
+from attribution.faithfulness import removal_counts, removed_log_probabilities
+from attribution.integrated_gradients import special_token_mask
 from attribution.passes import AttributionRequest
+from attribution.prompts import encode_prompt, held_context
 from conftest import SEED_PROMPT
 from helpers import build_qwen2_folder
 
@@ -138,19 +144,105 @@ def test_a_sliding_window_shorter_than_the_prompt_runs_the_masked_rows(tmp_path,
     assert calls == [False]
 
 
-@pytest.mark.parametrize("batch_size", [1, 4, 50])
-def test_batches_hold_every_row_once_and_cost_no_more_than_plain_batches(batch_size):
+def _prefix_nodes(removed: np.ndarray, rows: np.ndarray, start: int, explained: int) -> set:
+    """Independently of `Chunk`: every (position, removals from `start` up to it) the rows run."""
+    return {(i, removed[row, start: i + 1].tobytes()) for row in rows for i in range(start, removed.shape[1])
+            if i >= explained or not removed[row, i]}
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 200])
+def test_chunks_hold_every_row_once_and_each_distinct_prefix_once(batch_size):
     rng = np.random.default_rng(batch_size)
-    first_removed = rng.integers(0, 40, size=120)
-    runs = first_removed + rng.integers(1, 20, size=120)  # a row's last computed column, n − removed
-    batches = kept_positions._batches(first_removed, runs, batch_size)
-    assert sorted(np.concatenate(batches).tolist()) == list(range(120))
-    assert max(len(batch) for batch in batches) <= batch_size
+    n, content = 44, np.arange(24, 43)  # the trust panel's shape on SmolLM2 chat: removals after the template
+    rows = []
+    for _ in range(20):  # orders' top-k removed (comprehensiveness) and kept (sufficiency)
+        order = rng.permutation(content)
+        for k in (1, 2, 4, 10):
+            removed = np.zeros(n, dtype=bool)
+            removed[order[:k]] = True
+            kept_only = np.zeros(n, dtype=bool)
+            kept_only[np.setdiff1d(content, order[:k])] = True
+            rows += [removed, kept_only]
+    removed = np.unique(np.stack(rows), axis=0)
+    first_removed = removed.argmax(axis=1)
+    chunks = kept_positions._chunks(removed, np.arange(len(removed)), first_removed, frozenset([n - 1]), batch_size)
+    assert sorted(np.concatenate([chunk.rows for chunk in chunks]).tolist()) == list(range(len(removed)))
+    kept_run = 0
+    for chunk in chunks:
+        assert chunk.rows.size <= batch_size
+        assert chunk.start == first_removed[chunk.rows].min()
+        expected = _prefix_nodes(removed, chunk.rows, chunk.start, n - 1)
+        assert len(chunk.positions) == len(expected)  # every distinct prefix once, no other node
+        assert len(chunk.positions) <= kept_positions.NODES_PER_FORWARD or chunk.rows.size == 1
+        assert sorted(chunk.positions) == sorted(position for position, _ in expected)
+        kept_run += sum(len(_prefix_nodes(removed, [row], first_removed[row], n - 1)) for row in chunk.rows)
+    if batch_size > 1:
+        assert sum(len(chunk.positions) for chunk in chunks) < kept_run  # shared prefixes ran once
 
-    def cost(groups):
-        return sum(kept_positions.FORWARD_COST_IN_POSITIONS
-                   + len(group) * (runs[group].max() - first_removed[group].min()) for group in groups)
 
-    order = np.lexsort((first_removed, runs))
-    plain = [order[start:start + batch_size] for start in range(0, 120, batch_size)]
-    assert cost(batches) <= cost(plain)
+def _forward_that(loaded, change):
+    """The model's forward with its keywords changed first, keeping its signature (the shortcut reads it)."""
+    forward = loaded.model.forward
+
+    def changed(*arguments, **keywords):
+        return forward(*arguments, **change(keywords))
+
+    changed.__signature__ = inspect.signature(forward)
+    return changed
+
+
+@pytest.mark.parametrize("ignored", ["attention_mask", "position_ids"])
+def test_a_model_that_ignores_the_trees_mask_or_positions_runs_the_masked_rows(models, ignored, monkeypatch):
+    loaded = models["llama"]
+    ids = loaded.tokenizer(SEED_PROMPT, return_tensors="pt")["input_ids"][0]
+    hidden = _rows(ids.numel(), seed=3)
+    request = AttributionRequest(ids, 5)
+    masked = _masked(loaded, request, hidden, monkeypatch)
+
+    def drop_custom_masks(keywords):
+        mask = keywords.get("attention_mask")
+        if ignored == "attention_mask" and mask is not None and mask.dim() == 4:
+            keywords["attention_mask"] = None  # plain causal attention over the chunk's nodes
+        if ignored == "position_ids" and keywords.get("attention_mask") is not None and keywords["attention_mask"].dim() == 4:
+            keywords.pop("position_ids", None)  # positions counted along the chunk's sequence
+        return keywords
+
+    monkeypatch.setattr(loaded.model, "forward", _forward_that(loaded, drop_custom_masks))
+    assert kept_positions.kept_positions_log_probabilities(loaded, request, torch.from_numpy(hidden), 8) is None
+    values, calls = _spied(loaded, request, hidden, monkeypatch)
+    assert calls == [False]
+    np.testing.assert_allclose(values, masked, rtol=1e-5, atol=1e-5)
+
+
+def test_eager_attention_runs_the_masked_rows(models, monkeypatch):
+    """The tree's mask is boolean, which sdpa reads and eager attention would add to its scores."""
+    loaded = models["llama"]
+    ids = loaded.tokenizer(SEED_PROMPT, return_tensors="pt")["input_ids"][0]
+    monkeypatch.setattr(loaded.model.config, "_attn_implementation", "eager")
+    assert kept_positions.kept_positions_log_probabilities(
+        loaded, AttributionRequest(ids, 5), torch.from_numpy(_rows(ids.numel(), seed=4)), 8) is None
+
+
+@pytest.mark.slow
+def test_the_real_models_trust_rows_equal_the_masked_rows(smollm2, monkeypatch):
+    """SmolLM2 with its chat template: the trust panel's removal rows after the system prompt (content
+    positions only, as `faithfulness.aopc` builds them), tree against masked rows."""
+    encoded = encode_prompt(smollm2, SEED_PROMPT, chat=True)
+    ids = encoded.ids
+    special = special_token_mask(smollm2, ids).cpu().numpy()
+    content = ~held_context(special, encoded.user_tokens, ids.numel(), True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(6):
+        order = rng.permutation(np.flatnonzero(content))
+        for k in removal_counts(int(content.sum())):
+            removed = np.zeros(ids.numel(), dtype=bool)
+            removed[order[:k]] = True
+            rows += [removed, content & ~removed]
+    hidden = np.stack(rows)
+    request = AttributionRequest(ids, int(ids[-1]))
+    fast, calls = _spied(smollm2, request, hidden, monkeypatch)
+    assert calls == [True]
+    masked = _masked(smollm2, request, hidden, monkeypatch)
+    assert np.ptp(masked) > 1.0
+    np.testing.assert_allclose(fast, masked, rtol=1e-4, atol=1e-4)
