@@ -11,6 +11,7 @@ faster; the choice is kept for a few seconds, so that a burst of calls measures 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -25,14 +26,18 @@ from .validation import validate_integer
 # 155 ms on one thread and 716 ms on two (benchmarks/RESULTS.md has the controlled figures).
 SINGLE_THREAD_PARAMETERS = 20_000_000
 PROBE_FLOPS = 4e8  # the timed matmul's size: ~10 ms on one core, far below an analysis's cost
+PROBE_RUNS = 7  # timed runs per thread count (their median decides)
 CHOICE_SECONDS = 10.0  # how long one measurement stands
 _choices: dict[int, tuple[float, int]] = {}  # id(model) → (when measured, threads)
 
 
 def _probe_seconds(loaded: LoadedModel, threads: int) -> float:
-    """The best of three runs of one matmul of the model's own MLP shape on `threads` threads. A matmul,
-    not a forward: under contention two threads can be 16× slower than one (a 32-token SmolLM2 forward:
-    2.2 s against 0.13 s beside another job), and the probe must stay cheap exactly then."""
+    """The median of PROBE_RUNS runs of one matmul of the model's own MLP shape on `threads` threads. A
+    matmul, not a forward: under contention two threads can be 16× slower than one (a 32-token SmolLM2
+    forward: 2.2 s against 0.13 s beside another job), and the probe must stay cheap exactly then. The
+    median, not the best: beside one busy process (`yes`, 2 cores) the best of 3 two-thread runs read 2.7 ms
+    in 2 of 6 probes, against 4.1 ms on one thread, when two threads ran 50 such matmuls in 410 ms against
+    264 ms; the median of 30 runs read 7.1 ms against 5.5 ms."""
     torch.set_num_threads(threads)
     config = loaded.model.config
     hidden = int(config.hidden_size)
@@ -42,12 +47,12 @@ def _probe_seconds(loaded: LoadedModel, threads: int) -> float:
     left = torch.randn(rows, hidden, generator=generator, dtype=torch.float32).to(loaded.dtype)
     right = torch.randn(hidden, inner, generator=generator, dtype=torch.float32).to(loaded.dtype)
     left @ right  # warms the thread pool and the allocator
-    best = float("inf")
-    for _ in range(3):
+    seconds = []
+    for _ in range(PROBE_RUNS):
         started = time.perf_counter()
         left @ right
-        best = min(best, time.perf_counter() - started)
-    return best
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
 
 
 def measured_threads(loaded: LoadedModel, available: int) -> int:
