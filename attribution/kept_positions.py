@@ -24,9 +24,9 @@ none), sliding-window or chunked attention shorter than the prompt (a window cou
 tokens would widen it), and caches that cannot be cut back. An explained position that a row removes
 stays in the row as a query with its key masked, as in the masked row (its own token is still in its
 residual stream). The tree also needs transformers' sdpa attention (its mask is boolean) and a model that
-honours a custom 4-D mask and the position ids: the last row of the first chunk of several rows is run once
-more as a masked row, and logits other than its (a mask or positions ignored) send the rows back to the
-masked run.
+honours a custom 4-D mask and the position ids: one row of the first chunk of several rows (the one with
+the most other rows' nodes among its own, `_most_interleaved`) is run once more as a masked row, and logits
+other than its (a mask or positions ignored) send the rows back to the masked run.
 """
 
 from __future__ import annotations
