@@ -4,8 +4,9 @@ Torch's threads wait for each other at every operation: when another job holds o
 threads run at the pace of the slower one. The issue's measurement on SmolLM2 (2 cores): the page's
 default analysis took 200 s on a quiet machine and 869 s with one other job running; the dataset mode
 measured 1.3 rows/min with two threads and 2.0 with one on a busy machine. So before an analysis the
-engine times a matmul of the model's own shape on one thread and on all of them, and runs on the
-faster; the choice is kept for a few seconds, so that a burst of calls measures once.
+engine times a matmul of the model's own shape on a few thread counts (`thread_counts`: every core, all
+but one, half of them, one; on 2 cores that is two and one) and runs on the fastest; the choice is kept
+for a few seconds, so that a burst of calls measures once.
 """
 
 from __future__ import annotations
@@ -55,14 +56,21 @@ def _probe_seconds(loaded: LoadedModel, threads: int) -> float:
     return statistics.median(seconds)
 
 
+def thread_counts(available: int) -> tuple[int, ...]:
+    """The counts the probe times, most first: all `available` cores, all but one (beside one busy job:
+    the team then never waits for a thread that shares its core), half, and one."""
+    return tuple(sorted({available, max(1, available - 1), max(1, -(-available // 2)), 1}, reverse=True))
+
+
 def measured_threads(loaded: LoadedModel, available: int) -> int:
-    """1 or `available`, whichever ran the probe faster just now (kept CHOICE_SECONDS)."""
+    """Whichever of `thread_counts(available)` ran the probe fastest just now (kept CHOICE_SECONDS); the
+    fewer threads of equal times."""
     now = time.monotonic()
     cached = _choices.get(id(loaded.model))
     if cached is not None and now - cached[0] < CHOICE_SECONDS:
         return cached[1]
-    timings = {threads: _probe_seconds(loaded, threads) for threads in (available, 1)}
-    threads = min(timings, key=timings.get)
+    timings = {threads: _probe_seconds(loaded, threads) for threads in thread_counts(available)}
+    threads = min(sorted(timings), key=timings.get)
     _choices[id(loaded.model)] = (time.monotonic(), threads)
     return threads
 
@@ -80,7 +88,7 @@ def available_cores() -> int:
 
 @contextmanager
 def cpu_threads_for(loaded: LoadedModel) -> Iterator[None]:
-    """Small CPU models on one thread; larger ones on one thread or all the cores, by measurement
+    """Small CPU models on one thread; larger ones on the count a probe finds fastest
     (`measured_threads`); ATTRIBUTION_THREADS fixes the count, and so does OMP_NUM_THREADS (torch's own);
     GPUs untouched."""
     if loaded.input_device.type != "cpu":

@@ -1,5 +1,5 @@
-"""The CPU thread count: one thread for small models, the faster of one and all cores (by a timed forward)
-for larger ones, the environment's count when it fixes one; torch's own setting restored afterwards."""
+"""The CPU thread count: one thread for small models, the fastest of a few counts (by a timed matmul) for
+larger ones, the environment's count when it fixes one; torch's own setting restored afterwards."""
 
 from __future__ import annotations
 
@@ -37,6 +37,44 @@ def test_larger_models_take_the_faster_count_measured(tiny_loaded, monkeypatch):
     monkeypatch.setattr(threads, "SINGLE_THREAD_PARAMETERS", 0)
     threads._choices.clear()
     assert threads.measured_threads(tiny_loaded, 2) in (1, 2)
+
+
+def test_the_counts_probed_include_all_cores_but_one():
+    # Beside one busy job on a many-core machine, every core makes the team wait for the thread that
+    # shares a core and one thread leaves the rest idle: all but one is what such a machine wants.
+    assert threads.thread_counts(1) == (1,)
+    assert threads.thread_counts(2) == (2, 1)
+    assert threads.thread_counts(4) == (4, 3, 2, 1)
+    assert threads.thread_counts(16) == (16, 15, 8, 1)
+
+
+def test_the_fastest_probed_count_is_chosen_on_more_cores(tiny_loaded, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("ATTRIBUTION_THREADS", raising=False)
+    monkeypatch.setattr(threads, "SINGLE_THREAD_PARAMETERS", 0)
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(16)
+    probed = []
+    try:
+        for fastest in (16, 15, 8, 1):
+            threads._choices.clear()
+            probed.clear()
+
+            def seconds(_loaded, count, fastest=fastest):
+                probed.append(count)
+                return 0.1 if count == fastest else 0.3
+
+            monkeypatch.setattr(threads, "_probe_seconds", seconds)
+            assert _inside(tiny_loaded) == fastest
+            assert sorted(probed) == [1, 8, 15, 16]
+        # Equal times: the fewer threads (they leave cores to other work and wait for fewer).
+        threads._choices.clear()
+        monkeypatch.setattr(threads, "_probe_seconds", lambda _loaded, count: 0.1)
+        assert _inside(tiny_loaded) == 1
+    finally:
+        torch.set_num_threads(previous)
+        threads._choices.clear()
 
 
 def test_a_count_fixed_by_the_environment_is_kept(tiny_loaded, monkeypatch):
