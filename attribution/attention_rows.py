@@ -13,6 +13,11 @@ the same mask the eager pass would add. Softmax is row-wise, so these rows are e
 Rollout needs every row of every layer, but only as products with one vector: top-down,
 v ← v · mixed(layer) from the last layer to the first, where each layer's map is rebuilt in row blocks
 from the queries and keys this pass kept (`keep_inputs`), so no full map ever exists either.
+
+A model whose attention does not go through the interface (Bloom's and Falcon's own attention code in
+transformers 5.24) never calls ours: its weights then come from the model's own `output_attentions`
+forward (`_output_attentions_rows`), which does hold every layer's full map, so that pass refuses prompts
+whose maps would not fit in half the free memory.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from .models import LoadedModel
+from .budget import available_memory_bytes
+from .models import LoadedModel, eager_attention
 
 #: The attention implementation this module registers: sdpa outputs, eager weights of the asked rows.
 IMPLEMENTATION = "attribution_rows"
@@ -172,6 +178,8 @@ class AttentionRows:
     rows: torch.Tensor  # [R] query positions
     weights: torch.Tensor  # [layers, heads, R, seq]; [layers, 1, R, seq] when recorded as head means
     layers: tuple[_Layer, ...] = ()  # kept for rollout (`keep_inputs`), else empty
+    # For rollout from `_output_attentions_rows` (`keep_inputs`): each layer's head-mean map, fp32 CPU.
+    maps: torch.Tensor | None = None  # [layers, seq, seq]
 
     @property
     def last_rows(self) -> torch.Tensor:
@@ -190,17 +198,52 @@ def row_attention(loaded: LoadedModel, input_ids: torch.Tensor, rows: torch.Tens
         raise ValueError(f"attention rows must be positions from 0 to {seq - 1}, got {rows.tolist()}")
     with torch.inference_mode(), recording(loaded, rows, keep_inputs, head_mean) as recorder:
         loaded.model(input_ids=input_ids.unsqueeze(0), logits_to_keep=1, use_cache=False)
+    if not recorder.weights:  # its attention is its own code: the interface was never called
+        return _output_attentions_rows(loaded, input_ids, rows, keep_inputs, head_mean)
     if len(recorder.weights) != loaded.n_layers:
         raise RuntimeError(
             f"the model ran its attention {len(recorder.weights)} times for {loaded.n_layers} layers; "
-            "its attention does not go through transformers' AttentionInterface"
+            "only some of its layers go through transformers' AttentionInterface"
         )
     return AttentionRows(rows=rows, weights=torch.stack(recorder.weights), layers=tuple(recorder.layers))
+
+
+def _output_attentions_rows(loaded: LoadedModel, input_ids: torch.Tensor, rows: torch.Tensor, keep_inputs: bool,
+                            head_mean: bool) -> AttentionRows:
+    """`row_attention` from the model's own `output_attentions` forward, for a model whose attention does
+    not go through the interface: every layer's full [heads, seq, seq] map exists during that forward."""
+    seq, config = int(input_ids.numel()), loaded.model.config
+    heads = int(getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 1))
+    needed = loaded.n_layers * heads * seq * seq * max(torch.finfo(loaded.dtype).bits // 8, 4)
+    room = 0.5 * available_memory_bytes(loaded.input_device)
+    if needed > room:
+        raise ValueError(
+            f"this model's attention does not go through transformers' AttentionInterface, so its attention "
+            f"weights come from output_attentions, which holds every layer's full map: {needed / 2**30:.1f} GiB "
+            f"for {seq} tokens, more than the {room / 2**30:.1f} GiB free for it; use a shorter prompt or "
+            "leave attention and attention_rollout out"
+        )
+    with torch.inference_mode(), eager_attention(loaded):  # sdpa kernels give no weights
+        output = loaded.model(input_ids=input_ids.unsqueeze(0), output_attentions=True, logits_to_keep=1,
+                              use_cache=False)
+    maps = getattr(output, "attentions", None)
+    if not maps or len(maps) != loaded.n_layers or any(layer is None for layer in maps):
+        raise RuntimeError(
+            f"the model gave {0 if not maps else len(maps)} attention maps for {loaded.n_layers} layers: its "
+            "attention neither goes through transformers' AttentionInterface nor returns output_attentions"
+        )
+    full = torch.stack([layer[0].float().cpu() for layer in maps])  # [layers, heads, seq, seq]
+    weights = full[:, :, rows]  # [layers, heads, R, seq]
+    if head_mean:
+        weights = weights.mean(dim=1, keepdim=True)
+    return AttentionRows(rows=rows, weights=weights.contiguous(), maps=full.mean(dim=1) if keep_inputs else None)
 
 
 def rollout_last_row(rows: AttentionRows) -> torch.Tensor:
     """The last row [seq] (fp64) of attention rollout (`attribution.methods.rollout`) over the layers
     `rows` kept: v ← v · mixed(layer), top-down, each layer's head-averaged map rebuilt in row blocks."""
+    if rows.maps is not None:
+        return _rollout_from_maps(rows.maps)
     if not rows.layers:
         raise ValueError("rollout needs the layers' inputs: record them with keep_inputs=True")
     seq = rows.layers[0].query.shape[2]
@@ -209,6 +252,19 @@ def rollout_last_row(rows: AttentionRows) -> torch.Tensor:
     with torch.inference_mode():
         for layer in reversed(rows.layers):
             vector = _times_mixed(vector, layer)
+    return vector
+
+
+def _rollout_from_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Rollout's last row [seq] (fp64) from each layer's head-mean map `maps` [layers, seq, seq]: the same
+    products as `_times_mixed`, on maps that already exist."""
+    seq = maps.shape[-1]
+    vector = torch.zeros(seq, dtype=torch.float64)
+    vector[-1] = 1.0
+    identity = torch.eye(seq, dtype=torch.float64)
+    for layer_map in reversed(maps.double()):
+        mixed = 0.5 * layer_map + 0.5 * identity
+        vector = vector @ (mixed / mixed.sum(dim=-1, keepdim=True))
     return vector
 
 

@@ -165,3 +165,79 @@ def test_bad_rows_and_stray_use_are_refused(tiny_loaded):
             tiny_loaded.model(input_ids=ids.unsqueeze(0))
     finally:
         tiny_loaded.model.set_attn_implementation(previous)
+
+
+def _build_own_attention_folder(folder, architecture: str):
+    """A tiny random Bloom or Falcon: attention code of their own, which never calls the AttentionInterface."""
+    import transformers
+
+    from conftest import build_tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(folder)
+    ids = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+               pad_token_id=tokenizer.eos_token_id, initializer_range=0.2)
+    if architecture == "bloom":
+        config, model = transformers.BloomConfig(hidden_size=32, n_layer=2, n_head=4, **ids), transformers.BloomForCausalLM
+    else:
+        config = transformers.FalconConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                           new_decoder_architecture=True, num_kv_heads=2, **ids)
+        model = transformers.FalconForCausalLM
+    torch.manual_seed(4)
+    model(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def own_attention_models(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("own-attention")
+    return {name: attribution.load_model(str(_build_own_attention_folder(root / name, name)), device="cpu")
+            for name in ("bloom", "falcon")}
+
+
+def test_a_model_with_attention_of_its_own_gives_its_eager_rows_and_rollout(own_attention_models):
+    """Bloom and Falcon never call the interface: rows, head means and rollout then come from the model's
+    own output_attentions maps, and equal the rows and the rollout of its eager maps."""
+    for loaded in own_attention_models.values():
+        ids = random_ids(loaded, seed=5)
+        full = eager_maps(loaded, ids)  # [layers, heads, seq, seq]
+        rows = torch.tensor([0, 7, SEQ - 1])
+        torch.testing.assert_close(row_attention(loaded, ids, rows=rows).weights, full[:, :, rows], **TOLERANCE)
+        torch.testing.assert_close(row_attention(loaded, ids, rows=rows, head_mean=True).weights,
+                                   full[:, :, rows].mean(dim=1, keepdim=True), **TOLERANCE)
+        expected = rollout(full.mean(dim=1).double())[-1]
+        torch.testing.assert_close(rollout_last_row(row_attention(loaded, ids, keep_inputs=True)), expected,
+                                   rtol=1e-6, atol=1e-8)
+
+
+def test_the_output_attentions_pass_equals_the_recorded_rows(model_folder, other_models):
+    """The fallback on models the recorder serves: the same rows and the same rollout row."""
+    for loaded in loaded_models(model_folder, other_models):
+        ids = random_ids(loaded, seed=6)
+        rows = torch.tensor([2, SEQ - 1])
+        recorded = row_attention(loaded, ids, rows=rows, keep_inputs=True)
+        fallback = rows_module._output_attentions_rows(loaded, ids, rows, keep_inputs=True, head_mean=False)
+        torch.testing.assert_close(fallback.weights, recorded.weights, **TOLERANCE)
+        torch.testing.assert_close(rollout_last_row(fallback), rollout_last_row(recorded), rtol=1e-6, atol=1e-8)
+
+
+def test_the_page_defaults_run_on_a_model_with_attention_of_its_own(own_attention_models):
+    """Every method, the answer map and the trust panel on Bloom and Falcon; attention is the seed's mean
+    over layers and heads of the last row of the eager maps."""
+    for name, loaded in own_attention_models.items():
+        analysis = attribution.analyze(loaded, "What is the Capital City of Latvia?", max_new_tokens=4,
+                                       methods=list(attribution.METHODS), n_steps="auto", baseline="mean",
+                                       hold_context=True, aggregation="sum", all_targets=True, trust=True)
+        ids = torch.as_tensor(analysis.input_ids)
+        expected = eager_maps(loaded, ids)[:, :, -1].mean(dim=(0, 1))
+        torch.testing.assert_close(torch.from_numpy(analysis.methods["attention"].scores).float(), expected,
+                                   **TOLERANCE)
+        assert set(analysis.answer_map) >= {"gradient", "attention"}, name
+        assert analysis.trust is not None, name
+
+
+def test_an_output_attentions_pass_too_large_for_memory_is_refused(own_attention_models, monkeypatch):
+    loaded = own_attention_models["bloom"]
+    monkeypatch.setattr(rows_module, "available_memory_bytes", lambda device: 1024)
+    with pytest.raises(ValueError, match="holds every layer's full map.*leave attention and attention_rollout out"):
+        row_attention(loaded, random_ids(loaded))
