@@ -3,7 +3,8 @@ progress line can say how long is left and the answer map's offer of IG what it 
 
 A stage's cost is counted in what it is roughly proportional to (`Clock.units`): generated tokens for the
 generation, the explained position's tokens for a cheap method, tokens × path points for IG (and for the
-trust panel, whose costly part is IG's rerun), tokens × ablations for context ablation (catalog `scales_with`),
+trust panel when IG has fixed steps and may rerun at twice them; with n_steps="auto" it never reruns, and
+its faithfulness rows grow with the tokens alone), tokens × ablations for context ablation (catalog `scales_with`),
 and the same summed over every generated token for the answer map. Its speed (seconds per unit) is measured on each run and kept per model for the next ones (`SPEEDS`). A
 stage never run on a model yet is estimated from what this run has measured (`Clock.fallback`): roughly, and
 said to be so; with nothing measured at all the time left is not guessed.
@@ -27,9 +28,13 @@ ROW_PER_GRADIENT = 0.25
 #: inputs, on SmolLM2-135M chat (20 tokens, CPU): IG's (50 steps) 60 s against 43 s; the cheap methods' maps
 #: are batched, 2.3 s against 6.5 s (10 s against 48 s on a loaded machine).
 MAP_OVERHEAD = {True: 1.4, False: 0.3}
-#: The trust panel without a measured speed: IG's rerun at twice the steps when it has not converged, plus
-#: faithfulness's batched forward passes, about one cheap method's time per method.
+#: The trust panel without a measured speed, when IG has fixed steps: IG's rerun at twice the steps when it
+#: has not converged, plus faithfulness's batched forward passes, about one cheap method's time per method.
 TRUST_RERUN_FACTOR = 2.0
+#: ... and with n_steps="auto" (no rerun): faithfulness's removal rows against the gradient's pass, on
+#: SmolLM2's chat seed prompt with the page's defaults: 2.01 s against 0.29 s on two quiet threads, 3.30 s
+#: against 0.34 s on one (6.9× and 9.7×).
+TRUST_PER_GRADIENT = 8.0
 #: n_steps="auto" before any run on the model has said how many path points it takes.
 AUTO_STEPS_GUESS = 64
 
@@ -158,8 +163,12 @@ class Clock:
         if key.startswith("answer_map"):
             return self._map_units(key.split(":", 1)[1].split("+") if ":" in key else self.settings.mapped_methods)
         if key == "trust":
-            return self.n_tokens * (self._steps() if any(on_path(name) for name in self.settings.methods) else 1)
+            return self.n_tokens * (self._steps() if self._trust_reruns_ig() else 1)
         return None
+
+    def _trust_reruns_ig(self) -> bool:
+        """Whether the trust panel may rerun IG (`attribution.trust.completeness`): fixed steps only."""
+        return self.settings.n_steps != "auto" and any(on_path(name) for name in self.settings.methods)
 
     def _multiplier(self, name: str) -> int:
         """How many rows a method runs per token of input: IG's path points, context ablation's ablations."""
@@ -191,11 +200,10 @@ class Clock:
             return None
         if key.startswith("method:"):
             name = key.split(":", 1)[1]
-            cheap = [seconds for done, seconds in self.measured.items()
-                     if done.startswith("method:") and not costly(done.split(":", 1)[1])]
             if not costly(name):
+                cheap = self._cheap_seconds()
                 return sum(cheap) / len(cheap) if cheap else None
-            gradient = self.measured.get("method:gradient") or (max(cheap) if cheap else None)
+            gradient = self._gradient_seconds()
             return None if gradient is None else gradient * self._multiplier(name) * ROW_PER_GRADIENT
         if key.startswith("answer_map"):
             methods = key.split(":", 1)[1].split("+") if ":" in key else self.settings.mapped_methods
@@ -210,6 +218,9 @@ class Clock:
                 total += seconds * growth * MAP_OVERHEAD[costly(name)]
             return total
         if key == "trust":
+            if not self._trust_reruns_ig():
+                gradient = self._gradient_seconds()
+                return None if gradient is None else gradient * TRUST_PER_GRADIENT
             total = 0.0
             for name in self.settings.methods:
                 seconds = self._seconds(f"method:{name}")
@@ -218,6 +229,16 @@ class Clock:
                 total += seconds * TRUST_RERUN_FACTOR if on_path(name) else seconds
             return total
         return None
+
+    def _cheap_seconds(self) -> list[float]:
+        """This run's measured times of the cheap methods."""
+        return [seconds for done, seconds in self.measured.items()
+                if done.startswith("method:") and not costly(done.split(":", 1)[1])]
+
+    def _gradient_seconds(self) -> float | None:
+        """This run's gradient pass, or its slowest cheap method when the gradient is not among them."""
+        cheap = self._cheap_seconds()
+        return self.measured.get("method:gradient") or (max(cheap) if cheap else None)
 
     def left(self, now: float | None = None) -> float | None:
         """Seconds until the analysis ends (None: not known yet)."""

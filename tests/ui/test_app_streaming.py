@@ -8,6 +8,7 @@ import asyncio
 import os
 import threading
 import time
+from dataclasses import replace
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -244,3 +245,29 @@ def test_on_zerogpu_the_stream_yields_the_whole_result_once(tiny_folder, monkeyp
     (values,) = asyncio.run(run())
     values = dict(zip(ui_analysis.OUTPUT_KEYS, values))
     assert values["integrated_gradients:highlight"] and values["answer_map:highlight"] and values["export:json"]
+
+
+def test_the_trust_panels_time_grows_with_the_path_points_only_when_ig_may_rerun():
+    """With n_steps="auto" the trust panel never reruns IG: its kept speed is per token, so a prompt whose
+    IG took fewer points is not promised a faster panel; with fixed steps a rerun may double IG's points."""
+    analysis = make_analysis()  # 10 tokens, IG at 50 steps
+    for n_steps, grows in (("auto", False), (10, True)):
+        settings = Settings(methods=("gradient", "integrated_gradients"), n_steps=n_steps, max_new_tokens=1,
+                            trust=True)
+        model = f"timing-trust-{n_steps}-{time.time()}"
+        clock = timing.Clock(model, settings, now=0.0)
+        clock.stage(Progress("generate", 0, 4), 0.0)
+        clock.stage(Progress("method", 1, 4, "gradient"), 1.0)
+        clock.partial(analysis)
+        clock.stage(Progress("method", 2, 4, "integrated_gradients"), 1.5)
+        clock.stage(Progress("trust", 3, 4), 11.5)
+        # Never run on this model: from this run's gradient (auto) or its methods' times (fixed steps).
+        expected = 0.5 * timing.TRUST_PER_GRADIENT if not grows else 0.5 + 10.0 * timing.TRUST_RERUN_FACTOR
+        assert clock.left(11.5) == pytest.approx(expected)
+        clock.finish(analysis, now=14.5)  # the panel took 3 s
+        later = timing.Clock(model, settings, now=0.0)
+        later.partial(analysis)
+        fewer = replace(analysis, methods={**analysis.methods, "integrated_gradients": replace(
+            analysis.methods["integrated_gradients"], n_steps=25)})
+        later.partial(fewer)  # this prompt's IG took half the points
+        assert later._seconds("trust") == pytest.approx(1.5 if grows else 3.0)
