@@ -38,7 +38,10 @@ def _probe_seconds(loaded: LoadedModel, threads: int) -> float:
     forward: 2.2 s against 0.13 s beside another job), and the probe must stay cheap exactly then. The
     median, not the best: beside one busy process (`yes`, 2 cores) the best of 3 two-thread runs read 2.7 ms
     in 2 of 6 probes, against 4.1 ms on one thread, when two threads ran 50 such matmuls in 410 ms against
-    264 ms; the median of 30 runs read 7.1 ms against 5.5 ms."""
+    264 ms; the median of 30 runs read 7.1 ms against 5.5 ms. One count's runs back to back, not the counts
+    in turn: taken in turn beside `yes`, two threads read faster in 6 of 10 probes (e.g. 3.7 ms against 4.5 ms;
+    a thread woken after the one-thread run gets its core for a moment), where back to back they read
+    slower in 10 of 10 (6.8-7.8 ms against 5.0-5.3 ms), as the analysis itself runs."""
     torch.set_num_threads(threads)
     config = loaded.model.config
     hidden = int(config.hidden_size)
