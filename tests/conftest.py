@@ -163,11 +163,13 @@ def smollm2(real_model):
 @pytest.fixture(scope="module")  # not session: the app keeps only its latest results for drawing
 def analyzed(tiny_folder) -> dict:
     """One analysis through the page's handler with the default settings (answer map and trust panel
-    included), by output name, as the analyze event returns it (no figures drawn yet); four generated
-    tokens keep the answer map quick on a random model."""
+    included) and IG in the answer map too (as the Answer map tab's button adds it), by output name, as the
+    analyze event returns it (no figures drawn yet); four generated tokens keep the answer map quick on a
+    random model."""
     from ui import analysis as ui_analysis
 
-    return dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.analyze(SEED_PROMPT, str(tiny_folder), max_new_tokens=4)))
+    return dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.analyze(SEED_PROMPT, str(tiny_folder), max_new_tokens=4,
+                                                                 answer_map_ig=True)))
 
 
 @pytest.fixture(scope="module")

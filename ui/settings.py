@@ -87,10 +87,12 @@ SETTINGS: tuple[Setting, ...] = (
             only_with=("ig_auto", True)),
     Setting("score", "score", SEED.score, "value", "score"),
     Setting("hold_context", "hold_context", SEED.hold_context, "flag", "hold_context"),
-    # The answer map with IG too (the API's default, as before): on SmolLM2-135M chat it costs about a
-    # minute (IG per generated token) against 2 s for the cheap methods' maps, so chat-model pages start
-    # without it (CHAT_MODEL_DEFAULTS) and the Answer map tab offers it with its estimated cost.
-    Setting("answer_map_ig", "answer_map_ig", True, "flag", "answer_map_methods"),
+    # The answer map with IG too: off, for every model. IG per generated token: on SmolLM2-135M-Instruct
+    # without the chat template (as a base model's page runs), "The capital of Latvia is Riga. The capital of
+    # France is", 20 new tokens, the seed's other settings, the page took 97.6 s with it, 87.9 s of them
+    # the IG map; without it the map took 1.4 s and the page 12.0 s (2 CPU cores). The Answer map tab offers
+    # it with its estimated cost. (The API's default too: gradio's /analyze defaults are the page's values.)
+    Setting("answer_map_ig", "answer_map_ig", False, "flag", "answer_map_methods"),
     # Explain → a stretch of the answer: generated tokens "k-m", typed or picked by clicking the answer twice.
     Setting("target_span", "span", "", "text", "target", only_with=("target", "span")),
     Setting("continuation", "continuation", "", "value", "continuation"),  # "" = none; else explained as a span
@@ -115,7 +117,7 @@ COMBINED: dict[str, tuple[str, ...]] = {
 #: The page's defaults on a chat model (`ui.inputs.chat_default`), where the seed's IG settings do not
 #: converge (zero baseline: 50 steps off by far, so the trust panel reruns IG): the recommended preset's IG
 #: settings (mean baseline, held context, signed sum, auto steps to 1%, so the trust panel reruns nothing),
-#: and the answer map without IG. Measured on SmolLM2-135M-Instruct (`python benchmarks/real_model.py`: the
+#: with the answer map without IG (as every page). Measured on SmolLM2-135M-Instruct (`python benchmarks/real_model.py`: the
 #: seed prompt, chat, these defaults, 20 tokens, engine alone, 2 quiet CPU cores, best of 2; RESULTS.md):
 #: 10.4 s in all explaining " Rig" (IG 75 path points to 0.65%, 4.7 s; the answer map 2.1 s; the trust
 #: panel 2.4 s), 10.2× the gradient-only analysis (1.03 s). Explaining the reply's first token "The" (an
@@ -131,7 +133,6 @@ CHAT_MODEL_DEFAULTS: dict[str, Any] = {
     "ig_baseline": PRESETS["recommended"].baseline,
     "aggregation": PRESETS["recommended"].aggregation,
     "hold_context": PRESETS["recommended"].hold_context,
-    "answer_map_ig": False,
     # A chat reply's first token is filler ("The"): explain the first token of the answer's first content
     # word (" Riga"; SmolLM2 splits it " Rig" + "a").
     "target": "answer",

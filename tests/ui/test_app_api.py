@@ -81,7 +81,8 @@ def test_api_lists_analyze_and_hides_internal_events(client):
             defaults["hold_context"]) == (seed["n_steps"], seed["baseline"], seed["aggregation"], seed["score"],
                                           seed["hold_context"])
     assert defaults["ig_auto"] is False and defaults["target_error"] == 0.01
-    assert defaults["answer_map_ig"] is True  # the API's answer map, as before: every chosen method's
+    # The answer map leaves IG out unless asked (IG per generated token: minutes on a real model).
+    assert defaults["answer_map_ig"] is False
 
 
 def test_client_call_with_contrast_answer_map_and_trust(client):

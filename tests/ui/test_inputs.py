@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import attribution
+from attribution.catalog import CATALOG
 from ui import inputs as ui_inputs
 from ui import settings as ui_settings
 from attribution.gguf import PACKAGED_MODELS
@@ -120,7 +121,12 @@ def page_values(**changes):
 
 def test_the_page_builds_one_settings_and_its_defaults_are_the_pages():
     settings = ui_inputs.page_settings(page_values())
-    assert settings == Settings(methods=tuple(ui_settings.DEFAULTS["methods"]), all_targets=True, trust=True)
+    # The answer map without IG (its box unticked): the chosen methods that have a map, but the costly one.
+    cheap_maps = tuple(name for name in ui_settings.DEFAULTS["methods"]
+                       if CATALOG[name].answer_map is not False and not CATALOG[name].costly)
+    assert "integrated_gradients" not in cheap_maps and "gradient" in cheap_maps
+    assert settings == Settings(methods=tuple(ui_settings.DEFAULTS["methods"]), all_targets=True, trust=True,
+                                answer_map_methods=cheap_maps)
     # Each setting with a field fills it with its value as given (flags may come as 0/1).
     changed = ui_inputs.page_settings(page_values(
         methods=["gradient"], max_new_tokens=5.0, ig_baseline="mean", aggregation="sum", all_targets=0, trust=1,
@@ -129,7 +135,8 @@ def test_the_page_builds_one_settings_and_its_defaults_are_the_pages():
         "methods": (("gradient",), settings.methods), "max_new_tokens": (5, 20), "baseline": ("mean", "zero"),
         "aggregation": ("sum", "l2"), "all_targets": (False, True), "chat": (True, False),
         "system": ("Be brief.", None), "target_error": (0.02, settings.target_error),
-        "score": ("probability", "logit"), "hold_context": (True, False)}
+        "score": ("probability", "logit"), "hold_context": (True, False),
+        "answer_map_methods": (None, cheap_maps)}  # only gradient chosen: nothing costly to leave out
 
 
 def test_the_combined_fields_come_from_their_inputs():

@@ -72,7 +72,8 @@ def test_a_chat_models_page_starts_with_ig_settings_that_converge_and_an_answer_
     assert (chat["ig_baseline"], chat["aggregation"], chat["hold_context"]) == (
         recommended.baseline, recommended.aggregation, recommended.hold_context)
     assert chat["ig_auto"] is True  # auto steps to the target: converges, and the trust panel reruns nothing
-    assert chat["answer_map_ig"] is False
+    for kind in (True, False):  # every page's answer map leaves IG out (the tab offers it with its cost)
+        assert ui_settings.page_defaults("some/model", chat=kind)["answer_map_ig"] is False
     values = {**ui_settings.page_defaults("some/model-Instruct", chat=True), "prompt": "Hi"}
     from ui import inputs as ui_inputs
 
@@ -91,7 +92,7 @@ def test_a_chat_models_page_starts_with_ig_settings_that_converge_and_an_answer_
     # Only IG could map the answer and it is left out: no answer map (the tab says why and offers it).
     only_ig = ui_inputs.page_settings({**values, "methods": ["integrated_gradients", "occlusion"]})
     assert only_ig.all_targets is False and only_ig.answer_map_methods is None
-    # Ticked (the API's default), every chosen method maps the answer: the library's None.
+    # Ticked, every chosen method maps the answer: the library's None.
     assert ui_inputs.page_settings({**values, "answer_map_ig": True}).answer_map_methods is None
 
 
