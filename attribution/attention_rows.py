@@ -232,11 +232,14 @@ def _output_attentions_rows(loaded: LoadedModel, input_ids: torch.Tensor, rows: 
             f"the model gave {0 if not maps else len(maps)} attention maps for {loaded.n_layers} layers: its "
             "attention neither goes through transformers' AttentionInterface nor returns output_attentions"
         )
-    full = torch.stack([layer[0].float().cpu() for layer in maps])  # [layers, heads, seq, seq]
-    weights = full[:, :, rows]  # [layers, heads, R, seq]
+    # Per layer, so that no second copy of all the maps is made: the asked rows and, for rollout, the head mean.
+    weights = torch.stack([layer[0][:, rows.to(layer.device)].float().cpu()
+                           for layer in maps])  # [layers, heads, R, seq]
     if head_mean:
         weights = weights.mean(dim=1, keepdim=True)
-    return AttentionRows(rows=rows, weights=weights.contiguous(), maps=full.mean(dim=1) if keep_inputs else None)
+    means = None if not keep_inputs else torch.stack(
+        [layer[0].float().mean(dim=0).cpu() for layer in maps])  # [layers, seq, seq]
+    return AttentionRows(rows=rows, weights=weights, maps=means)
 
 
 def rollout_last_row(rows: AttentionRows) -> torch.Tensor:
