@@ -117,8 +117,8 @@ COMBINED: dict[str, tuple[str, ...]] = {
 #: The page's defaults on a chat model (`ui.inputs.chat_default`), where the seed's IG settings do not
 #: converge (zero baseline: 50 steps off by far, so the trust panel reruns IG): the recommended preset's IG
 #: settings (mean baseline, held context, signed sum, auto steps to 1%, so the trust panel reruns nothing),
-#: with the answer map without IG (as every page). Measured on SmolLM2-135M-Instruct (`python benchmarks/real_model.py`: the
-#: seed prompt, chat, these defaults, 20 tokens, engine alone, 2 quiet CPU cores, best of 2; RESULTS.md):
+#: with the answer map without IG (as every page). Measured on SmolLM2-135M-Instruct (`python
+#: benchmarks/real_model.py`: the seed prompt, chat, these defaults, 20 tokens, engine alone, 2 quiet CPU cores, best of 2; RESULTS.md):
 #: 10.4 s in all explaining " Rig" (IG 75 path points to 0.65%, 4.7 s; the answer map 2.1 s; the trust
 #: panel 2.4 s), 10.2× the gradient-only analysis (1.03 s). Explaining the reply's first token "The" (an
 #: earlier default): IG 33 points, 8.5 s, 9.6×; there a fixed 50 steps missed completeness by 6.8% and the
