@@ -208,16 +208,22 @@ def test_the_time_left_comes_from_the_models_measured_speed():
     assert unknown.left(1.5) is None and "not known yet" in ui_analysis.progress_line(unknown, 1.5)[1]
 
 
+def clock_after_the_gradient(model: str, settings: Settings, analysis) -> timing.Clock:
+    """A clock of 4 stages: generation 0-1 s, then the gradient from 1 s (the result's sizes known)."""
+    clock = timing.Clock(model, settings, now=0.0)
+    clock.stage(Progress("generate", 0, 4), 0.0)
+    clock.stage(Progress("method", 1, 4, "gradient"), 1.0)
+    clock.partial(analysis)
+    return clock
+
+
 def test_context_ablation_is_timed_by_its_ablations_and_ig_by_its_own_steps():
     # Both are costly; only IG's cost grows with the path points, context ablation's with its ablations.
     settings = Settings(methods=("gradient", "context_ablation", "integrated_gradients"), n_steps=10,
                         n_ablations=16, max_new_tokens=1)
     analysis = make_analysis()  # 10 tokens, IG at 50 steps
     model = f"timing-ablation-{time.time()}"
-    clock = timing.Clock(model, settings, now=0.0)
-    clock.stage(Progress("generate", 0, 4), 0.0)
-    clock.stage(Progress("method", 1, 4, "gradient"), 1.0)
-    clock.partial(analysis)
+    clock = clock_after_the_gradient(model, settings, analysis)
     clock.stage(Progress("method", 2, 4, "context_ablation"), 1.5)
     gradient = 0.5
     ablation = gradient * 16 * timing.ROW_PER_GRADIENT
@@ -255,10 +261,7 @@ def test_the_trust_panels_time_grows_with_the_path_points_only_when_ig_may_rerun
         settings = Settings(methods=("gradient", "integrated_gradients"), n_steps=n_steps, max_new_tokens=1,
                             trust=True)
         model = f"timing-trust-{n_steps}-{time.time()}"
-        clock = timing.Clock(model, settings, now=0.0)
-        clock.stage(Progress("generate", 0, 4), 0.0)
-        clock.stage(Progress("method", 1, 4, "gradient"), 1.0)
-        clock.partial(analysis)
+        clock = clock_after_the_gradient(model, settings, analysis)
         clock.stage(Progress("method", 2, 4, "integrated_gradients"), 1.5)
         clock.stage(Progress("trust", 3, 4), 11.5)
         # Never run on this model: from this run's gradient (auto) or its methods' times (fixed steps).
