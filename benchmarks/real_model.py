@@ -70,11 +70,23 @@ def page_chat_gradient() -> dict:
                 target=settings["target"], all_targets=False, trust=False)
 
 
+def page_chat_long_answer() -> dict:
+    """The page's answer map over a longer reply (60 new tokens at most), without IG and the trust panel:
+    the answer map's row of this case is what a visitor who asks for a long answer waits for."""
+    settings = page_chat_defaults()
+    return dict(settings, max_new_tokens=60, trust=False,
+                methods=[name for name in settings["methods"] if name != "integrated_gradients"])
+
+
 #: Cases whose settings come from this checkout's page (`--cases` names them like the others).
 PAGE_CASES = {
     "chat-page-now": ("chat, the page's defaults (from ui/settings.py)", page_chat_defaults),
     "chat-gradient-now": ("chat, gradient only, the page's target", page_chat_gradient),
+    "chat-long-answer-now": ("chat, the page's answer map over up to 60 new tokens, no IG or trust panel",
+                             page_chat_long_answer),
 }
+#: Rows of a case that are not seconds.
+COUNTS = ("IG path points", "IG completeness error", "answer tokens")
 #: Inseq's IG and the engine's beside it: the seed's IG (zero baseline, 50 steps, nothing held).
 PEER_STEPS = 50
 
@@ -106,6 +118,7 @@ def timed_stages(loaded, prompt: str, settings: dict) -> dict[str, float]:
     if "highlights" in shown:
         stages["first highlights"] = shown["highlights"] - started
         stages["first highlights after the answer"] = shown["highlights"] - shown["answer"]
+    stages["answer tokens"] = int(analysis.generated_ids.size)  # a count (the reply may stop early)
     ig = analysis.methods.get("integrated_gradients")
     if ig is not None:  # what IG reached: path points and completeness (not seconds)
         stages["IG path points"] = ig.n_steps
@@ -175,7 +188,7 @@ def main() -> None:
             print(f"{name}: not supported by this checkout ({error})", flush=True)
             continue
         rows[name] = {key: min(run[key] for run in runs) for key in runs[0]}
-        print(f"{name}: " + ", ".join(f"{key} {value:.4g}" if key.startswith("IG ") else f"{key} {value:.2f} s"
+        print(f"{name}: " + ", ".join(f"{key} {value:.4g}" if key in COUNTS else f"{key} {value:.2f} s"
                                       for key, value in rows[name].items()), flush=True)
     page, gradient = (PAGE_CASES[key][0] for key in ("chat-page-now", "chat-gradient-now"))
     if page in rows and gradient in rows:  # the issue's yardstick, in wall and in CPU seconds
