@@ -119,7 +119,7 @@ COMBINED: dict[str, tuple[str, ...]] = {
 #: converge (zero baseline: 50 steps off by far, so the trust panel reruns IG): the recommended preset's IG
 #: settings (mean baseline, held context, signed sum, auto steps), with the answer map without IG (as every
 #: page). Auto steps stop at the completeness the trust panel calls converged (COMPLETENESS_TOLERANCE, 5%),
-#: so the panel cites IG and reruns nothing; the recommended preset's 1% is one click away (Presets, or the
+#: so the panel cites IG and reruns nothing; the recommended preset's 1% is one click away (its button, or the
 #: Target error field). Measured on SmolLM2's 12 chat capital questions (`scripts/measure_ig_target.py`,
 #: the scores against a reference to 0.05%): to 5%, a median of 57 path points (worst 81) and token scores
 #: within 2.5% of the reference (L2, median; worst 3.9%); to 1%, 72 points (worst 135) and 1.2% (worst
