@@ -5,8 +5,8 @@
 
 Runs `attribution.analyze` with the page's default settings (every method, 20 new tokens, IG 50 steps
 from the seed's zero baseline, the answer map and the trust panel; the chat template for a chat model) on
-the seed prompt (or `--prompt`), with and without the chat template, and the gradient-only analysis of the same prompt
-in the same run (the issue's 10× yardstick). Each stage's seconds come from the engine's own progress
+the seed prompt (or `--prompt`), with and without the chat template, and the gradient-only analysis of the
+same prompt in the same run (the issue's 10× yardstick). Each stage's seconds come from the engine's own progress
 events; the first highlighted tokens are the first partial result with a method in it (the page shows
 each partial result as it comes), timed from the start and from the answer (the partial result after
 generation). The peer row: Inseq's IG (50 steps, zero baseline, as the seed's) on the same chat prompt

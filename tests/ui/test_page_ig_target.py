@@ -9,11 +9,9 @@ import pytest
 
 import attribution
 from attribution.limits import COMPLETENESS_TOLERANCE
-from conftest import SEED_PROMPT
+from conftest import SEED_PROMPT, SMOLLM2
 from ui import inputs as ui_inputs
 from ui import settings as ui_settings
-
-SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def content_top(scores: np.ndarray, held: np.ndarray, k: int) -> list[int]:

@@ -79,7 +79,7 @@ def test_a_chat_models_page_starts_with_ig_settings_that_converge_and_an_answer_
 
     settings = ui_inputs.page_settings(values)
     # Auto steps stop where the trust panel calls IG converged, so it cites IG and reruns nothing; the
-    # recommended preset aims tighter (`tests/engine/test_page_ig_target.py` measures what that costs).
+    # recommended preset aims tighter (`tests/ui/test_page_ig_target.py` measures what that costs).
     from attribution.limits import COMPLETENESS_TOLERANCE
 
     assert settings.n_steps == "auto" and settings.target_error == COMPLETENESS_TOLERANCE
