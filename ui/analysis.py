@@ -125,14 +125,19 @@ def regroup(state: str | None, granularity: Any, hide_special: Any) -> list[Any]
     the new granularity — the model is not run (occlusion has hidden every granularity's groups already) —,
     stored as the session's result, whose figures the page then draws. Nothing before the first analysis;
     gr.Error when the text has no such groups (a separator it lacks)."""
-    stored = store.lookup(state)
-    if stored is None:
+    if store.lookup(state) is None:
         return [gr.update() for _key in OUTPUT_KEYS]
-    try:
-        return render(stored.analysis, stored.view.grouped(granularity).scaled(hide_special), replaces=state,
-                      display_change=True)
-    except ValueError as error:
-        raise gr.Error(str(error)) from None
+    # Made in its turn against the analysis's next stage, from its newest stage (`store.display_turn`).
+    with store.display_turn(state) as stored:
+        if stored is None:
+            gr.Warning(store.EXPIRED)
+            return [gr.update() for _key in OUTPUT_KEYS]
+        try:
+            return render(stored.analysis, stored.view.grouped(granularity).scaled(hide_special),
+                          running=store.running(stored) and not complete(stored.analysis), replaces=stored.id,
+                          display_change=True)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
 
 
 def render_waiting(settings: Settings, answer_text: str) -> list[Any]:
@@ -336,10 +341,19 @@ def scaled_views(state: str | None, hide_special: Any, method_name: Any, token: 
     answer map), redrawn from the stored result when "Leave held context out of the colour scaling"
     changes: the model is not run again. An expired result is left as shown (the figures drawn next say
     it has gone)."""
-    stored = store.lookup(state, warn=False)
-    if stored is None:
+    if store.lookup(state, warn=False) is None:
         return [gr.update() for _key in SCALED_KEYS]
-    view = stored.view.scaled(hide_special)
+    # In its turn against the analysis's next stage, which is then shown with this scaling too.
+    with store.display_turn(state) as stored:
+        if stored is None:
+            return [gr.update() for _key in SCALED_KEYS]
+        view = stored.view.scaled(hide_special)
+        store.keep_display(stored.id, view)
+        return scaled_values(stored, view, method_name, token)
+
+
+def scaled_values(stored: store.Stored, view: View, method_name: Any, token: Any) -> list[Any]:
+    """`scaled_views`'s outputs of one stored result with the scaling of `view`."""
     shown = stored.shown or stored.analysis
     exclude = view.exclude(shown)
     values: dict[str, Any] = {}

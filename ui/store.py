@@ -21,8 +21,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import gradio as gr
 
@@ -36,6 +37,9 @@ MAX_RESULTS = 256  # a few MB at most each (per-head attention of a 1B model at 
 MAX_PNGS = 512
 DPI = 100  # as the PNG downloads always were
 SUPERSEDED_KEEP_S = 120  # a stage of an analysis kept after the next stage is stored
+# How long a display change waits for the stage being sent (rendering a stage takes milliseconds; only a
+# stream abandoned between its yield and its next step holds the turn longer).
+TURN_WAIT_S = 10.0
 EXPIRED = "This result is no longer kept on the server (results are kept for an hour): press **Analyze** again."
 
 
@@ -64,8 +68,11 @@ _results: OrderedDict[str, Stored] = OrderedDict()
 _pinned: dict[str, str] = {}  # slot → the id of a result never swept (a cached example's)
 _pngs: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
 _superseded: dict[str, float] = {}  # id → when a later stage of the same analysis was stored
-# run → the view a display change ("Scores per") made of it: the analysis's later stages keep it.
+# run → the view a display change ("Scores per", the colour scaling) made of it: its later stages keep it.
 _display: dict[str, View] = {}
+_latest: dict[str, str] = {}  # run → the id of its newest stored stage (or display change)
+_turns: dict[str, threading.Lock] = {}  # run → whose turn it is to change the page (`turn`)
+_ended: set[str] = set()  # runs whose stream has ended (done, stopped or failed)
 
 
 def remember(analysis: Analysis, view: View, replaces: str | None = None, shown: Analysis | None = None,
@@ -82,6 +89,7 @@ def remember(analysis: Analysis, view: View, replaces: str | None = None, shown:
         earlier = _results.get(replaces) if replaces is not None else None
         run = earlier.run if earlier else result_id
         _results[result_id] = Stored(result_id, analysis, view, now, run, shown)
+        _latest[run] = result_id
         if display_change:
             _display[run] = view
         if replaces is not None:
@@ -95,8 +103,10 @@ def remember(analysis: Analysis, view: View, replaces: str | None = None, shown:
         for old_id in [key for key in _superseded if key not in _results]:
             del _superseded[old_id]
         runs = {stored.run for stored in _results.values()}
-        for old_run in [key for key in _display if key not in runs]:
-            del _display[old_run]
+        for kept in (_display, _latest, _turns):
+            for old_run in [key for key in kept if key not in runs]:
+                del kept[old_run]
+        _ended.intersection_update(runs)
         unpinned = [key for key in _results if key not in pinned]  # oldest first
         for old_id in unpinned[:max(len(unpinned) - MAX_RESULTS, 0)]:
             del _results[old_id]
@@ -108,6 +118,58 @@ def changed_view(result_id: str | None) -> View | None:
     with _lock:
         stored = _results.get(result_id) if isinstance(result_id, str) else None
         return None if stored is None else _display.get(stored.run)
+
+
+def keep_display(result_id: str, view: View) -> None:
+    """A display change that stores no result (the colour scaling): the later stages of the analysis
+    `result_id` is a stage of are shown with `view` too."""
+    with _lock:
+        stored = _results.get(result_id)
+        if stored is not None:
+            _display[stored.run] = view
+
+
+def turn(result_id: Any) -> threading.Lock | None:
+    """The lock by which the analysis `result_id` is a stage of and a display change of it take turns at the
+    page: the stream holds it from before it renders a stage until that stage has been sent (gradio resumes a
+    generator only after sending what it yielded), a display change while it makes and stores its view.
+    Without it a stage rendered with the old choice could reach the page after the change and undo it: the
+    highlights per token under "Scores per: sentence" (a browser test saw it once in CI). None: not stored."""
+    with _lock:
+        stored = _results.get(result_id) if isinstance(result_id, str) else None
+        return None if stored is None else _turns.setdefault(stored.run, threading.Lock())
+
+
+@contextmanager
+def display_turn(result_id: str) -> Iterator[Stored | None]:
+    """A display change's turn (`turn`): yields the newest stored stage of the analysis `result_id` is a
+    stage of — a change the page asked for from an earlier stage's id must not bring that stage back —, or
+    None when it has expired. Waits at most TURN_WAIT_S for the stage being sent; after that it goes on
+    without the turn (the view is still right, only its order on the page against that stage is not kept)."""
+    lock = turn(result_id)
+    acquired = lock is not None and lock.acquire(timeout=TURN_WAIT_S)
+    try:
+        with _lock:
+            stored = _results.get(result_id)
+            newest = _latest.get(stored.run) if stored is not None else None
+        yield recall(newest) if newest is not None else recall(result_id)
+    finally:
+        if acquired:
+            lock.release()
+
+
+def end_run(result_id: str | None) -> None:
+    """The stream of the analysis `result_id` is a stage of has ended (done, stopped or failed)."""
+    with _lock:
+        stored = _results.get(result_id) if isinstance(result_id, str) else None
+        if stored is not None:
+            _ended.add(stored.run)
+
+
+def running(stored: Stored) -> bool:
+    """Whether the analysis `stored` is a stage of is still being streamed."""
+    with _lock:
+        return stored.run not in _ended
 
 
 def pin(result_id: str, slot: str) -> None:

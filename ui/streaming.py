@@ -22,6 +22,8 @@ from . import analysis as page, store
 
 #: How often the progress line's time left is brought up to date while a stage runs (seconds).
 TICK_S = 1.0
+#: How often a stage waiting for its turn at the page looks again (a display change holds it for milliseconds).
+TURN_POLL_S = 0.005
 
 
 # `analyze` with results as they come (the page's and the API's /analyze event): yields every output
@@ -109,15 +111,23 @@ async def analyze_stream(*arguments: Any, **keywords: Any) -> AsyncIterator[list
                     raise value
             if final is not None:
                 view = page.page_view(loaded, final, request.hide_special, request.all_targets, clock)
-                yield await asyncio.to_thread(page.render, final, view, replaces=state)
+                turn = await take_turn(state)
+                try:
+                    yield await asyncio.to_thread(page.render, final, view, replaces=state)
+                finally:
+                    give_turn(turn)
                 return
             progress(*page.progress_line(clock))
             if latest is not None:
                 if view is None:
                     view = page.page_view(loaded, latest, request.hide_special, request.all_targets)
-                values = await asyncio.to_thread(page.render, latest, view, running=True, replaces=state)
-                state = values[page.OUTPUT_KEYS.index("state")]
-                yield values
+                turn = await take_turn(state)
+                try:
+                    values = await asyncio.to_thread(page.render, latest, view, running=True, replaces=state)
+                    state = values[page.OUTPUT_KEYS.index("state")]
+                    yield values
+                finally:
+                    give_turn(turn)
                 progress(*page.progress_line(clock))  # the page hides the progress at each yield: shown again
             elif answered and state is None:
                 answered = False
@@ -128,6 +138,25 @@ async def analyze_stream(*arguments: Any, **keywords: Any) -> AsyncIterator[list
     finally:
         cancel.set()  # stopped, failed or done: a running engine stops within one batch and frees the model
         clock.keep()  # what a stopped analysis measured still says how fast this model is
+        store.end_run(state)  # a display change of its last stage now shows what is missing as not computed
+
+
+async def take_turn(state: str | None) -> threading.Lock | None:
+    """The turn at the page against a display change of this analysis (`store.turn`), before a stage is
+    rendered; None before its first stage is stored (no display change can name it yet). Polled, not
+    awaited in a thread: a cancelled stream must not leave a thread that takes the turn after it has gone."""
+    turn = store.turn(state)
+    if turn is None:
+        return None
+    while not turn.acquire(blocking=False):
+        await asyncio.sleep(TURN_POLL_S)
+    return turn
+
+
+def give_turn(turn: threading.Lock | None) -> None:
+    """The stage has been sent (the stream was resumed after its yield), or the stream ended there."""
+    if turn is not None:
+        turn.release()
 
 
 analyze_stream.__signature__ = page.ANALYZE_SIGNATURE  # type: ignore[attr-defined]

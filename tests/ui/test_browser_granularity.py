@@ -3,7 +3,7 @@ sentence, and token brings the tokens back (that no model runs is `test_granular
 
 from __future__ import annotations
 
-from test_browser import TIMEOUT_MS, browser, open_page, page_url  # noqa: F401 (the page and the browser fixtures)
+from test_browser import TIMEOUT_MS, browser, open_page, page_url, wait_until_idle  # noqa: F401 (the fixtures)
 
 PROMPT = "Paris is in France. Berlin is in Germany. The capital of"
 
@@ -20,6 +20,8 @@ def test_scores_per_sentence_redraws_the_highlights(page_url, browser):  # noqa:
     # BOS (held, a group of its own) and the three sentences.
     page.wait_for_function("() => document.querySelectorAll('#highlight-gradient .token').length === 4",
                            timeout=TIMEOUT_MS)
+    # Still per sentence once the analysis is done: no stage drawn per token lands after the switch.
+    wait_until_idle(page)
     texts = [text.strip() for text in tokens.all_inner_texts()]
     assert texts[1:] == ["Paris is in France.", "Berlin is in Germany.", "The capital of"]
     page.locator("#granularity label", has_text="token").click()

@@ -5,6 +5,8 @@ panel per the granularity chosen at Analyze; a separator the prompt lacks refuse
 from __future__ import annotations
 
 import csv
+import dataclasses
+import threading
 
 import gradio as gr
 import numpy as np
@@ -98,3 +100,62 @@ def test_a_switch_while_the_analysis_runs_holds_for_its_later_stages(by_token, m
     # Another analysis (not a stage of that one) is shown as it was asked for.
     fresh = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.render(stored.analysis, stored.view)))
     assert len(fresh["gradient:highlight"]) == len(stored.analysis.input_tokens)
+
+
+def _stage_without_ig(stored) -> dict:
+    """The analysis as a stage shows it while IG is still being computed (results as they come)."""
+    analysis = stored.analysis
+    partial = dataclasses.replace(analysis, methods={name: scores for name, scores in analysis.methods.items()
+                                                     if name != "integrated_gradients"})
+    return dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.render(partial, stored.view, running=True)))
+
+
+def test_a_switch_waits_for_the_stage_being_sent_and_shows_the_newest_stage(by_token, monkeypatch):
+    # The stream holds the turn from rendering a stage until it has been sent; a switch made meanwhile from
+    # the page's older stage id comes after it, drawn from that newest stage — never a stage the page had
+    # already replaced, and never before it (the stage, drawn per token, would then undo the switch).
+    _no_model(monkeypatch)
+    stored = store.lookup(by_token["state"])
+    stage = _stage_without_ig(stored)
+    turn = store.turn(stage["state"])
+    assert turn.acquire(blocking=False)  # the stream renders and sends its next stage
+    newest = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.render(stored.analysis, stored.view,
+                                                                  replaces=stage["state"])))
+    switched: list[list] = []
+    worker = threading.Thread(target=lambda: switched.append(ui_analysis.regroup(stage["state"], "sentence", True)))
+    worker.start()
+    worker.join(0.3)
+    assert worker.is_alive() and not switched  # waiting for the stage to be sent
+    turn.release()
+    worker.join(10)
+    values = dict(zip(ui_analysis.OUTPUT_KEYS, switched[0]))
+    sentences = list(stored.analysis.grouping("sentence").labels)
+    assert [text.strip() for text, _score in values["integrated_gradients:highlight"]] == sentences
+    assert store.lookup(values["state"]).analysis is store.lookup(newest["state"]).analysis
+
+
+def test_a_switch_while_ig_runs_says_it_is_being_computed_and_after_a_stop_that_it_was_not(by_token, monkeypatch):
+    _no_model(monkeypatch)
+    stage = _stage_without_ig(store.lookup(by_token["state"]))
+    switched = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.regroup(stage["state"], "sentence", True)))
+    assert switched["integrated_gradients:notes"] == stage["integrated_gradients:notes"]
+    assert "is being computed" in switched["integrated_gradients:notes"]
+    assert switched["export:json"] is None  # the downloads wait for the whole result
+    store.end_run(stage["state"])  # stopped there
+    after = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.regroup(switched["state"], "word", True)))
+    assert "is being computed" not in after["integrated_gradients:notes"]
+
+
+def test_the_colour_scaling_changed_while_the_analysis_runs_holds_for_its_later_stages(by_token, monkeypatch):
+    _no_model(monkeypatch)
+    stored = store.lookup(by_token["state"])
+    assert stored.view.hide_special
+    stage = _stage_without_ig(stored)
+    ui_analysis.scaled_views(stage["state"], False, None, None)
+    later = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.render(stored.analysis, stored.view,
+                                                                 replaces=stage["state"])))
+    assert store.lookup(later["state"]).view.hide_special is False
+    # The held BOS is coloured again, as the unticked box says: the next stage does not tick it back.
+    assert later["gradient:highlight"][0][1] is not None
+    assert dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.render(stored.analysis, stored.view))
+                )["gradient:highlight"][0][1] is None
