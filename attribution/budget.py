@@ -189,6 +189,9 @@ def prompt_cap(loaded: LoadedModel, settings: Settings) -> tuple[int, str]:
     context = context_length(loaded)
     if context is not None:
         room = context - settings.max_new_tokens
+        if room < 1:  # else the prompt's check says "the limit of 0 tokens; shorten it", whatever its length
+            raise ValueError(f"max_new_tokens is {settings.max_new_tokens}, but the model's context is {context:,} "
+                             f"tokens: no room is left for the prompt; choose max_new_tokens below {context:,}")
         reason = (f"the model's context is {context:,} tokens and {settings.max_new_tokens} are kept for the answer"
                   if settings.max_new_tokens else f"the model's context is {context:,} tokens")
         if override is None or room < override:

@@ -140,6 +140,18 @@ def regroup(state: str | None, granularity: Any, hide_special: Any) -> list[Any]
             raise gr.Error(str(error)) from None
 
 
+def follow_display(state: str | None, granularity: Any, hide_special: Any) -> list[Any]:
+    """Each result or stage shown (the state's change): redrawn, as `regroup` does, when it was made with
+    another "Scores per" or colour scaling than the page now shows — one changed after Analyze was pressed but
+    before the analysis had a stage to change (while its answer was generated) is otherwise never applied, and
+    the page would say sentence over highlights per token. Nothing changes when they agree (every OUTPUT_KEYS
+    output left as it is)."""
+    stored = store.lookup(state, warn=False)
+    if stored is None or (stored.view.granularity == granularity and stored.view.hide_special == bool(hide_special)):
+        return [gr.update() for _key in OUTPUT_KEYS]
+    return regroup(state, granularity, hide_special)
+
+
 def render_waiting(settings: Settings, answer_text: str) -> list[Any]:
     """Every output while the answer is being generated (nothing else is done yet): the answer so far, and
     each asked-for tab computing; no stored result (the state None)."""

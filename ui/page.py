@@ -20,6 +20,7 @@ from .analysis import (
     analyze_example,
     explain_answer_token,
     example_state,
+    follow_display,
     pick_contrast,
     regroup,
     scaled_views,
@@ -199,6 +200,10 @@ def wire_analysis(page: Page) -> None:
     controls = page.controls
     runs = [controls["analyze_button"].click(**page.run, api_name="analyze"),
             controls["prompt"].submit(**page.run, **PRIVATE)]
+    # Each result or stage shown in the page's "Scores per" and colour scaling, also when they were changed
+    # before it had a stage to change (`follow_display`); queued before the figures are drawn.
+    page.state.change(follow_display, [page.state, controls["granularity"], controls["hide_special"]],
+                      page.components(OUTPUT_KEYS), show_progress="hidden", **PRIVATE, **IN_ORDER)
     # Figures are drawn when seen: the open tab's once an analysis (or a cached example) is shown.
     page.state.change(figures.draw_after_analysis, [page.open_tab, controls["hide_special"], page.state],
                       page.components(figures.FIGURE_KEYS), show_progress="minimal", **PRIVATE, **IN_ORDER)

@@ -60,6 +60,14 @@ def test_the_answer_must_fit_in_the_context_too(short_context, no_generation):
         attribution.analyze(short_context, prompt, methods=["gradient"], max_new_tokens=10)
 
 
+def test_an_answer_as_long_as_the_context_leaves_no_room_and_says_to_lower_max_new_tokens(short_context,
+                                                                                        no_generation):
+    # Not "the limit of 0 tokens; shorten it": no prompt, however short, would do.
+    with pytest.raises(ValueError, match=f"max_new_tokens is {CONTEXT}, but the model's context is {CONTEXT} tokens"
+                                         f".*choose max_new_tokens below {CONTEXT}"):
+        attribution.analyze(short_context, " a", methods=["gradient"], max_new_tokens=CONTEXT)
+
+
 def test_a_prompt_that_fits_the_context_runs(short_context):
     prompt = prompt_of(short_context, CONTEXT - 6)
     analysis = attribution.analyze(short_context, prompt, methods=["gradient"], max_new_tokens=6)

@@ -159,3 +159,22 @@ def test_the_colour_scaling_changed_while_the_analysis_runs_holds_for_its_later_
     assert later["gradient:highlight"][0][1] is not None
     assert dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.render(stored.analysis, stored.view))
                 )["gradient:highlight"][0][1] is None
+
+
+def test_a_result_shown_with_another_choice_than_the_pages_is_redrawn_per_the_page(by_token, monkeypatch):
+    # "Scores per" changed after Analyze but before the analysis had a stage (its answer was being generated):
+    # the first stage comes per token, and the page's choice is applied when it is shown.
+    _no_model(monkeypatch)
+    stored = store.lookup(by_token["state"])
+    stage = _stage_without_ig(stored)
+    unchanged = ui_analysis.follow_display(stage["state"], "token", True)
+    assert unchanged == [gr.update() for _key in ui_analysis.OUTPUT_KEYS]
+    followed = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.follow_display(stage["state"], "sentence", True)))
+    sentences = list(stored.analysis.grouping("sentence").labels)
+    assert [text.strip() for text, _score in followed["gradient:highlight"]] == sentences
+    assert "is being computed" in followed["integrated_gradients:notes"]
+    later = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.render(stored.analysis, stored.view,
+                                                                 replaces=stage["state"])))
+    assert [text.strip() for text, _score in later["gradient:highlight"]] == sentences  # and its later stages
+    scaled = dict(zip(ui_analysis.OUTPUT_KEYS, ui_analysis.follow_display(later["state"], "sentence", False)))
+    assert store.lookup(scaled["state"]).view.hide_special is False
