@@ -5,6 +5,7 @@ engine in a worker thread and yields the page's outputs after each stage, and wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 import time
@@ -111,23 +112,17 @@ async def analyze_stream(*arguments: Any, **keywords: Any) -> AsyncIterator[list
                     raise value
             if final is not None:
                 view = page.page_view(loaded, final, request.hide_special, request.all_targets, clock)
-                turn = await take_turn(state)
-                try:
+                async with turn_at_page(state):
                     yield await asyncio.to_thread(page.render, final, view, replaces=state)
-                finally:
-                    give_turn(turn)
                 return
             progress(*page.progress_line(clock))
             if latest is not None:
                 if view is None:
                     view = page.page_view(loaded, latest, request.hide_special, request.all_targets)
-                turn = await take_turn(state)
-                try:
+                async with turn_at_page(state):
                     values = await asyncio.to_thread(page.render, latest, view, running=True, replaces=state)
                     state = values[page.OUTPUT_KEYS.index("state")]
                     yield values
-                finally:
-                    give_turn(turn)
                 progress(*page.progress_line(clock))  # the page hides the progress at each yield: shown again
             elif answered and state is None:
                 answered = False
@@ -141,22 +136,21 @@ async def analyze_stream(*arguments: Any, **keywords: Any) -> AsyncIterator[list
         store.end_run(state)  # a display change of its last stage now shows what is missing as not computed
 
 
-async def take_turn(state: str | None) -> threading.Lock | None:
-    """The turn at the page against a display change of this analysis (`store.turn`), before a stage is
-    rendered; None before its first stage is stored (no display change can name it yet). Polled, not
-    awaited in a thread: a cancelled stream must not leave a thread that takes the turn after it has gone."""
+@contextlib.asynccontextmanager
+async def turn_at_page(state: str | None) -> AsyncIterator[None]:
+    """A stage rendered and sent in its turn against a display change of this analysis (`store.turn`): held
+    until the stream is resumed after its yield, i.e. once gradio has sent the stage. No turn before the
+    first stage is stored (no display change can name it yet). Polled, not awaited in a thread: a cancelled
+    stream must not leave a thread that takes the turn after it has gone."""
     turn = store.turn(state)
-    if turn is None:
-        return None
-    while not turn.acquire(blocking=False):
-        await asyncio.sleep(TURN_POLL_S)
-    return turn
-
-
-def give_turn(turn: threading.Lock | None) -> None:
-    """The stage has been sent (the stream was resumed after its yield), or the stream ended there."""
     if turn is not None:
-        turn.release()
+        while not turn.acquire(blocking=False):
+            await asyncio.sleep(TURN_POLL_S)
+    try:
+        yield
+    finally:
+        if turn is not None:
+            turn.release()
 
 
 analyze_stream.__signature__ = page.ANALYZE_SIGNATURE  # type: ignore[attr-defined]
